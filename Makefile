@@ -1,0 +1,32 @@
+# Set-up and checks. `make test` installs into .venv/ when needed, then runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# The CPU build of torch is installed first and pinned here only: pyproject declares a range.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: install test check lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e '.[train,dev]'
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check edge_aae export tests
+	$(VENV)/bin/mypy edge_aae export
+
+check: lint test
+
+bench: install
+	$(PY) -m edge_aae.cli bench train --out bench-out/train --update BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

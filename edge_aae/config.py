@@ -1,0 +1,144 @@
+"""Training configuration: a frozen dataclass read from TOML and checked once."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from edge_aae.errors import ConfigError, UsageError
+
+ARCHITECTURES = ("conv", "mlp")
+PRIORS = ("gaussian", "mixture")
+THRESHOLD_METHODS = ("pot", "quantile")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes a trained model. Stored in the run directory.
+
+    Defaults are tuned to work unchanged on the synthetic machine, SKAB and ASD.
+    """
+
+    window_len: int = 32
+    stride: int = 1
+    arch: str = "conv"
+    hidden: int = 32
+    latent_dim: int = 0  # 0: auto_latent_dim(n_channels), fixed at fit time
+    prior: str = "gaussian"
+    n_components: int = 4
+    adversarial_weight: float = 1.0
+    latent_weight: float = 0.1
+    score_tail: float = 0.25
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    disc_lr: float = 2e-4
+    grad_clip: float = 1.0
+    val_fraction: float = 0.2
+    patience: int = 5
+    max_train_windows: int = 12000
+    seed: int = 0
+    device: str = "auto"
+    threshold: str = "pot"
+    target_far: float = 1e-3
+    pot_init_quantile: float = 0.98
+    max_nan_run: int = 5
+    max_gap_factor: float = 5.0
+
+    def __post_init__(self) -> None:
+        """Check values once, naming the key at fault."""
+        problems = []
+        positive_ints = ("window_len", "stride", "hidden", "n_components",
+                         "epochs", "batch_size", "patience", "max_train_windows")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.window_len, int) and self.window_len < 4:
+            problems.append(f"window_len must be at least 4, got {self.window_len}")
+        choices = (("arch", ARCHITECTURES), ("prior", PRIORS),
+                   ("threshold", THRESHOLD_METHODS), ("device", DEVICES))
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("adversarial_weight", "latent_weight", "grad_clip"):
+            if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
+                problems.append(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+        for name in ("lr", "disc_lr", "max_gap_factor"):
+            if not _is_number(getattr(self, name)) or getattr(self, name) <= 0:
+                problems.append(f"{name} must be a number > 0, got {getattr(self, name)!r}")
+        for name in ("val_fraction", "target_far", "pot_init_quantile", "score_tail"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 < value < 1:
+                problems.append(f"{name} must be strictly between 0 and 1, got {value!r}")
+        if not isinstance(self.latent_dim, int) or self.latent_dim < 0:
+            problems.append(f"latent_dim must be an integer >= 0 (0: automatic), got {self.latent_dim!r}")
+        if not isinstance(self.max_nan_run, int) or self.max_nan_run < 0:
+            problems.append(f"max_nan_run must be an integer >= 0, got {self.max_nan_run!r}")
+        if not isinstance(self.seed, int):
+            problems.append(f"seed must be an integer, got {self.seed!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a dict, rejecting unknown keys.
+
+        Raises:
+            ConfigError: naming ``source`` and the unknown or invalid key.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "
+                              f"known keys: {', '.join(sorted(known))}")
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some values changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def auto_latent_dim(n_channels: int) -> int:
+    """Code size for ``latent_dim = 0``: half the channels, between 2 and 8.
+
+    A code smaller than the channel count forces the model to learn how channels
+    move together, which is what exposes a channel that breaks away.
+    """
+    return max(2, min(8, (n_channels + 1) // 2))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """Read a training TOML file: keys at top level or under ``[train]``.
+
+    Raises:
+        UsageError: the file does not exist.
+        ConfigError: the file does not parse or has unknown/invalid keys.
+    """
+    if not path.is_file():
+        raise UsageError(f"{path}: config file not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if "train" in data and isinstance(data["train"], dict):
+        extra = sorted(k for k in data if k != "train")
+        if extra:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(extra)} beside [train]")
+        data = data["train"]
+    return TrainConfig.from_dict(data, source=str(path))

@@ -1,0 +1,308 @@
+"""``AAEDetector``: fit on normal data, score new data, save and load a run directory.
+
+Run directory layout::
+
+    RUN/model.json    architecture, config, channels, scaler, normalization, thresholds,
+                      training-data fingerprint, versions (everything to rebuild and score)
+    RUN/weights.pt    state_dict of the scoring module, loaded with ``weights_only=True``
+    RUN/report.json   training history, health warnings, MMD of codes vs prior
+    RUN/report.png    losses over epochs; latent codes against prior samples
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_aae import __version__
+from edge_aae.config import TrainConfig, auto_latent_dim
+from edge_aae.data import SensorData, assemble_series
+from edge_aae.errors import CorruptModelError, DataError, ModelMismatchError
+from edge_aae.model import AAEScorer, LatentPrior, build_autoencoder
+from edge_aae.scores import WindowScores
+from edge_aae.thresholds import compute_threshold
+from edge_aae.train import TrainResult, train_aae
+from edge_aae.windows import RobustScaler, gather_windows, series_windows, window_ends
+
+log = logging.getLogger(__name__)
+
+RUN_FORMAT = "edge-aae-run"
+RUN_FORMAT_VERSION = 1
+MIN_VAL_WINDOWS = 20
+
+
+class AAEDetector:
+    """Adversarial autoencoder anomaly detector in the scikit-learn/PyOD style.
+
+    Example:
+        >>> det = AAEDetector(TrainConfig(epochs=5)).fit(load_series("train.csv"))
+        >>> result = det.score(load_series("test.csv"))  # result.score: higher = more anomalous
+    """
+
+    def __init__(self, config: TrainConfig | None = None) -> None:
+        """Store the configuration; nothing is fitted yet."""
+        self.config = config or TrainConfig()
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, data: SensorData | np.ndarray, progress: bool = False) -> AAEDetector:
+        """Learn normal behaviour from ``data`` (a series or an ``(n_rows, C)`` array).
+
+        Raises:
+            DataError: too few rows for one window, or for a validation split.
+        """
+        data = _as_series(data, self.config)
+        if self.config.latent_dim == 0:
+            self.config = self.config.replace(latent_dim=auto_latent_dim(len(data.channels)))
+        cfg = self.config
+        t0 = time.monotonic()
+        ends = window_ends(data.segments, cfg.window_len, cfg.stride)
+        n_min = int(np.ceil(MIN_VAL_WINDOWS / cfg.val_fraction))
+        if ends.size < n_min:
+            raise DataError(f"{data.path}: too few rows: {ends.size} window(s) of {cfg.window_len} rows "
+                            f"fit in the usable segments; training needs at least {n_min}")
+        split = int(round(ends.size * (1 - cfg.val_fraction)))
+        val_ends = ends[split:]
+        # no training window may overlap a validation window
+        train_ends = ends[:split][ends[:split] < val_ends[0] - cfg.window_len + 1]
+        if train_ends.size == 0:
+            train_ends = ends[:split]
+        rows = np.zeros(data.n_rows, dtype=bool)
+        for e in train_ends:
+            rows[e - cfg.window_len + 1:e + 1] = True
+        self.scaler_ = RobustScaler().fit(data.values[rows])
+        rng = np.random.default_rng(cfg.seed)
+        if train_ends.size > cfg.max_train_windows:
+            train_ends = np.sort(rng.choice(train_ends, cfg.max_train_windows, replace=False))
+        scaled = self.scaler_.transform(data.values)
+        train_w = gather_windows(scaled, train_ends, cfg.window_len)
+        val_w = gather_windows(scaled, val_ends, cfg.window_len)
+        log.info("training on %d windows, validating on %d (window_len=%d, %d channels)",
+                 train_w.shape[0], val_w.shape[0], cfg.window_len, len(data.channels))
+        result = train_aae(train_w, val_w, cfg, progress=progress)
+        self.channels_ = list(data.channels)
+        self.sample_period_s_ = float(data.sample_period_s)
+        self.fingerprint_ = data.fingerprint()
+        self.scorer_ = self._build_scorer(result.encoder, result.decoder, result.prior)
+        self.scorer_.set_scaler(self.scaler_.center_, self.scaler_.scale_)
+        self._fit_normalization(val_w)
+        val_raw = gather_windows(data.values, val_ends, cfg.window_len)
+        self.val_scores_ = self.score_windows(val_raw)[0]
+        self.thresholds_ = {m: compute_threshold(self.val_scores_, m, cfg.target_far, cfg.pot_init_quantile)
+                            for m in ("pot", "quantile")}
+        self.threshold_ = self.thresholds_[cfg.threshold]
+        self.train_seconds_ = time.monotonic() - t0
+        self.report_ = self._make_report(result, val_w)
+        log.info("fitted in %.1f s; threshold %.3f (%s, target false-alarm rate %g)",
+                 self.train_seconds_, self.threshold_, cfg.threshold, cfg.target_far)
+        self._train_result = result
+        return self
+
+    def _build_scorer(self, encoder: torch.nn.Module, decoder: torch.nn.Module,
+                      prior: LatentPrior) -> AAEScorer:
+        cfg = self.config
+        scorer = AAEScorer(encoder, decoder, prior, cfg.window_len, len(self.channels_),
+                           cfg.latent_weight, cfg.score_tail)
+        return scorer.to("cpu").eval()
+
+    @torch.no_grad()
+    def _fit_normalization(self, val_scaled: np.ndarray) -> None:
+        errs, nlls = [], []
+        for i in range(0, val_scaled.shape[0], 1024):
+            e, n = self.scorer_.raw_errors(torch.from_numpy(val_scaled[i:i + 1024]))
+            errs.append(e.numpy())
+            nlls.append(n.numpy())
+        err = np.concatenate(errs).astype(np.float64)
+        nll = np.concatenate(nlls).astype(np.float64)
+        channel_scale = np.maximum(err.mean(axis=0), 1e-4)
+        rec = np.sqrt(((err / channel_scale) ** 2).mean(axis=1))
+        self.scorer_.set_normalization(channel_scale, *_robust_stats(rec), *_robust_stats(nll))
+
+    def _make_report(self, result: TrainResult, val_scaled: np.ndarray) -> dict[str, Any]:
+        from edge_aae.report import codes_vs_prior_mmd
+        with torch.no_grad():
+            codes = self.scorer_.encoder(torch.from_numpy(val_scaled[:2000])).numpy()
+            prior = self.scorer_.prior.sample(codes.shape[0],
+                                              torch.Generator().manual_seed(self.config.seed)).numpy()
+        return {
+            "history": result.history_dicts(),
+            "best_epoch": result.best_epoch,
+            "device": result.device,
+            "amp": result.amp,
+            "train_seconds": self.train_seconds_,
+            "warnings": result.warnings,
+            "mmd_codes_vs_prior": codes_vs_prior_mmd(codes, prior),
+            "threshold": self.threshold_,
+            "thresholds": self.thresholds_,
+            "val_windows": int(val_scaled.shape[0]),
+        }
+
+    # --------------------------------------------------------------- score
+    @torch.no_grad()
+    def score_windows(self, windows: np.ndarray, batch_size: int = 1024
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score raw windows ``(n, window_len, C)``: ``(score (n,), channel_scores (n, C), latent (n,))``."""
+        self._check_fitted()
+        out: list[list[np.ndarray]] = [[], [], []]
+        for i in range(0, windows.shape[0], batch_size):
+            res = self.scorer_(torch.from_numpy(np.ascontiguousarray(windows[i:i + batch_size],
+                                                                     dtype=np.float32)))
+            for acc, r in zip(out, res, strict=True):
+                acc.append(r.numpy())
+        if not out[0]:
+            c = len(self.channels_)
+            return np.empty(0, np.float32), np.empty((0, c), np.float32), np.empty(0, np.float32)
+        score, channel_scores, latent = (np.concatenate(a) for a in out)
+        return score, channel_scores, latent
+
+    def score(self, data: SensorData | np.ndarray, stride: int | None = None) -> WindowScores:
+        """Score every window of a series (by default every ``config.stride`` rows).
+
+        ``data`` must have the training channels (by name; extra columns are ignored).
+
+        Raises:
+            ModelMismatchError: a training channel is missing.
+            DataError: fewer rows than one window.
+        """
+        self._check_fitted()
+        data = _as_series(data, self.config, self.channels_)
+        data = data.select_channels(self.channels_)
+        windows, ends = series_windows(data, self.config.window_len, stride or self.config.stride)
+        if ends.size == 0:
+            raise DataError(f"{data.path}: too few rows for one window of {self.config.window_len} "
+                            f"(longest usable segment: {max((b - a for a, b in data.segments), default=0)} rows)")
+        score, channel_scores, latent = self.score_windows(windows)
+        return WindowScores(ends, data.timestamps[ends], score, channel_scores, latent,
+                            self.threshold_, list(self.channels_))
+
+    # -------------------------------------------------------------- sample
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """Decode ``n`` prior samples into synthetic normal windows ``(n, window_len, C)``, raw units."""
+        self._check_fitted()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        gen = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
+        z = self.scorer_.prior.sample(n, generator=gen)
+        scaled = self.scorer_.decoder(z).numpy().astype(np.float64)
+        return scaled * self.scaler_.scale_ + self.scaler_.center_
+
+    # ---------------------------------------------------------- save / load
+    def save(self, path: str | Path) -> Path:
+        """Write the run directory (see module docstring)."""
+        self._check_fitted()
+        run = Path(path)
+        run.mkdir(parents=True, exist_ok=True)
+        torch.save(self.scorer_.state_dict(), run / "weights.pt")
+        (run / "model.json").write_text(json.dumps(self.metadata(), indent=2) + "\n", encoding="utf-8")
+        if getattr(self, "report_", None) is not None:
+            (run / "report.json").write_text(json.dumps(self.report_, indent=2) + "\n", encoding="utf-8")
+        return run
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything needed to rebuild and score, as JSON-ready data."""
+        stats = self.scorer_.score_stats.tolist()
+        return {
+            "format": RUN_FORMAT,
+            "format_version": RUN_FORMAT_VERSION,
+            "name": getattr(self, "name_", "edge-aae"),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": self.config.to_dict(),
+            "channels": self.channels_,
+            "sample_period_s": self.sample_period_s_,
+            "scaler": self.scaler_.to_dict(),
+            "normalization": {
+                "channel_scale": self.scorer_.channel_scale.tolist(),
+                "rec_center": stats[0], "rec_scale": stats[1],
+                "latent_center": stats[2], "latent_scale": stats[3],
+            },
+            "threshold": self.threshold_,
+            "thresholds": self.thresholds_,
+            "score_direction": "higher_is_anomalous",
+            "training_data_fingerprint": self.fingerprint_,
+            "versions": {"edge_aae": __version__, "torch": torch.__version__,
+                         "numpy": np.__version__, "python": platform.python_version()},
+        }
+
+    @classmethod
+    def load(cls, path: str | Path) -> AAEDetector:
+        """Rebuild a fitted detector from a run directory.
+
+        Raises:
+            CorruptModelError: a file is missing, unreadable, or from another format version.
+        """
+        run = Path(path)
+        meta_path = run / "model.json"
+        if not run.is_dir():
+            raise CorruptModelError(f"{run}: not a run directory")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CorruptModelError(f"{meta_path}: missing; not a run directory") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorruptModelError(f"{meta_path}: not valid JSON ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
+            raise CorruptModelError(f"{meta_path}: not an edge-aae run (format {meta.get('format')!r})"
+                                    if isinstance(meta, dict) else f"{meta_path}: not a JSON object")
+        if meta.get("format_version") != RUN_FORMAT_VERSION:
+            raise CorruptModelError(f"{meta_path}: format_version {meta.get('format_version')!r} is not "
+                                    f"supported by edge-aae {__version__} (expects {RUN_FORMAT_VERSION})")
+        try:
+            det = cls(TrainConfig.from_dict(meta["config"], source=f"{meta_path}: config"))
+            det.channels_ = list(meta["channels"])
+            det.sample_period_s_ = float(meta["sample_period_s"])
+            det.scaler_ = RobustScaler.from_dict(meta["scaler"])
+            det.threshold_ = float(meta["threshold"])
+            det.thresholds_ = {k: float(v) for k, v in meta["thresholds"].items()}
+            det.fingerprint_ = str(meta["training_data_fingerprint"])
+            det.name_ = str(meta.get("name", "edge-aae"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptModelError(f"{meta_path}: missing or invalid field ({exc})") from None
+        cfg = det.config
+        enc, dec = build_autoencoder(cfg.arch, cfg.window_len, len(det.channels_), cfg.hidden, cfg.latent_dim)
+        det.scorer_ = det._build_scorer(enc, dec, LatentPrior(cfg.prior, cfg.latent_dim, cfg.n_components))
+        weights = run / "weights.pt"
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            det.scorer_.load_state_dict(state)
+        except FileNotFoundError:
+            raise CorruptModelError(f"{weights}: missing") from None
+        except Exception as exc:  # torch raises many kinds for a damaged file
+            raise CorruptModelError(f"{weights}: cannot load weights ({type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:200]})") from None
+        det.scorer_.eval()
+        report = run / "report.json"
+        det.report_ = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else None
+        return det
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "scorer_"):
+            raise RuntimeError("AAEDetector is not fitted: call fit() or load() first")
+
+
+def _robust_stats(x: np.ndarray) -> tuple[float, float]:
+    """Median and IQR/1.349 (floored) of ``x``."""
+    med = float(np.median(x))
+    q75, q25 = np.percentile(x, [75, 25])
+    return med, float(max((q75 - q25) / 1.349, 1e-6, 1e-3 * abs(med)))
+
+
+def _as_series(data: SensorData | np.ndarray, cfg: TrainConfig,
+               channels: list[str] | None = None) -> SensorData:
+    if isinstance(data, SensorData):
+        return data
+    arr = np.asarray(data, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"expected an (n_rows, n_channels) array, got shape {arr.shape}")
+    names = channels if channels is not None and len(channels) == arr.shape[1] else \
+        [f"ch{i + 1}" for i in range(arr.shape[1])]
+    if channels is not None and len(channels) != arr.shape[1]:
+        raise ModelMismatchError(f"array has {arr.shape[1]} channels, the model {len(channels)}")
+    return assemble_series("<array>", names, np.arange(arr.shape[0], dtype=np.float64), arr, None,
+                           max_nan_run=cfg.max_nan_run, max_gap_factor=cfg.max_gap_factor)

@@ -1,0 +1,206 @@
+"""A simulated centrifugal pump with a motor, for tests, demos and benchmarks.
+
+A load signal, switching between operating modes, drives the physics: motor
+speed, current and voltage follow at once, vibration grows with load squared,
+motor temperature follows with a thermal lag and the bearing temperature lags
+the motor, pressure and flow follow the pump curve. Every channel carries
+sensor noise. The test series gets labelled faults of six kinds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ["speed_rpm", "current_a", "voltage_v", "vibration_mm_s",
+            "motor_temp_c", "bearing_temp_c", "pressure_bar", "flow_m3h"]
+MODE_LOADS = (0.25, 0.55, 0.85)
+FAULT_KINDS = ("spike", "drift", "stuck", "broken_correlation", "level_shift", "vibration_onset")
+NOISE_SD = np.array([4.0, 0.25, 0.8, 0.06, 0.15, 0.15, 0.05, 0.4])
+START_TS = 1_700_000_000.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault: rows ``[start, end)`` of the test series (0-based data rows)."""
+
+    kind: str
+    start: int
+    end: int
+    channels: list[str]
+
+
+@dataclass
+class SynthResult:
+    """What :func:`generate` returns: ``train``/``test`` are ``(n_rows, 8)`` float64."""
+
+    train_ts: np.ndarray
+    train: np.ndarray
+    test_ts: np.ndarray
+    test: np.ndarray
+    labels: np.ndarray
+    faults: list[Fault]
+
+
+def _lag(x: np.ndarray, tau_s: float, x0: float | None = None) -> np.ndarray:
+    """First-order lag with time constant ``tau_s`` at one sample per second."""
+    a = 1.0 / tau_s
+    out = np.empty_like(x)
+    y = x[0] if x0 is None else x0
+    for i, v in enumerate(x):
+        y += a * (v - y)
+        out[i] = y
+    return out
+
+
+def _schedule(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Load setpoint: piecewise constant operating modes of 400-1500 s."""
+    setpoint = np.empty(n)
+    i = 0
+    mode = int(rng.integers(len(MODE_LOADS)))
+    while i < n:
+        d = int(rng.integers(400, 1500))
+        setpoint[i:i + d] = MODE_LOADS[mode]
+        mode = (mode + int(rng.integers(1, len(MODE_LOADS)))) % len(MODE_LOADS)
+        i += d
+    return setpoint
+
+
+def _physics(rng: np.random.Generator, setpoint: np.ndarray) -> np.ndarray:
+    """Channels from a load setpoint: ``(n,) -> (n, 8)``."""
+    n = setpoint.size
+    wander = _lag(rng.normal(0, 0.08, n), 30.0, 0.0)
+    load = np.clip(_lag(setpoint, 45.0) + wander, 0.05, 1.0)  # the drive ramps between modes
+    out = np.empty((n, len(CHANNELS)))
+    out[:, 0] = 600 + 900 * load
+    out[:, 1] = 3 + 20 * load
+    out[:, 2] = 400 - 4 * load
+    out[:, 3] = 0.6 + 2.2 * load**2
+    motor = _lag(35 + 40 * load, 400.0, 35 + 40 * load[:600].mean())
+    out[:, 4] = motor
+    out[:, 5] = _lag(0.7 * motor + 8, 250.0, 0.7 * motor[0] + 8)
+    out[:, 6] = 0.8 + 5.5 * load**1.5
+    out[:, 7] = 6 + 19 * np.sqrt(np.maximum(out[:, 6] - 0.8, 0.0))
+    out += rng.normal(0, 1, out.shape) * NOISE_SD
+    return out
+
+
+def _plan_faults(rng: np.random.Generator, n: int, per_kind: int) -> list[Fault]:
+    kinds = [k for k in FAULT_KINDS for _ in range(per_kind)]
+    rng.shuffle(kinds)
+    slot = n // len(kinds)
+    durations = {"spike": (60, 120), "drift": (300, 450), "stuck": (200, 320),
+                 "broken_correlation": (180, 300), "level_shift": (150, 260),
+                 "vibration_onset": (200, 320)}
+    faults = []
+    for i, kind in enumerate(kinds):
+        lo, hi = durations[kind]
+        d = min(int(rng.integers(lo, hi)), slot - 200)
+        start = i * slot + 100 + int(rng.integers(0, max(1, slot - d - 200)))
+        if kind == "spike":
+            chans = [CHANNELS[int(rng.choice([1, 3, 6, 7]))]]
+        elif kind == "drift":
+            chans = [CHANNELS[int(rng.choice([1, 3, 6, 7]))]]
+        elif kind == "stuck":
+            chans = [CHANNELS[int(rng.choice([0, 1, 6, 7]))]]
+        elif kind == "broken_correlation":
+            chans = [CHANNELS[int(rng.choice([1, 7]))]]
+        elif kind == "level_shift":
+            pair = [(6, 7), (0, 1), (1, 6)][int(rng.integers(3))]
+            chans = [CHANNELS[j] for j in pair]
+        else:
+            chans = ["vibration_mm_s", "bearing_temp_c"]
+        faults.append(Fault(kind, start, start + d, chans))
+    return faults
+
+
+def generate(seed: int = 0, train_rows: int = 14_400, test_rows: int = 10_800,
+             faults_per_kind: int = 2) -> SynthResult:
+    """Simulate normal training data and a faulty test series, deterministic for a seed."""
+    if train_rows < 1000 or test_rows < 1000:
+        raise ValueError("train_rows and test_rows must be at least 1000")
+    if faults_per_kind < 1 or test_rows // (faults_per_kind * len(FAULT_KINDS)) < 400:
+        raise ValueError(f"test_rows={test_rows} too short for {faults_per_kind} fault(s) per kind")
+    rng = np.random.default_rng(seed)
+    train = _physics(rng, _schedule(rng, train_rows))
+    unit = train.std(axis=0)
+
+    faults = _plan_faults(rng, test_rows, faults_per_kind)
+    setpoint = _schedule(rng, test_rows)
+    for f in faults:
+        if f.kind == "stuck":  # a stuck sensor shows when the process moves
+            mid = f.start + (f.end - f.start) // 10
+            cur = setpoint[mid]
+            setpoint[mid:f.end + 150] = max(MODE_LOADS, key=lambda v: abs(v - cur))
+    test = _physics(rng, setpoint)
+    labels = np.zeros(test_rows, dtype=np.int8)
+    for f in faults:
+        s, e = f.start, f.end
+        idx = [CHANNELS.index(c) for c in f.channels]
+        d = e - s
+        if f.kind == "spike":
+            j = idx[0]
+            hits = rng.random(d) < 0.2
+            hits[0] = True
+            signs = rng.choice([-1.0, 1.0], d)
+            test[s:e, j] += hits * signs * rng.uniform(1.0, 1.6, d) * unit[j]
+        elif f.kind == "drift":
+            j = idx[0]
+            test[s:e, j] += np.linspace(0.15, 1.2, d) * unit[j] * rng.choice([-1.0, 1.0])
+        elif f.kind == "stuck":
+            j = idx[0]
+            test[s:e, j] = test[s, j]
+        elif f.kind == "broken_correlation":
+            j = idx[0]
+            # the channel follows another operating point than the rest of the machine
+            cur = float(setpoint[s:e].mean())
+            other_load = max(MODE_LOADS, key=lambda v: abs(v - cur))
+            test[s:e, j] = _physics(rng, np.full(d + 600, other_load))[600:, j]
+        elif f.kind == "level_shift":
+            sign = rng.choice([-1.0, 1.0])
+            for j in idx:
+                test[s:e, j] += sign * rng.uniform(0.5, 0.8) * unit[j]
+        else:  # vibration onset: rising broadband and periodic vibration, warmer bearing
+            ramp = np.minimum(1.0, np.linspace(0.3, 2.0, d))
+            t = np.arange(d)
+            test[s:e, idx[0]] += ramp * (1.2 + 0.6 * np.sin(2 * np.pi * t / 9.0) + rng.normal(0, 0.3, d))
+            test[s:e, idx[1]] += ramp * 0.5 * unit[idx[1]]
+        labels[s:e] = 1
+    train_ts = START_TS + np.arange(train_rows, dtype=np.float64)
+    test_ts = train_ts[-1] + 3600.0 + np.arange(test_rows, dtype=np.float64)
+    return SynthResult(train_ts, train, test_ts, test, labels, faults)
+
+
+def write_dataset(out_dir: Path, result: SynthResult, seed: int) -> None:
+    """Write ``train.csv``, ``test.csv`` and ``faults.json`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv(out_dir / "train.csv", result.train_ts, result.train, None)
+    _write_csv(out_dir / "test.csv", result.test_ts, result.test, result.labels)
+    meta = {
+        "seed": seed,
+        "channels": CHANNELS,
+        "sample_period_s": 1.0,
+        "rows": "0-based data rows of test.csv (header excluded), start inclusive, end exclusive",
+        "faults": [asdict(f) | {"start_ts": float(result.test_ts[f.start]),
+                                "end_ts": float(result.test_ts[f.end - 1])} for f in result.faults],
+    }
+    (out_dir / "faults.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    log.info("wrote %s: %d train rows, %d test rows, %d faults", out_dir,
+             result.train.shape[0], result.test.shape[0], len(result.faults))
+
+
+def _write_csv(path: Path, ts: np.ndarray, values: np.ndarray, labels: np.ndarray | None) -> None:
+    header = ["timestamp", *CHANNELS] + (["label"] if labels is not None else [])
+    lines = [",".join(header)]
+    for i in range(values.shape[0]):
+        row = [f"{ts[i]:.1f}", *(f"{v:.4f}" for v in values[i])]
+        if labels is not None:
+            row.append(str(int(labels[i])))
+        lines.append(",".join(row))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

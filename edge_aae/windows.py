@@ -1,0 +1,76 @@
+"""Sliding windows over segments, and the robust scaler (numpy only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edge_aae.data import SensorData
+
+
+def window_ends(segments: list[tuple[int, int]], window_len: int, stride: int = 1) -> np.ndarray:
+    """Row index of the last sample of every window that fits inside one segment.
+
+    A window covers rows ``end - window_len + 1 .. end``; its score belongs to
+    the timestamp of row ``end``. Returns int64 ``(n_windows,)``, increasing.
+    """
+    if window_len < 1 or stride < 1:
+        raise ValueError(f"window_len and stride must be >= 1, got {window_len}, {stride}")
+    parts = [np.arange(a + window_len - 1, b, stride, dtype=np.int64)
+             for a, b in segments if b - a >= window_len]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def gather_windows(values: np.ndarray, ends: np.ndarray, window_len: int) -> np.ndarray:
+    """Stack windows ending at ``ends``: ``(n_rows, C)`` -> ``(n_windows, window_len, C)`` float32."""
+    view = np.lib.stride_tricks.sliding_window_view(values, window_len, axis=0)
+    # view: (n_rows - window_len + 1, C, window_len)
+    out = view[ends - window_len + 1].transpose(0, 2, 1)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def series_windows(data: SensorData, window_len: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of a series and their end rows: ``((n, window_len, C) float32, (n,) int64)``."""
+    ends = window_ends(data.segments, window_len, stride)
+    return gather_windows(data.values, ends, window_len), ends
+
+
+class RobustScaler:
+    """Per-channel ``(x - median) / (IQR / 1.349)``, fitted on training rows only.
+
+    A channel with zero IQR falls back to its standard deviation, then to 1, so a
+    constant training channel cannot divide by zero.
+    """
+
+    def __init__(self) -> None:
+        """An unfitted scaler; call :meth:`fit`."""
+
+    def fit(self, values: np.ndarray) -> RobustScaler:
+        """Fit on ``(n_rows, C)`` values; NaN rows are ignored."""
+        finite = values[np.isfinite(values).all(axis=1)]
+        if finite.shape[0] == 0:
+            raise ValueError("no finite rows to fit the scaler on")
+        self.center_ = np.median(finite, axis=0)
+        q75, q25 = np.percentile(finite, [75, 25], axis=0)
+        scale = (q75 - q25) / 1.349
+        std = finite.std(axis=0)
+        scale = np.where(scale > 1e-8 * (1 + np.abs(self.center_)), scale, std)
+        self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        return self
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Scale ``(..., C)`` values; returns float32."""
+        return ((values - self.center_) / self.scale_).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"center": self.center_.tolist(), "scale": self.scale_.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RobustScaler:
+        """Inverse of :meth:`to_dict`."""
+        s = cls()
+        s.center_ = np.asarray(d["center"], dtype=np.float64)
+        s.scale_ = np.asarray(d["scale"], dtype=np.float64)
+        return s

@@ -1,0 +1,31 @@
+"""Shared fixtures: a synthetic data set and one small model trained for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_aae import synth
+
+# Small but real: enough for the quality floors, fast on a 2-core CPU.
+FAST_TRAIN = {"epochs": 12, "patience": 4, "max_train_windows": 6000}
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    synth.write_dataset(out, synth.generate(seed=0, train_rows=9000, test_rows=7200), seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edge_aae.config import TrainConfig
+    from edge_aae.data import load_series
+    from edge_aae.detector import AAEDetector
+
+    run = tmp_path_factory.mktemp("run")
+    det = AAEDetector(TrainConfig(**FAST_TRAIN)).fit(load_series(synth_dir / "train.csv"))
+    det.save(run)
+    return run

@@ -1,0 +1,91 @@
+"""The CLI as a user runs it: subprocesses, exit codes, one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "edge_aae.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_clean_error(proc, code, *fragments):
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for f in fragments:
+        assert f in lines[0]
+
+
+def test_synth_train_score_sample(tmp_path, synth_dir, trained_run):
+    out = tmp_path / "s"
+    p = run_cli("synth", "--out", out, "--seed", "3", "--train-rows", "2000", "--test-rows", "2400",
+                "--faults-per-kind", "1")
+    assert p.returncode == 0, p.stderr
+    assert (out / "faults.json").is_file()
+    run = tmp_path / "run"
+    p = run_cli("train", "--data", out / "train.csv", "--out", run, "--epochs", "2", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert {"model.json", "weights.pt", "report.json", "report.png"} <= {f.name for f in run.iterdir()}
+    scores = tmp_path / "scores.csv"
+    p = run_cli("score", trained_run, "--data", synth_dir / "test.csv", "--out", scores, "--label-col", "label")
+    assert p.returncode == 0, p.stderr
+    header = scores.read_text().splitlines()[0].split(",")
+    assert header[:5] == ["timestamp", "score", "threshold", "is_anomaly", "top_channel"]
+    assert "contrib_flow_m3h" in header
+    assert "AUROC" in p.stdout
+    p = run_cli("sample", trained_run, "-n", "3", "--out", tmp_path / "samples.csv")
+    assert p.returncode == 0, p.stderr
+    assert len((tmp_path / "samples.csv").read_text().splitlines()) == 1 + 3 * 32
+
+
+def test_missing_data_file_is_a_usage_error(tmp_path):
+    p = run_cli("train", "--data", tmp_path / "nope.csv", "--out", tmp_path / "run")
+    assert_clean_error(p, 2, "nope.csv", "file not found")
+
+
+def test_non_numeric_channel(tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_text("timestamp,a,b\n" + "\n".join(f"{i},{i},x{i}" for i in range(100)))
+    p = run_cli("train", "--data", f, "--out", tmp_path / "run", "--channels", "a,b")
+    assert_clean_error(p, 1, "bad.csv:2", "column 'b'")
+
+
+def test_undetectable_delimiter(tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_text("a b\n1 2\n3 4\n")
+    assert_clean_error(run_cli("train", "--data", f, "--out", tmp_path / "run"), 1, "bad.csv", "delimiter")
+
+
+def test_too_few_rows(tmp_path):
+    f = tmp_path / "short.csv"
+    f.write_text("timestamp,a\n" + "\n".join(f"{i},{i}" for i in range(10)))
+    assert_clean_error(run_cli("train", "--data", f, "--out", tmp_path / "run"), 1, "short.csv", "too few rows")
+
+
+def test_scoring_channels_differ_from_training(tmp_path, trained_run):
+    f = tmp_path / "other.csv"
+    f.write_text("timestamp,a\n" + "\n".join(f"{i},{i}" for i in range(100)))
+    p = run_cli("score", trained_run, "--data", f, "--out", tmp_path / "s.csv")
+    assert_clean_error(p, 1, "other.csv", "missing channel column(s)", "flow_m3h")
+
+
+def test_corrupt_run_directory(tmp_path, synth_dir):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.json").write_text("{not json")
+    p = run_cli("score", run, "--data", synth_dir / "test.csv", "--out", tmp_path / "s.csv")
+    assert_clean_error(p, 1, "model.json", "not valid JSON")
+
+
+@pytest.mark.parametrize("args", [["train", "--data", "x.csv"], ["frobnicate"]])
+def test_usage_errors_exit_2(args):
+    assert run_cli(*args).returncode == 2
+
+
+def test_bad_option_value_is_a_usage_error(tmp_path, synth_dir):
+    p = run_cli("train", "--data", synth_dir / "train.csv", "--out", tmp_path / "r", "--target-far", "2")
+    assert_clean_error(p, 2, "target_far")

@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+
+from edge_aae.data import load_series
+from edge_aae.errors import DataError, ModelMismatchError, UsageError
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("delim", [",", ";", "\t"])
+def test_delimiter_is_sniffed(tmp_path, delim):
+    rows = ["timestamp", "a", "b"]
+    lines = [delim.join(rows)] + [delim.join([str(100 + i), str(i * 0.5), str(-i)]) for i in range(20)]
+    d = load_series(write(tmp_path, "x.csv", "\n".join(lines)))
+    assert d.channels == ["a", "b"]
+    assert d.timestamps[0] == 100
+    assert d.values.shape == (20, 2)
+
+
+def test_iso_datetimes_and_label_column_excluded_from_channels(tmp_path):
+    lines = ["datetime;x;y;anomaly;changepoint"]
+    lines += [f"2020-02-08 13:30:{i:02d};{i};{2 * i};0;0" for i in range(10)]
+    d = load_series(write(tmp_path, "skab.csv", "\n".join(lines)), label_col="anomaly")
+    assert d.channels == ["x", "y"]
+    assert d.timestamps[1] - d.timestamps[0] == pytest.approx(1.0)
+    assert d.labels is not None and d.labels.sum() == 0
+
+
+def test_headerless_smd_layout(tmp_path):
+    d = load_series(write(tmp_path, "omi.txt", "\n".join("0.1,0.2,0.3" for _ in range(5))))
+    assert d.channels == ["ch1", "ch2", "ch3"]
+    assert d.sample_period_s == 1.0
+
+
+def test_channels_option_selects_and_orders(tmp_path):
+    lines = ["t,a,b,c"] + [f"{i},{i},{i},{i}" for i in range(5)]
+    d = load_series(write(tmp_path, "x.csv", "\n".join(lines)), time_col="t", channels=["c", "a"])
+    assert d.channels == ["c", "a"]
+
+
+def test_short_nan_gap_is_interpolated_long_gap_splits(tmp_path):
+    vals = [str(float(i)) for i in range(40)]
+    vals[5] = ""                              # 1 missing: filled
+    for i in range(20, 30):                   # 10 missing: splits the series
+        vals[i] = "nan"
+    lines = ["timestamp,a"] + [f"{i},{v}" for i, v in enumerate(vals)]
+    d = load_series(write(tmp_path, "x.csv", "\n".join(lines)), max_nan_run=5)
+    assert d.values[5, 0] == pytest.approx(5.0)
+    assert d.segments == [(0, 20), (30, 40)]
+
+
+def test_timestamp_gap_splits_the_series(tmp_path):
+    ts = list(range(10)) + list(range(500, 510))
+    lines = ["timestamp,a"] + [f"{t},{i}" for i, t in enumerate(ts)]
+    d = load_series(write(tmp_path, "x.csv", "\n".join(lines)))
+    assert d.segments == [(0, 10), (10, 20)]
+
+
+def test_non_numeric_value_names_file_line_and_column(tmp_path):
+    lines = ["timestamp,a,b"] + [f"{i},{i},{i}" for i in range(5)] + ["5,1,oops"]
+    with pytest.raises(DataError, match=r"x\.csv:7: column 'b': value 'oops' is not numeric"):
+        load_series(write(tmp_path, "x.csv", "\n".join(lines)), channels=["a", "b"])
+
+
+def test_undetectable_delimiter(tmp_path):
+    with pytest.raises(DataError, match="cannot detect the delimiter"):
+        load_series(write(tmp_path, "x.csv", "a b c\n1 2 3\n4 5 6\n"))
+
+
+def test_missing_file():
+    with pytest.raises(UsageError, match="file not found"):
+        load_series("/nonexistent/data.csv")
+
+
+def test_label_must_be_binary(tmp_path):
+    lines = ["timestamp,a,label"] + [f"{i},{i},0" for i in range(3)] + ["3,3,2"]
+    with pytest.raises(DataError, match=r"x\.csv:5: label column 'label': '2' is not 0 or 1"):
+        load_series(write(tmp_path, "x.csv", "\n".join(lines)), label_col="label")
+
+
+def test_timestamps_going_backwards(tmp_path):
+    lines = ["timestamp,a", "1,1", "2,2", "1.5,3"]
+    with pytest.raises(DataError, match=r"x\.csv:4: column 'timestamp': timestamp goes backwards"):
+        load_series(write(tmp_path, "x.csv", "\n".join(lines)))
+
+
+def test_ragged_row(tmp_path):
+    with pytest.raises(DataError, match=r"x\.csv:3: 2 fields, header has 3"):
+        load_series(write(tmp_path, "x.csv", "t,a,b\n1,2,3\n4,5\n"))
+
+
+def test_select_missing_channel(tmp_path):
+    d = load_series(write(tmp_path, "x.csv", "t,a\n1,2\n2,3\n"))
+    with pytest.raises(ModelMismatchError, match="missing channel column"):
+        d.select_channels(["a", "zz"])
+
+
+def test_fingerprint_changes_with_data(tmp_path):
+    a = load_series(write(tmp_path, "a.csv", "t,a\n1,2\n2,3\n"))
+    b = load_series(write(tmp_path, "b.csv", "t,a\n1,2\n2,3.5\n"))
+    assert a.fingerprint() != b.fingerprint()
+    assert np.isfinite(a.values).all()

@@ -1,0 +1,42 @@
+import json
+
+import numpy as np
+
+from edge_aae import synth
+
+
+def test_deterministic_for_a_seed():
+    a = synth.generate(seed=7, train_rows=3000, test_rows=4800)
+    b = synth.generate(seed=7, train_rows=3000, test_rows=4800)
+    c = synth.generate(seed=8, train_rows=3000, test_rows=4800)
+    np.testing.assert_array_equal(a.test, b.test)
+    assert a.faults == b.faults
+    assert not np.array_equal(a.test, c.test)
+
+
+def test_faults_cover_six_kinds_and_match_labels():
+    r = synth.generate(seed=0, train_rows=3000, test_rows=7200)
+    assert {f.kind for f in r.faults} == set(synth.FAULT_KINDS)
+    expected = np.zeros_like(r.labels)
+    for f in r.faults:
+        expected[f.start:f.end] = 1
+        assert set(f.channels) <= set(synth.CHANNELS)
+    np.testing.assert_array_equal(r.labels, expected)
+
+
+def test_channels_are_correlated_through_load():
+    r = synth.generate(seed=0, train_rows=3000, test_rows=2400, faults_per_kind=1)
+    corr = np.corrcoef(r.train.T)
+    i, j = synth.CHANNELS.index("current_a"), synth.CHANNELS.index("flow_m3h")
+    assert corr[i, j] > 0.9
+
+
+def test_write_dataset(tmp_path):
+    r = synth.generate(seed=1, train_rows=2000, test_rows=2400, faults_per_kind=1)
+    synth.write_dataset(tmp_path, r, seed=1)
+    header = (tmp_path / "test.csv").read_text().splitlines()[0].split(",")
+    assert header == ["timestamp", *synth.CHANNELS, "label"]
+    assert "label" not in (tmp_path / "train.csv").read_text().splitlines()[0]
+    meta = json.loads((tmp_path / "faults.json").read_text())
+    assert len(meta["faults"]) == 6
+    assert {"kind", "start", "end", "channels"} <= set(meta["faults"][0])
