@@ -26,7 +26,7 @@ lint: install
 check: lint test
 
 bench: install
-	$(PY) -m edge_aae.cli bench train --out bench-out/train --update BENCHMARKS.md
+	$(VENV)/bin/edge-aae bench train --out bench-out/train --update BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

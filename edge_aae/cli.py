@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_sample)
+    p = sub.add_parser("bench", help="benchmarks that write BENCHMARKS.md sections")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    b = bench.add_parser("train", help="training time and quality on synthetic data, AAE vs plain AE")
+    b.add_argument("--out", type=Path, default=Path("bench-out/train"))
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
+    b.set_defaults(func=cmd_bench_train)
     return parser
 
 
@@ -143,6 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     det.save(args.out)
     _write_report_plot(det, data, args.out)
     rep = det.report_
+    assert rep is not None  # set by fit()
     last = rep["history"][rep["best_epoch"] - 1]
     rows = [("epochs run / best", f"{len(rep['history'])} / {rep['best_epoch']}"),
             ("validation loss", f"{last['val_loss']:.5f}"),
@@ -230,6 +238,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.n} synthetic windows of {det.config.window_len} steps to {args.out}")
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    """``edge-aae bench train``."""
+    from edge_aae.bench_train import run_train_bench
+    from edge_aae.benchmarks import update_section
+
+    _, table = run_train_bench(args.out, args.seed)
+    print(table)
+    if args.update:
+        update_section(args.update, "train", "## Training on the synthetic pump\n\n" + table,
+                       f"edge-aae bench train --seed {args.seed}")
+        print(f"updated {args.update}")
     return 0
 
 

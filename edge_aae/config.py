@@ -94,6 +94,7 @@ class TrainConfig:
 
         Raises:
             ConfigError: naming ``source`` and the unknown or invalid key.
+
         """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -129,6 +130,7 @@ def load_train_config(path: Path) -> TrainConfig:
     Raises:
         UsageError: the file does not exist.
         ConfigError: the file does not parse or has unknown/invalid keys.
+
     """
     if not path.is_file():
         raise UsageError(f"{path}: config file not found")

@@ -43,6 +43,7 @@ class SensorData:
         labels: ``(n_rows,)`` int8 0/1, or None.
         segments: half-open ``(start, end)`` row ranges that windows may span.
         sample_period_s: median spacing of the timestamps.
+
     """
 
     path: str
@@ -63,6 +64,7 @@ class SensorData:
 
         Raises:
             ModelMismatchError: a name is not a column of this file.
+
         """
         missing = [n for n in names if n not in self.channels]
         if missing:
@@ -106,6 +108,7 @@ def load_series(path: str | Path, *, time_col: str | None = None,
     Raises:
         UsageError: the file does not exist.
         DataError: the file cannot be parsed; the message names file, line and column.
+
     """
     p = Path(path)
     if not p.is_file():

@@ -44,11 +44,15 @@ class AAEDetector:
     Example:
         >>> det = AAEDetector(TrainConfig(epochs=5)).fit(load_series("train.csv"))
         >>> result = det.score(load_series("test.csv"))  # result.score: higher = more anomalous
+
     """
 
-    def __init__(self, config: TrainConfig | None = None) -> None:
-        """Store the configuration; nothing is fitted yet."""
+    report_: dict[str, Any] | None
+
+    def __init__(self, config: TrainConfig | None = None, name: str = "edge-aae") -> None:
+        """Store the configuration and model name; nothing is fitted yet."""
         self.config = config or TrainConfig()
+        self.name = name
 
     # ----------------------------------------------------------------- fit
     def fit(self, data: SensorData | np.ndarray, progress: bool = False) -> AAEDetector:
@@ -56,6 +60,7 @@ class AAEDetector:
 
         Raises:
             DataError: too few rows for one window, or for a validation split.
+
         """
         data = _as_series(data, self.config)
         if self.config.latent_dim == 0:
@@ -169,6 +174,7 @@ class AAEDetector:
         Raises:
             ModelMismatchError: a training channel is missing.
             DataError: fewer rows than one window.
+
         """
         self._check_fitted()
         data = _as_series(data, self.config, self.channels_)
@@ -211,7 +217,7 @@ class AAEDetector:
         return {
             "format": RUN_FORMAT,
             "format_version": RUN_FORMAT_VERSION,
-            "name": getattr(self, "name_", "edge-aae"),
+            "name": self.name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "config": self.config.to_dict(),
             "channels": self.channels_,
@@ -236,6 +242,7 @@ class AAEDetector:
 
         Raises:
             CorruptModelError: a file is missing, unreadable, or from another format version.
+
         """
         run = Path(path)
         meta_path = run / "model.json"
@@ -254,14 +261,14 @@ class AAEDetector:
             raise CorruptModelError(f"{meta_path}: format_version {meta.get('format_version')!r} is not "
                                     f"supported by edge-aae {__version__} (expects {RUN_FORMAT_VERSION})")
         try:
-            det = cls(TrainConfig.from_dict(meta["config"], source=f"{meta_path}: config"))
+            det = cls(TrainConfig.from_dict(meta["config"], source=f"{meta_path}: config"),
+                      name=str(meta.get("name", "edge-aae")))
             det.channels_ = list(meta["channels"])
             det.sample_period_s_ = float(meta["sample_period_s"])
             det.scaler_ = RobustScaler.from_dict(meta["scaler"])
             det.threshold_ = float(meta["threshold"])
             det.thresholds_ = {k: float(v) for k, v in meta["thresholds"].items()}
             det.fingerprint_ = str(meta["training_data_fingerprint"])
-            det.name_ = str(meta.get("name", "edge-aae"))
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptModelError(f"{meta_path}: missing or invalid field ({exc})") from None
         cfg = det.config

@@ -31,6 +31,7 @@ class LatentPrior(nn.Module):
         if kind == "mixture":
             for i in range(k):
                 means[i, i % latent_dim] = 3.0 * (-1.0 if (i // latent_dim) % 2 else 1.0)
+        self.means: torch.Tensor
         self.register_buffer("means", means)
         self.std = 1.0 if kind == "gaussian" else 1.0
 
@@ -172,6 +173,12 @@ class AAEScorer(nn.Module):
         latent_score ``(B,)``: negative log density of the code under the prior,
             robustly normalized on validation data.
     """
+
+    center: torch.Tensor
+    scale: torch.Tensor
+    time_weights: torch.Tensor
+    channel_scale: torch.Tensor
+    score_stats: torch.Tensor
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: LatentPrior,
                  window_len: int, n_channels: int, latent_weight: float, score_tail: float) -> None:

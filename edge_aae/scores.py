@@ -24,6 +24,7 @@ class WindowScores:
         latent_score: ``(n,)`` normalized latent negative log density.
         threshold: the label-free threshold the flags use.
         channels: channel names in column order.
+
     """
 
     ends: np.ndarray

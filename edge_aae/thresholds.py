@@ -31,6 +31,7 @@ def fit_gpd(excesses: np.ndarray) -> tuple[float, float]:
 
     Returns:
         ``(xi, sigma)``: shape and scale; ``xi == 0`` is the exponential tail.
+
     """
     y = np.asarray(excesses, dtype=np.float64)
     if y.size < 2 or not np.all(y > 0):

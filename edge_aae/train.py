@@ -72,6 +72,7 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
         val_windows: ``(m, window_len, C)`` float32, later in time than the training ones.
         config: hyperparameters; ``adversarial_weight == 0`` trains the plain autoencoder.
         progress: show a progress bar with the losses on stderr.
+
     """
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)

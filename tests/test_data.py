@@ -27,7 +27,8 @@ def test_iso_datetimes_and_label_column_excluded_from_channels(tmp_path):
     d = load_series(write(tmp_path, "skab.csv", "\n".join(lines)), label_col="anomaly")
     assert d.channels == ["x", "y"]
     assert d.timestamps[1] - d.timestamps[0] == pytest.approx(1.0)
-    assert d.labels is not None and d.labels.sum() == 0
+    assert d.labels is not None
+    assert d.labels.sum() == 0
 
 
 def test_headerless_smd_layout(tmp_path):

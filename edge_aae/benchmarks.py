@@ -1,0 +1,48 @@
+"""Writing benchmark results into BENCHMARKS.md sections (numpy-free, torch-free)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+
+def machine_line() -> str:
+    """One line naming the CPU, core count and Python."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def update_section(path: Path, name: str, body: str, command: str) -> None:
+    """Replace (or append) the section ``name`` of a Markdown file.
+
+    The section is delimited by ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
+    and starts with the command that produced it, the date and the machine.
+    """
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    block = (f"<!-- bench:{name} -->\n"
+             f"Command: `{command}` · {stamp} · {machine_line()}\n\n{body.strip()}\n"
+             f"<!-- /bench:{name} -->")
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """A GitHub Markdown table."""
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
