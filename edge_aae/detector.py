@@ -7,6 +7,8 @@ Run directory layout::
     RUN/weights.pt    state_dict of the scoring module, loaded with ``weights_only=True``
     RUN/report.json   training history, health warnings, MMD of codes vs prior
     RUN/report.png    losses over epochs; latent codes against prior samples
+    RUN/calibration.npz  raw training windows (``train``, for INT8 calibration) and
+                      validation windows (``val``, for thresholds and the export parity gate)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 RUN_FORMAT = "edge-aae-run"
 RUN_FORMAT_VERSION = 1
 MIN_VAL_WINDOWS = 20
+CALIBRATION_WINDOWS = 1000
 
 
 class AAEDetector:
@@ -48,6 +51,7 @@ class AAEDetector:
     """
 
     report_: dict[str, Any] | None
+    calibration_: dict[str, np.ndarray] | None = None
 
     def __init__(self, config: TrainConfig | None = None, name: str = "edge-aae") -> None:
         """Store the configuration and model name; nothing is fitted yet."""
@@ -98,6 +102,9 @@ class AAEDetector:
         self.scorer_.set_scaler(self.scaler_.center_, self.scaler_.scale_)
         self._fit_normalization(val_w)
         val_raw = gather_windows(data.values, val_ends, cfg.window_len)
+        calib = rng.choice(train_ends, min(CALIBRATION_WINDOWS, train_ends.size), replace=False)
+        self.calibration_ = {"train": gather_windows(data.values, np.sort(calib), cfg.window_len),
+                             "val": val_raw}
         self.val_scores_ = self.score_windows(val_raw)[0]
         self.thresholds_ = {m: compute_threshold(self.val_scores_, m, cfg.target_far, cfg.pot_init_quantile)
                             for m in ("pot", "quantile")}
@@ -207,6 +214,9 @@ class AAEDetector:
         run.mkdir(parents=True, exist_ok=True)
         torch.save(self.scorer_.state_dict(), run / "weights.pt")
         (run / "model.json").write_text(json.dumps(self.metadata(), indent=2) + "\n", encoding="utf-8")
+        calibration = getattr(self, "calibration_", None)
+        if calibration is not None:
+            np.savez_compressed(run / "calibration.npz", **calibration)
         if getattr(self, "report_", None) is not None:
             (run / "report.json").write_text(json.dumps(self.report_, indent=2) + "\n", encoding="utf-8")
         return run
@@ -286,6 +296,33 @@ class AAEDetector:
         det.scorer_.eval()
         report = run / "report.json"
         det.report_ = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else None
+        det.run_dir_ = run
+        det.calibration_ = None
+        return det
+
+    def load_calibration(self) -> dict[str, np.ndarray]:
+        """Raw calibration windows saved with the run: ``{"train": (n, L, C), "val": (m, L, C)}``.
+
+        Raises:
+            CorruptModelError: the run has no (or a damaged) ``calibration.npz``.
+        """
+        if self.calibration_ is not None:
+            return self.calibration_
+        path = Path(getattr(self, "run_dir_", ".")) / "calibration.npz"
+        try:
+            with np.load(path) as f:
+                calib = {"train": f["train"], "val": f["val"]}
+        except FileNotFoundError:
+            raise CorruptModelError(f"{path}: missing calibration set (retrain with this version, "
+                                    "or pass --calib-data)") from None
+        except (KeyError, ValueError, OSError) as exc:
+            raise CorruptModelError(f"{path}: unreadable calibration set ({exc})") from None
+        shape = (self.config.window_len, len(self.channels_))
+        for key, arr in calib.items():
+            if arr.ndim != 3 or arr.shape[1:] != shape or arr.shape[0] == 0:
+                raise CorruptModelError(f"{path}: '{key}' has shape {arr.shape}, expected (n, {shape[0]}, {shape[1]})")
+        self.calibration_ = calib
+        return calib
         return det
 
     def _check_fitted(self) -> None:

@@ -26,6 +26,7 @@ class LatentPrior(nn.Module):
         """Fix the component means as a buffer."""
         super().__init__()
         self.kind = kind
+        self.latent_dim = latent_dim
         k = 1 if kind == "gaussian" else n_components
         means = torch.zeros(k, latent_dim)
         if kind == "mixture":
@@ -45,7 +46,7 @@ class LatentPrior(nn.Module):
     def nll(self, z: torch.Tensor) -> torch.Tensor:
         """Negative log density of codes under the prior: ``(batch, D) -> (batch,)``."""
         means: torch.Tensor = self.means
-        d = z.shape[-1]
+        d = self.latent_dim
         diff = z.unsqueeze(1) - means.unsqueeze(0)  # (batch, K, D)
         log_comp = -0.5 * (diff / self.std).pow(2).sum(-1)  # (batch, K)
         const = d * math.log(self.std * math.sqrt(2 * math.pi)) + math.log(means.shape[0])

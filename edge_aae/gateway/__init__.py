@@ -1,0 +1,1 @@
+"""The gateway runtime: onnxruntime + numpy (+ paho-mqtt), never torch, never ``export/``."""

@@ -1,0 +1,93 @@
+"""onnxruntime scoring of raw windows (torch-free); the daemon and ``score BUNDLE`` use it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edge_aae.data import SensorData
+from edge_aae.errors import CorruptModelError, DataError, ModelMismatchError
+from edge_aae.gateway.bundle import Bundle, open_bundle
+from edge_aae.scores import WindowScores
+from edge_aae.windows import series_windows
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("score", "channel_scores", "latent_score")
+
+
+def make_session(model_path: Path, threads: int = 1) -> ort.InferenceSession:
+    """A CPU session with ``threads`` intra-op threads and thread spinning off.
+
+    Spinning keeps an idle core busy waiting for work; on a shared gateway CPU
+    that costs more than the few microseconds of wake-up it saves.
+    """
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(model_path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types per failure
+        raise CorruptModelError(f"{model_path}: onnxruntime cannot load it "
+                                f"({str(exc).splitlines()[0][:200]})") from None
+
+
+class OnnxScorer:
+    """Scores raw windows ``(batch, window_len, n_channels)`` float32 with an exported model."""
+
+    def __init__(self, bundle: Bundle, threads: int = 1) -> None:
+        """Open the session and run one warm-up inference."""
+        self.bundle = bundle
+        self.threshold = bundle.threshold
+        self.channels = bundle.channels
+        self.window_len = bundle.window_len
+        self.session = make_session(bundle.model_path, threads)
+        inp = self.session.get_inputs()[0]
+        if inp.name != "window" or [o.name for o in self.session.get_outputs()] != list(OUTPUTS):
+            raise CorruptModelError(f"{bundle.model_path}: unexpected graph signature "
+                                    f"(input {inp.name!r}, outputs {[o.name for o in self.session.get_outputs()]})")
+        self.score_windows(np.zeros((1, self.window_len, len(self.channels)), dtype=np.float32))
+
+    @classmethod
+    def open(cls, bundle_dir: Path, model_file: str | None = None, threads: int = 1) -> OnnxScorer:
+        """Open a bundle directory (hashes checked) and its default or named model file."""
+        return cls(open_bundle(bundle_dir, model_file), threads)
+
+    def score_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(B, L, C)`` raw windows -> ``score (B,)``, ``channel_scores (B, C)``, ``latent_score (B,)``."""
+        x = np.ascontiguousarray(windows, dtype=np.float32)
+        if x.ndim != 3 or x.shape[1:] != (self.window_len, len(self.channels)):
+            raise ModelMismatchError(f"window shape {x.shape} does not match the model's "
+                                     f"(batch, {self.window_len}, {len(self.channels)})")
+        score, channel_scores, latent = self.session.run(list(OUTPUTS), {"window": x})
+        return np.asarray(score), np.asarray(channel_scores), np.asarray(latent)
+
+
+class BundleScorer:
+    """Scores a whole series with a bundle: the torch-free twin of ``AAEDetector.score``."""
+
+    def __init__(self, bundle_dir: Path, model_file: str | None = None, threads: int = 1) -> None:
+        """Open the bundle's model."""
+        self.scorer = OnnxScorer.open(bundle_dir, model_file, threads)
+        manifest = self.scorer.bundle.manifest
+        self.max_nan_run = int(manifest.get("data", {}).get("max_nan_run", 5))
+        self.max_gap_factor = float(manifest.get("data", {}).get("max_gap_factor", 5.0))
+
+    def score(self, data: SensorData, batch_size: int = 256) -> WindowScores:
+        """Score every ``stride``-th window of ``data`` (channels matched by name)."""
+        s = self.scorer
+        data = data.select_channels(s.channels)
+        windows, ends = series_windows(data, s.window_len, s.bundle.stride)
+        if ends.size == 0:
+            raise DataError(f"{data.path}: too few rows for one window of {s.window_len}")
+        parts = [s.score_windows(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)]
+        score, channel_scores, latent = (np.concatenate(p) for p in zip(*parts, strict=True))
+        return WindowScores(ends, data.timestamps[ends], score, channel_scores, latent, s.threshold,
+                            list(s.channels))

@@ -1,0 +1,229 @@
+"""Build a bundle: export, quantize, gate, describe, hash, sign, then swap into place.
+
+Everything is written to a temporary folder beside the destination and renamed
+at the end, so a failed export never leaves a half-written bundle where a
+previous one stood.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from edge_aae import __version__
+from edge_aae.detector import AAEDetector
+from edge_aae.errors import EdgeAAEError, UsageError
+from edge_aae.gateway.bundle import (
+    DEFAULT_MODEL,
+    FP32_MODEL,
+    MANIFEST,
+    MANIFEST_SCHEMA_VERSION,
+    METADATA_KEY,
+    sha256_file,
+)
+from edge_aae.thresholds import compute_threshold
+from export import OPSET
+from export.parity import Fp32Parity, Int8Parity, as_dict, check_fp32, check_int8, inject_faults, run_onnx
+from export.quantize import ACTIVATION_TYPE, count_unfused_weight_dequant, median_latency_us, quantize_int8
+from export.signing import load_private_key, sign_bundle
+from export.to_onnx import export_fp32
+
+log = logging.getLogger(__name__)
+
+INT8_MODEL = "model.int8.onnx"  # working name; shipped as model.onnx when chosen
+GATE_WINDOWS = 2000
+N_GOLDEN = 4
+
+
+class ParityGateError(EdgeAAEError):
+    """The exported model disagrees with the trained one; nothing was written."""
+
+
+@dataclass
+class ExportReport:
+    """What happened, for the CLI table and ``parity.json``."""
+
+    bundle: Path
+    default_kind: str
+    default_reason: str
+    fp32: Fp32Parity
+    int8: Int8Parity | None
+    sizes: dict[str, int]
+    unfused_dequant: int | None
+    latency_us: dict[str, float] = field(default_factory=dict)
+    signed: bool = False
+
+
+def host_target() -> str:
+    """The export target matching this machine."""
+    return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
+
+
+def build_bundle(run_dir: Path, out: Path, *, target: str | None = None, int8: bool = True,
+                 sign_dir: Path | None = None, force: bool = False, version: str | None = None) -> ExportReport:
+    """Export ``run_dir`` into the bundle directory ``out``.
+
+    Raises:
+        UsageError: unknown target, missing key, or ``out`` is a non-bundle directory.
+        CorruptModelError: the run directory is incomplete or from another version.
+        ParityGateError: FP32 ONNX disagrees with torch (unless ``force``).
+    """
+    target = target or host_target()
+    if target not in ACTIVATION_TYPE:
+        raise UsageError(f"--target {target!r}: the quantizer knows {', '.join(ACTIVATION_TYPE)}")
+    if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
+        raise UsageError(f"{out}: exists and is not a bundle; refusing to replace it")
+    signing_key = load_private_key(sign_dir) if sign_dir is not None else None
+    det = AAEDetector.load(run_dir)
+    calib = det.load_calibration()
+    rng = np.random.default_rng(0)
+    val = calib["val"][rng.permutation(len(calib["val"]))[:GATE_WINDOWS]]
+    faulty = inject_faults(val[: max(len(val) // 2, 1)], det.scaler_.scale_)
+    gate_windows = np.concatenate([val, faulty]).astype(np.float32)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        report = _build_in(tmp, det, calib, val, gate_windows, target, int8, force, version)
+        if signing_key is not None:
+            sign_bundle(tmp, signing_key)
+            report.signed = True
+        (tmp / (INT8_MODEL)).unlink(missing_ok=True)
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report.bundle = out
+    return report
+
+
+def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np.ndarray,
+              gate_windows: np.ndarray, target: str, int8: bool, force: bool,
+              version: str | None) -> ExportReport:
+    cfg = det.config
+    n_ch = len(det.channels_)
+    fp32_path = tmp / FP32_MODEL
+    export_fp32(det.scorer_, fp32_path, cfg.window_len, n_ch)
+    fp32_gate = check_fp32(det.scorer_, fp32_path, gate_windows)
+    if not fp32_gate.passed:
+        msg = (f"parity gate: FP32 ONNX differs from torch by {fp32_gate.max_rel_diff:.2e} of the score's "
+               f"spread (limit {fp32_gate.limit:.0e})")
+        if not force:
+            raise ParityGateError(msg + "; bundle not written (--force overrides)")
+        log.warning("%s; writing anyway (--force)", msg)
+
+    thresholds = {"fp32": det.threshold_}
+    out32 = run_onnx(fp32_path, gate_windows, 64)
+    int8_gate: Int8Parity | None = None
+    unfused: int | None = None
+    latency: dict[str, float] = {}
+    default_kind, reason = "fp32", "INT8 disabled (--no-int8)"
+    if int8:
+        int8_path = tmp / INT8_MODEL
+        quantize_int8(fp32_path, int8_path, calib["train"], target)
+        unfused = count_unfused_weight_dequant(int8_path)
+        val8 = run_onnx(int8_path, val, 64)[0]
+        thresholds["int8"] = compute_threshold(val8, cfg.threshold, cfg.target_far, cfg.pot_init_quantile)
+        out8 = run_onnx(int8_path, gate_windows, 64)
+        int8_gate = check_int8(out32, out8, thresholds["fp32"], thresholds["int8"])
+        if target == host_target():
+            one = gate_windows[:1]
+            latency = {"fp32": median_latency_us(fp32_path, one), "int8": median_latency_us(int8_path, one)}
+        if not int8_gate.passed:
+            reason = (f"INT8 failed the parity gate (decision agreement {int8_gate.decision_agreement:.4f}, "
+                      f"Spearman {int8_gate.spearman:.4f}, top channel {int8_gate.top_channel_agreement:.3f})")
+        elif latency and latency["int8"] > latency["fp32"]:
+            reason = (f"INT8 slower than FP32 on this {target} host ({latency['int8']:.0f} vs "
+                      f"{latency['fp32']:.0f} us per window; {unfused} unfused weight DequantizeLinear)")
+        else:
+            default_kind = "int8"
+            reason = "INT8 passed the parity gate" + (
+                f" and is {latency['fp32'] / latency['int8']:.2f}x faster than FP32 here" if latency else
+                f" (speed not measured: target {target} is not this host)")
+    shutil.copyfile(tmp / (INT8_MODEL if default_kind == "int8" else FP32_MODEL), tmp / DEFAULT_MODEL)
+
+    models = {DEFAULT_MODEL: {"kind": default_kind, "threshold": thresholds[default_kind]},
+              FP32_MODEL: {"kind": "fp32", "threshold": thresholds["fp32"]}}
+    if default_kind == "int8":
+        models[DEFAULT_MODEL]["activation_type"] = ACTIVATION_TYPE[target].name
+    golden_idx = [0, 1, len(val), len(val) + 1][:N_GOLDEN]
+    golden_windows = gate_windows[golden_idx]
+    golden = []
+    expected = {name: run_onnx(tmp / name, golden_windows, len(golden_idx)) for name in models}
+    for k in range(len(golden_idx)):
+        golden.append({"window": golden_windows[k].tolist(),
+                       "expected": {name: {"score": float(o[0][k]), "channel_scores": o[1][k].tolist(),
+                                           "latent_score": float(o[2][k])} for name, o in expected.items()}})
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    manifest: dict[str, Any] = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "model": {"name": det.name, "version": version or time.strftime("%Y.%m.%d.%H%M%S", time.gmtime()),
+                  "created": created, "arch": cfg.arch, "prior": cfg.prior},
+        "channels": det.channels_,
+        "window_len": cfg.window_len,
+        "stride": cfg.stride,
+        "sample_period_s": det.sample_period_s_,
+        "score_direction": "higher_is_anomalous",
+        "inputs": {"window": {"dtype": "float32", "shape": ["batch", cfg.window_len, n_ch],
+                              "units": "raw sensor units"}},
+        "outputs": {"score": ["batch"], "channel_scores": ["batch", n_ch], "latent_score": ["batch"]},
+        "default_model": DEFAULT_MODEL,
+        "default_reason": reason,
+        "models": models,
+        "threshold_method": cfg.threshold,
+        "target_far": cfg.target_far,
+        "target": target,
+        "opset": OPSET,
+        "data": {"max_nan_run": cfg.max_nan_run, "max_gap_factor": cfg.max_gap_factor},
+        "training_data_fingerprint": det.fingerprint_,
+        "versions": {"edge_aae": __version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        "golden": golden,
+        "golden_tolerance": {DEFAULT_MODEL: 1e-3 if default_kind == "int8" else 1e-4, FP32_MODEL: 1e-4},
+    }
+    for name in models:
+        _embed_manifest(tmp / name, manifest)
+    manifest["files"] = {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+                         for name in models}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    sizes = {name: (tmp / name).stat().st_size for name in (FP32_MODEL, INT8_MODEL) if (tmp / name).exists()}
+    report = ExportReport(tmp, default_kind, reason, fp32_gate, int8_gate, sizes, unfused, latency)
+    parity = {"fp32_vs_torch": as_dict(fp32_gate), "int8_vs_fp32": as_dict(int8_gate),
+              "default_model": default_kind, "default_reason": reason, "thresholds": thresholds,
+              "unfused_weight_dequantize_linear": unfused, "latency_us_batch1": latency,
+              "file_bytes": sizes, "gate_windows": {"validation": int(len(val)),
+                                                    "injected_faults": int(len(gate_windows) - len(val))}}
+    (tmp / "parity.json").write_text(json.dumps(parity, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _embed_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(manifest)
+    model.producer_name = "edge-aae"
+    model.producer_version = __version__
+    onnx.save(model, str(path))
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)

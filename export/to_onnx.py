@@ -1,0 +1,34 @@
+"""Checkpoint -> FP32 ONNX: scaling, model and score normalization in one graph."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from edge_aae.model import AAEScorer
+from export import OPSET
+
+log = logging.getLogger(__name__)
+
+INPUT = "window"
+OUTPUTS = ["score", "channel_scores", "latent_score"]
+
+
+def export_fp32(scorer: AAEScorer, path: Path, window_len: int, n_channels: int) -> None:
+    """Write the scoring module as ONNX.
+
+    Input ``window``: float32 ``[batch, window_len, n_channels]`` in raw sensor units.
+    Outputs ``score [batch]``, ``channel_scores [batch, n_channels]``, ``latent_score [batch]``.
+    """
+    scorer = scorer.eval()
+    dummy = torch.zeros(2, window_len, n_channels)
+    dynamic = {INPUT: {0: "batch"}} | {name: {0: "batch"} for name in OUTPUTS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(scorer, (dummy,), str(path), input_names=[INPUT], output_names=OUTPUTS,
+                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
+                          do_constant_folding=True)
+    log.info("exported FP32 ONNX to %s (opset %d)", path, OPSET)
