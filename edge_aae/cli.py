@@ -72,6 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_sample)
+    p = sub.add_parser("export", help="export a run to an ONNX bundle (INT8 + FP32, parity-gated)")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--out", required=True, type=Path, metavar="BUNDLE")
+    p.add_argument("--target", default=None, help="x86_64 or arm64 (default: this machine)")
+    p.add_argument("--no-int8", action="store_true", help="ship FP32 only")
+    p.add_argument("--sign", type=Path, metavar="KEYDIR", help="sign manifest.json with KEYDIR/private.pem")
+    p.add_argument("--force", action="store_true", help="write the bundle even if the FP32 parity gate fails")
+    p.add_argument("--model-version", help="model version (dot-separated integers; default: UTC time)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
+    p.add_argument("--out", required=True, type=Path, metavar="KEYDIR")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("verify", help="check a bundle's hashes and (with --pubkey) its signature")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("--pubkey", type=Path, help="public.pem, or the KEYDIR holding it")
+    p.set_defaults(func=cmd_verify)
+
     p = sub.add_parser("bench", help="benchmarks that write BENCHMARKS.md sections")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     b = bench.add_parser("train", help="training time and quality on synthetic data, AAE vs plain AE")
@@ -220,6 +239,10 @@ class _RunScorer:
 def _open_model(path: Path) -> Any:
     if (path / "model.json").is_file():
         return _RunScorer(path)
+    if (path / "manifest.json").is_file():
+        from edge_aae.gateway.scorer import BundleScorer
+
+        return BundleScorer(path)
     raise UsageError(f"{path}: neither a run directory (model.json) nor a bundle (manifest.json)")
 
 
@@ -238,6 +261,65 @@ def cmd_sample(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.n} synthetic windows of {det.config.window_len} steps to {args.out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``edge-aae export``."""
+    if not args.run.is_dir():
+        raise UsageError(f"{args.run}: no such run directory")
+    from export.bundle import build_bundle
+
+    rep = build_bundle(args.run, args.out, target=args.target, int8=not args.no_int8, sign_dir=args.sign,
+                       force=args.force, version=args.model_version)
+    f = rep.fp32
+    rows: list[list[object]] = [["FP32 ONNX vs torch: max |Δscore| / spread", f"{f.max_rel_diff:.2e}",
+                                 f"<= {f.limit:.0e}", "pass" if f.passed else "FAIL"]]
+    if rep.int8 is not None:
+        q = rep.int8
+        rows += [["INT8 vs FP32: alert decision agreement", f"{q.decision_agreement:.4f}",
+                  f">= {q.limits['decision_agreement']}", _ok(q.decision_agreement >= q.limits["decision_agreement"])],
+                 ["INT8 vs FP32: Spearman rank correlation", f"{q.spearman:.4f}",
+                  f">= {q.limits['spearman']}", _ok(q.spearman >= q.limits["spearman"])],
+                 ["INT8 vs FP32: top channel on flagged", f"{q.top_channel_agreement:.4f}",
+                  f">= {q.limits['top_channel_agreement']}",
+                  _ok(q.top_channel_agreement >= q.limits["top_channel_agreement"])],
+                 ["INT8: unfused weight DequantizeLinear", str(rep.unfused_dequant), "0",
+                  _ok(rep.unfused_dequant == 0)]]
+    _print_table(["parity gate", "value", "limit", ""], rows)
+    sizes = ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in rep.sizes.items())
+    print(f"model.onnx = {rep.default_kind.upper()}: {rep.default_reason}")
+    print(f"sizes: {sizes}" + ("; batch-1 latency: " + ", ".join(f"{k} {v:.0f} us" for k, v in rep.latency_us.items())
+                               if rep.latency_us else ""))
+    print(f"wrote bundle {rep.bundle} (model.onnx, model.fp32.onnx, manifest.json, parity.json"
+          + (", manifest.sig)" if rep.signed else ")"))
+    return 0
+
+
+def _ok(flag: bool) -> str:
+    return "pass" if flag else "FAIL"
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """``edge-aae keygen``."""
+    from export.signing import generate_keypair
+
+    private, public = generate_keypair(args.out)
+    print(f"wrote {private} (keep it secret, mode 0600) and {public} (give it to gateways)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``edge-aae verify``: exit 0 when every check passes, 1 otherwise."""
+    from edge_aae.gateway.bundle import verify_bundle
+
+    problems = verify_bundle(args.bundle, args.pubkey)
+    if problems:
+        for p in problems:
+            print(f"FAILED: {p}", file=sys.stderr)
+        return 1
+    what = "hashes and signature" if args.pubkey else "hashes (no --pubkey: signature not checked)"
+    print(f"{args.bundle}: OK ({what})")
     return 0
 
 

@@ -52,6 +52,7 @@ class AAEDetector:
 
     report_: dict[str, Any] | None
     calibration_: dict[str, np.ndarray] | None = None
+    run_dir_: Path | None = None
 
     def __init__(self, config: TrainConfig | None = None, name: str = "edge-aae") -> None:
         """Store the configuration and model name; nothing is fitted yet."""
@@ -305,25 +306,26 @@ class AAEDetector:
 
         Raises:
             CorruptModelError: the run has no (or a damaged) ``calibration.npz``.
+
         """
         if self.calibration_ is not None:
             return self.calibration_
-        path = Path(getattr(self, "run_dir_", ".")) / "calibration.npz"
+        path = (self.run_dir_ or Path(".")) / "calibration.npz"
         try:
             with np.load(path) as f:
                 calib = {"train": f["train"], "val": f["val"]}
         except FileNotFoundError:
-            raise CorruptModelError(f"{path}: missing calibration set (retrain with this version, "
-                                    "or pass --calib-data)") from None
+            raise CorruptModelError(f"{path}: missing calibration set (the run predates it: "
+                                    "retrain with this version of edge-aae)") from None
         except (KeyError, ValueError, OSError) as exc:
             raise CorruptModelError(f"{path}: unreadable calibration set ({exc})") from None
         shape = (self.config.window_len, len(self.channels_))
         for key, arr in calib.items():
             if arr.ndim != 3 or arr.shape[1:] != shape or arr.shape[0] == 0:
-                raise CorruptModelError(f"{path}: '{key}' has shape {arr.shape}, expected (n, {shape[0]}, {shape[1]})")
+                raise CorruptModelError(f"{path}: '{key}' has shape {arr.shape}, "
+                                        f"expected (n, {shape[0]}, {shape[1]})")
         self.calibration_ = calib
         return calib
-        return det
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "scorer_"):

@@ -78,6 +78,7 @@ def build_bundle(run_dir: Path, out: Path, *, target: str | None = None, int8: b
         UsageError: unknown target, missing key, or ``out`` is a non-bundle directory.
         CorruptModelError: the run directory is incomplete or from another version.
         ParityGateError: FP32 ONNX disagrees with torch (unless ``force``).
+
     """
     target = target or host_target()
     if target not in ACTIVATION_TYPE:

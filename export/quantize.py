@@ -49,6 +49,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
 
     Raises:
         UsageError: an unknown target, or no calibration windows.
+
     """
     if target not in ACTIVATION_TYPE:
         raise UsageError(f"--target {target!r}: the quantizer knows {', '.join(ACTIVATION_TYPE)}")

@@ -29,3 +29,12 @@ def trained_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     det = AAEDetector(TrainConfig(**FAST_TRAIN)).fit(load_series(synth_dir / "train.csv"))
     det.save(run)
     return run
+
+
+@pytest.fixture(scope="session")
+def bundle(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from export.bundle import build_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "pump"
+    build_bundle(trained_run, out, target="x86_64", version="1.0.0")
+    return out

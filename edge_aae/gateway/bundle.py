@@ -87,6 +87,7 @@ def read_manifest(bundle_dir: Path) -> dict[str, Any]:
     Raises:
         UsageError: the directory does not exist.
         CorruptModelError: the manifest is missing, unparsable or incomplete.
+
     """
     if not bundle_dir.is_dir():
         raise UsageError(f"{bundle_dir}: no such bundle directory")
@@ -167,6 +168,7 @@ def open_bundle(bundle_dir: Path, model_file: str | None = None, check: bool = T
 
     Raises:
         CorruptModelError: any hash mismatch, or an unknown model file.
+
     """
     manifest = read_manifest(bundle_dir)
     if check:

@@ -1,0 +1,176 @@
+"""Export for real: the trained fixture model through ONNX, INT8, the gate and signing."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from edge_aae.data import load_series
+from edge_aae.detector import AAEDetector
+from edge_aae.errors import CorruptModelError, UsageError
+from edge_aae.gateway.bundle import METADATA_KEY, verify_bundle
+from edge_aae.gateway.scorer import BundleScorer, OnnxScorer
+from edge_aae.metrics import auroc
+from export.bundle import build_bundle
+from export.parity import check_fp32, inject_faults
+from export.signing import generate_keypair, load_private_key, sign_bundle
+from export.to_onnx import export_fp32
+
+
+def test_bundle_files_and_manifest(bundle, trained_run):
+    names = {f.name for f in bundle.iterdir()}
+    assert {"model.onnx", "model.fp32.onnx", "manifest.json", "parity.json"} <= names
+    m = json.loads((bundle / "manifest.json").read_text())
+    det = AAEDetector.load(trained_run)
+    assert m["channels"] == det.channels_
+    assert m["window_len"] == det.config.window_len
+    assert m["score_direction"] == "higher_is_anomalous"
+    assert m["model"]["version"] == "1.0.0"
+    assert m["training_data_fingerprint"] == det.fingerprint_
+    assert set(m["files"]) == {"model.onnx", "model.fp32.onnx"}
+    assert m["default_reason"]
+    parity = json.loads((bundle / "parity.json").read_text())
+    assert parity["fp32_vs_torch"]["passed"] is True
+    assert parity["int8_vs_fp32"] is not None
+
+
+def test_bare_onnxruntime_session_reads_the_manifest(bundle):
+    sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    embedded = json.loads(sess.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    assert embedded["channels"][0] == "speed_rpm"
+    assert "files" not in embedded  # a file cannot carry its own hash
+    for batch in (1, 64):
+        x = np.tile(np.asarray(embedded["golden"][0]["window"], np.float32), (batch, 1, 1))
+        score, channel_scores, latent = sess.run(None, {"window": x})
+        assert score.shape == (batch,)
+        assert channel_scores.shape == (batch, len(embedded["channels"]))
+        assert latent.shape == (batch,)
+
+
+def test_golden_windows_reproduce(bundle):
+    m = json.loads((bundle / "manifest.json").read_text())
+    for name in m["models"]:
+        s = OnnxScorer.open(bundle, name)
+        for g in m["golden"]:
+            score, _, _ = s.score_windows(np.asarray([g["window"]], np.float32))
+            assert score[0] == pytest.approx(g["expected"][name]["score"], abs=1e-4)
+
+
+def test_bundle_scores_match_torch(bundle, trained_run, synth_dir):
+    test = load_series(synth_dir / "test.csv", label_col="label")
+    torch_res = AAEDetector.load(trained_run).score(test)
+    onnx_res = BundleScorer(bundle, "model.fp32.onnx").score(test)
+    np.testing.assert_allclose(onnx_res.score, torch_res.score, rtol=1e-4, atol=1e-3)
+    y = test.labels[torch_res.ends]
+    default = BundleScorer(bundle).score(test)
+    assert abs(auroc(y, default.score) - auroc(y, torch_res.score)) <= 0.005
+
+
+def test_gate_refuses_perturbed_weights(trained_run, tmp_path):
+    det = AAEDetector.load(trained_run)
+    windows = det.load_calibration()["val"][:200]
+    path = tmp_path / "m.onnx"
+    export_fp32(det.scorer_, path, det.config.window_len, len(det.channels_))
+    assert check_fp32(det.scorer_, path, windows).passed
+    with torch.no_grad():
+        for p in det.scorer_.decoder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    assert not check_fp32(det.scorer_, path, windows).passed
+
+
+def test_signed_bundle_verifies_and_tampering_is_caught(bundle, tmp_path):
+    keys = tmp_path / "keys"
+    generate_keypair(keys)
+    b = tmp_path / "b"
+    shutil.copytree(bundle, b)
+    sign_bundle(b, load_private_key(keys))
+    assert verify_bundle(b, keys / "public.pem") == []
+    other = tmp_path / "other"
+    generate_keypair(other)
+    assert any("signature does not match" in p for p in verify_bundle(b, other))
+    m = json.loads((b / "manifest.json").read_text())
+    m["threshold_method"] = "quantile"
+    (b / "manifest.json").write_text(json.dumps(m))
+    assert any("signature does not match" in p for p in verify_bundle(b, keys))
+    with (b / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    assert any("model.onnx: sha256" in p for p in verify_bundle(b))
+    with pytest.raises(CorruptModelError, match="model.onnx"):
+        BundleScorer(b)
+
+
+def test_verify_cli_says_what_failed(bundle, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(bundle, b)
+    (b / "model.fp32.onnx").write_bytes(b"junk")
+    p = subprocess.run([sys.executable, "-m", "edge_aae.cli", "verify", str(b)], capture_output=True, text=True)
+    assert p.returncode == 1
+    assert "model.fp32.onnx: sha256" in p.stderr
+
+
+def test_score_bundle_without_torch(bundle, synth_dir, tmp_path):
+    out = tmp_path / "scores.csv"
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['export'] = None\n"
+            "from edge_aae.cli import main\n"
+            f"rc = main(['score', {str(bundle)!r}, '--data', {str(synth_dir / 'test.csv')!r}, '--out', {str(out)!r}])\n"
+            "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+            "sys.exit(rc)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    header = out.read_text().splitlines()[0]
+    assert header.startswith("timestamp,score,threshold,is_anomaly,top_channel,contrib_speed_rpm")
+
+
+def test_gateway_imports_no_torch():
+    code = ("import importlib, pkgutil, sys\n"
+            "import edge_aae.gateway as g\n"
+            "for m in pkgutil.walk_packages(g.__path__, g.__name__ + '.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'export')]\n"
+            "assert not bad, bad\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_unknown_target(trained_run, tmp_path):
+    with pytest.raises(UsageError, match="riscv"):
+        build_bundle(trained_run, tmp_path / "b", target="riscv")
+
+
+def test_missing_calibration_set_and_previous_bundle_survives(trained_run, bundle, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "calibration.npz").unlink()
+    out = tmp_path / "b"
+    shutil.copytree(bundle, out)
+    before = (out / "manifest.json").read_bytes()
+    with pytest.raises(CorruptModelError, match="calibration"):
+        build_bundle(run, out)
+    assert (out / "manifest.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.")] == []
+
+
+def test_incompatible_run_version(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    meta = json.loads((run / "model.json").read_text())
+    meta["format_version"] = 0
+    (run / "model.json").write_text(json.dumps(meta))
+    p = subprocess.run([sys.executable, "-m", "edge_aae.cli", "export", str(run), "--out", str(tmp_path / "b")],
+                       capture_output=True, text=True)
+    assert p.returncode == 1
+    assert "format_version 0" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_injected_faults_score_higher(trained_run):
+    det = AAEDetector.load(trained_run)
+    val = det.load_calibration()["val"][:200]
+    normal = det.score_windows(val)[0]
+    faulty = det.score_windows(inject_faults(val, det.scaler_.scale_))[0]
+    assert np.median(faulty) > np.quantile(normal, 0.9)
