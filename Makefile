@@ -27,6 +27,7 @@ check: lint test
 
 bench: install
 	$(VENV)/bin/edge-aae bench train --out bench-out/train --update BENCHMARKS.md
+	$(VENV)/bin/edge-aae bench speed --run bench-out/train/aae --update BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
     b.set_defaults(func=cmd_bench_train)
+    b = bench.add_parser("speed", help="torch eager vs onnxruntime FP32 vs INT8, one thread")
+    b.add_argument("--run", type=Path, default=Path("bench-out/train/aae"), help="run directory to export")
+    b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
+    b.set_defaults(func=cmd_bench_speed)
     return parser
 
 
@@ -333,6 +337,22 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     if args.update:
         update_section(args.update, "train", "## Training on the synthetic pump\n\n" + table,
                        f"edge-aae bench train --seed {args.seed}")
+        print(f"updated {args.update}")
+    return 0
+
+
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    """``edge-aae bench speed``."""
+    if not (args.run / "model.json").is_file():
+        raise UsageError(f"{args.run}: no run directory (run `edge-aae bench train` first, or pass --run)")
+    from edge_aae.benchmarks import update_section
+    from export.bench_speed import run_speed_bench
+
+    table = run_speed_bench(args.run)
+    print(table)
+    if args.update:
+        update_section(args.update, "speed", "## Inference speed\n\n" + table,
+                       f"edge-aae bench speed --run {args.run}")
         print(f"updated {args.update}")
     return 0
 
