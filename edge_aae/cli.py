@@ -330,30 +330,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_bench_train(args: argparse.Namespace) -> int:
     """``edge-aae bench train``."""
     from edge_aae.bench_train import run_train_bench
-    from edge_aae.benchmarks import update_section
 
     _, table = run_train_bench(args.out, args.seed)
-    print(table)
-    if args.update:
-        update_section(args.update, "train", "## Training on the synthetic pump\n\n" + table,
-                       f"edge-aae bench train --seed {args.seed}")
-        print(f"updated {args.update}")
-    return 0
+    return _publish_bench(args.update, "train", "Training on the synthetic pump", table,
+                          f"edge-aae bench train --seed {args.seed}")
 
 
 def cmd_bench_speed(args: argparse.Namespace) -> int:
     """``edge-aae bench speed``."""
     if not (args.run / "model.json").is_file():
         raise UsageError(f"{args.run}: no run directory (run `edge-aae bench train` first, or pass --run)")
-    from edge_aae.benchmarks import update_section
     from export.bench_speed import run_speed_bench
 
-    table = run_speed_bench(args.run)
+    return _publish_bench(args.update, "speed", "Inference speed", run_speed_bench(args.run),
+                          f"edge-aae bench speed --run {args.run}")
+
+
+def _publish_bench(markdown: Path | None, name: str, title: str, table: str, command: str) -> int:
+    """Print a benchmark table and, with ``--update``, write it into that Markdown file's section."""
     print(table)
-    if args.update:
-        update_section(args.update, "speed", "## Inference speed\n\n" + table,
-                       f"edge-aae bench speed --run {args.run}")
-        print(f"updated {args.update}")
+    if markdown:
+        from edge_aae.benchmarks import update_section
+
+        update_section(markdown, name, f"## {title}\n\n{table}", command)
+        print(f"updated {markdown}")
     return 0
 
 

@@ -346,9 +346,8 @@ def _as_series(data: SensorData | np.ndarray, cfg: TrainConfig,
     arr = np.asarray(data, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError(f"expected an (n_rows, n_channels) array, got shape {arr.shape}")
-    names = channels if channels is not None and len(channels) == arr.shape[1] else \
-        [f"ch{i + 1}" for i in range(arr.shape[1])]
     if channels is not None and len(channels) != arr.shape[1]:
         raise ModelMismatchError(f"array has {arr.shape[1]} channels, the model {len(channels)}")
+    names = channels if channels is not None else [f"ch{i + 1}" for i in range(arr.shape[1])]
     return assemble_series("<array>", names, np.arange(arr.shape[0], dtype=np.float64), arr, None,
                            max_nan_run=cfg.max_nan_run, max_gap_factor=cfg.max_gap_factor)

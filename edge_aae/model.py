@@ -34,7 +34,7 @@ class LatentPrior(nn.Module):
                 means[i, i % latent_dim] = 3.0 * (-1.0 if (i // latent_dim) % 2 else 1.0)
         self.means: torch.Tensor
         self.register_buffer("means", means)
-        self.std = 1.0 if kind == "gaussian" else 1.0
+        self.std = 1.0  # every component has unit variance
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` codes drawn from the prior: ``(n, latent_dim)``."""

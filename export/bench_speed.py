@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,10 @@ def run_speed_bench(run_dir: Path) -> str:
             x = batch256[:batch]
             xt = torch.from_numpy(x)
             with torch.no_grad():
-                results[("torch eager FP32", batch)] = _median_s(lambda xt=xt: det.scorer_(xt)) / batch
+                results[("torch eager FP32", batch)] = _median_s(partial(det.scorer_, xt)) / batch
             for kind, sess in sessions.items():
                 results[(f"onnxruntime {kind.upper()}", batch)] = \
-                    _median_s(lambda s=sess, x=x: s.run(None, {"window": x})) / batch
+                    _median_s(partial(sess.run, None, {"window": x})) / batch
     rows = []
     for (method, batch), sec in results.items():
         base = results[("torch eager FP32", batch)]
