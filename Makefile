@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # The CPU build of torch is installed first and pinned here only: pyproject declares a range.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test check lint bench clean
+.PHONY: install test check lint bench bench-quality demo drills clean
 
 install: $(VENV)/.installed
 
@@ -25,9 +25,22 @@ lint: install
 
 check: lint test
 
+DATA ?= ../shared/data
+bench-quality: install
+	$(VENV)/bin/edge-aae bench quality --dataset skab --path $(DATA)/skab --update BENCHMARKS.md
+	$(VENV)/bin/edge-aae bench quality --dataset smd --path $(DATA)/asd --update BENCHMARKS.md
+
+drills: install
+	$(VENV)/bin/python -m tests.drills --update BENCHMARKS.md
+
+demo: install
+	$(VENV)/bin/edge-aae demo
+
 bench: install
 	$(VENV)/bin/edge-aae bench train --out bench-out/train --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench speed --run bench-out/train/aae --update BENCHMARKS.md
+	$(VENV)/bin/edge-aae export bench-out/train/aae --out bench-out/bundle --force
+	$(VENV)/bin/edge-aae bench daemon --bundle bench-out/bundle --update BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,7 +24,7 @@ TRAIN_FLAGS = {
     "epochs": int, "window_len": int, "stride": int, "arch": str, "hidden": int, "latent_dim": int,
     "prior": str, "n_components": int, "adversarial_weight": float, "latent_weight": float,
     "batch_size": int, "lr": float, "seed": int, "device": str, "threshold": str, "target_far": float,
-    "patience": int, "max_train_windows": int,
+    "patience": int, "max_train_windows": int, "relative_channels": str,
 }
 
 
@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="scores CSV to write")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("eval", help="metrics, table and plots of a run or bundle on a labelled series")
+    p.add_argument("model", type=Path, metavar="MODEL", help="run directory or bundle")
+    _add_data_args(p)
+    p.add_argument("--label-col", required=True, help="0/1 label column")
+    p.add_argument("--interpretation", type=Path, metavar="FILE",
+                   help="SMD-style 'start-end:c1,c2' lines (1-based channels) for localization metrics")
+    p.add_argument("--interpretation-inclusive", action="store_true",
+                   help="interval ends are inclusive (ASD); default [start, end) as in SMD")
+    p.add_argument("--out", type=Path, default=Path("eval-out"), help="folder for metrics.json and plots")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("sample", help="decode prior samples into synthetic normal windows")
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("-n", type=int, required=True, help="number of windows")
@@ -91,6 +102,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pubkey", type=Path, help="public.pem, or the KEYDIR holding it")
     p.set_defaults(func=cmd_verify)
 
+    p = sub.add_parser("serve", help="run the gateway daemon: MQTT readings in, scores and alerts out")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--config", type=Path, metavar="FILE", help="gateway TOML (see firmware_configs/)")
+    g.add_argument("--check-config", type=Path, metavar="FILE", help="validate FILE, list every problem, exit")
+    p.add_argument("--broker", metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT (overrides the file)")
+    p.add_argument("--gateway", metavar="ID", help="gateway id (overrides the file)")
+    p.add_argument("--model", type=Path, metavar="BUNDLE", help="default bundle for every asset (overrides)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("alerts", help="watch alerts and gateway status across a fleet (live table or JSON lines)")
+    p.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    p.add_argument("--tls-ca", default="", metavar="FILE", help="CA certificate for mqtts://")
+    p.add_argument("--username", default="", metavar="U")
+    p.add_argument("--password-file", type=Path, metavar="FILE",
+                   help="file holding the password (default: $EDGE_AAE_MQTT_PASSWORD when --username is given)")
+    p.add_argument("--root", default="edge-aae", help="topic root (default: edge-aae)")
+    p.add_argument("--gateway", default="+", help="only this gateway (default: all)")
+    p.add_argument("--asset", default="+", help="only this asset (default: all)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of the table")
+    p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("deploy", help="push a signed bundle to a gateway over MQTT (over-the-air update)")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    p.add_argument("--gateway", required=True, metavar="GW")
+    p.add_argument("--root", default="edge-aae", help="topic root (default: edge-aae)")
+    p.add_argument("--asset", default="", help="replace this asset's model (default: the gateway's default model)")
+    p.add_argument("--tls-ca", default="", metavar="FILE")
+    p.add_argument("--username", default="", metavar="U")
+    p.add_argument("--password-file", type=Path, metavar="FILE")
+    p.add_argument("--chunk-kb", type=int, default=128, help="split the bundle into messages of this size")
+    p.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for the outcome (0: none)")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("demo", help="the whole product in minutes: synth, train, export, broker, daemon, live alerts")
+    p.add_argument("--broker", metavar="URL", help="use this broker instead of starting a local mosquitto")
+    p.add_argument("--out", type=Path, default=Path("demo-out"), help="working folder (default: demo-out)")
+    p.add_argument("--fast", action="store_true", help="shorter training (for a quick look or CI)")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("bench", help="benchmarks that write BENCHMARKS.md sections")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     b = bench.add_parser("train", help="training time and quality on synthetic data, AAE vs plain AE")
@@ -102,6 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--run", type=Path, default=Path("bench-out/train/aae"), help="run directory to export")
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
     b.set_defaults(func=cmd_bench_speed)
+    b = bench.add_parser("quality", help="a public protocol (SKAB or SMD layout): AAE, INT8, plain AE, PCA")
+    b.add_argument("--dataset", required=True, choices=["skab", "smd"])
+    b.add_argument("--path", required=True, type=Path, help="dataset folder, e.g. ../shared/data/skab")
+    b.add_argument("--out", type=Path, default=Path("bench-out/quality"))
+    b.add_argument("--limit", type=int, help="only the first N files/entities (a quick look)")
+    b.add_argument("--epochs", type=int, help="training epochs (default: the TrainConfig default)")
+    b.add_argument("--relative-channels", default="",
+                   help="channels scored on their shape within each window, not their level (e.g. temperatures)")
+    b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
+    b.set_defaults(func=cmd_bench_quality)
+    b = bench.add_parser("daemon", help="edge-aae serve vs a bare paho subscriber: readings/s, latency, RSS")
+    b.add_argument("--bundle", type=Path, required=True, help="bundle directory to serve")
+    b.add_argument("--readings", type=int, default=20000, help="readings per throughput run")
+    b.add_argument("--assets", type=int, default=8)
+    b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
+    b.set_defaults(func=cmd_bench_daemon)
     return parser
 
 
@@ -204,16 +271,23 @@ def _write_report_plot(det: Any, data: Any, out: Path) -> None:
                          np.c_[prior, np.zeros_like(prior)])
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    """``edge-aae score``."""
+def _model_and_data(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The MODEL argument opened (run or bundle) and ``--data`` read with that model's gap rules."""
     from edge_aae.data import load_series
-    from edge_aae.scores import write_scores_csv
 
     if not args.model.exists():
         raise UsageError(f"{args.model}: no such run directory or bundle")
     scorer = _open_model(args.model)
     data = load_series(args.data, time_col=args.time_col, channels=_channels(args), label_col=args.label_col,
                        max_nan_run=scorer.max_nan_run, max_gap_factor=scorer.max_gap_factor)
+    return scorer, data
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """``edge-aae score``."""
+    from edge_aae.scores import write_scores_csv
+
+    scorer, data = _model_and_data(args)
     result = scorer.score(data)
     write_scores_csv(args.out, result)
     flagged = int(result.is_anomaly.sum())
@@ -223,6 +297,41 @@ def cmd_score(args: argparse.Namespace) -> int:
         from edge_aae.metrics import auroc
 
         print(f"window AUROC (label of each window's last sample): {auroc(data.labels[result.ends], result.score):.4f}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``edge-aae eval``."""
+    from edge_aae.evaluate import alerts_from_scores, evaluate, plot_eval, read_interpretation, write_metrics
+
+    scorer, data = _model_and_data(args)
+    truth = (read_interpretation(args.interpretation, len(data.timestamps), len(data.channels),
+                                 args.interpretation_inclusive) if args.interpretation else None)
+    result = scorer.score(data)
+    metrics = evaluate(data, result, truth)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_metrics(args.out / "metrics.json", metrics)
+    plots = plot_eval(args.out, data, result, alerts_from_scores(result))
+    ev = metrics["events"]
+    rows = [
+        ("AUROC", f"{metrics['auroc']:.4f}"), ("AUPRC", f"{metrics['auprc']:.4f}"),
+        ("F1 / precision / recall at the model's threshold",
+         f"{metrics['f1']:.4f} / {metrics['precision']:.4f} / {metrics['recall']:.4f}"),
+        ("oracle: best F1 over thresholds (uses labels)", f"{metrics['oracle_best_f1']:.4f}"),
+        ("point-adjusted F1 (PA, inflated)", f"{metrics['point_adjusted_f1']:.4f}"),
+        ("PA%K area (K 0..100)", f"{metrics['pa_k_auc']:.4f}"),
+        ("events detected", f"{ev['events_detected']}/{ev['events']}"),
+        ("median time to detect (s)", f"{ev['time_to_detect_s_median']:.0f}"),
+        ("false alarms per day", f"{ev['false_alarms_per_day']:.2f}"),
+    ]
+    if "localization" in metrics:
+        loc = metrics["localization"]
+        rows.append(("HitRate@100% / @150%", f"{loc['hitrate@100']:.4f} / {loc['hitrate@150']:.4f}"))
+        rows.append(("NDCG@100% / @150%", f"{loc['ndcg@100']:.4f} / {loc['ndcg@150']:.4f}"))
+    _print_table(["metric", "value"], rows)
+    print(f"{metrics['points']} points scored; the first {metrics['points_without_window']} point(s) of the "
+          "segments have no full window and are left out")
+    print(f"wrote {args.out / 'metrics.json'}, {', '.join(str(p) for p in plots)}")
     return 0
 
 
@@ -327,6 +436,46 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``edge-aae serve``: torch-free."""
+    from edge_aae.gateway.serve import check_config, serve
+
+    overrides = {"broker_url": args.broker, "gateway_id": args.gateway,
+                 "model": str(args.model) if args.model else None}
+    if args.check_config:
+        return check_config(args.check_config, overrides)
+    return serve(args.config, overrides, logging.DEBUG if args.verbose else logging.INFO)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """``edge-aae deploy`` (torch-free)."""
+    from edge_aae.deploy import deploy_bundle, read_password
+
+    if args.chunk_kb < 1:
+        raise UsageError("--chunk-kb must be at least 1")
+    return deploy_bundle(args.bundle, args.broker, args.gateway, root=args.root, asset=args.asset,
+                         tls_ca=args.tls_ca, username=args.username,
+                         password=read_password(args.password_file, args.username), chunk_kb=args.chunk_kb,
+                         wait_s=args.wait)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``edge-aae demo``."""
+    from edge_aae.demo import run_demo
+
+    logging.getLogger().setLevel(logging.ERROR)
+    return run_demo(args.out, args.broker, args.fast)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """``edge-aae alerts`` (torch-free)."""
+    from edge_aae.alerts_view import run_alerts
+
+    logging.getLogger().setLevel(logging.ERROR)  # the table is the output; paho retries are expected
+    return run_alerts(args.broker, root=args.root, gateway=args.gateway, asset=args.asset, tls_ca=args.tls_ca,
+                      username=args.username, password_file=args.password_file, as_json=args.json)
+
+
 def cmd_bench_train(args: argparse.Namespace) -> int:
     """``edge-aae bench train``."""
     from edge_aae.bench_train import run_train_bench
@@ -344,6 +493,39 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
 
     return _publish_bench(args.update, "speed", "Inference speed", run_speed_bench(args.run),
                           f"edge-aae bench speed --run {args.run}")
+
+
+def cmd_bench_quality(args: argparse.Namespace) -> int:
+    """``edge-aae bench quality``."""
+    import dataclasses
+
+    from edge_aae.config import TrainConfig
+    from export.bench_quality import run_quality_bench
+
+    if not args.path.is_dir():
+        raise UsageError(f"--path {args.path}: no such folder")
+    cfg = TrainConfig(relative_channels=args.relative_channels)
+    if args.epochs is not None:
+        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    _, table = run_quality_bench(args.dataset, args.path, args.out / args.dataset, cfg, args.limit)
+    command = f"edge-aae bench quality --dataset {args.dataset} --path {args.path}"
+    if args.limit:
+        command += f" --limit {args.limit}"
+    if args.relative_channels:
+        command += f" --relative-channels {args.relative_channels}"
+    return _publish_bench(args.update, f"quality-{args.dataset}", f"Quality: {args.dataset.upper()}", table, command)
+
+
+def cmd_bench_daemon(args: argparse.Namespace) -> int:
+    """``edge-aae bench daemon`` (torch-free; needs mosquitto)."""
+    from edge_aae.bench_daemon import run_daemon_bench
+
+    if args.readings < 1000 or args.assets < 1:
+        raise UsageError("--readings must be >= 1000 and --assets >= 1")
+    _, table = run_daemon_bench(args.bundle, args.readings, args.assets)
+    return _publish_bench(args.update, "daemon", "Gateway daemon throughput", table,
+                          f"edge-aae bench daemon --bundle {args.bundle} --readings {args.readings} "
+                          f"--assets {args.assets}")
 
 
 def _publish_bench(markdown: Path | None, name: str, title: str, table: str, command: str) -> int:

@@ -31,7 +31,7 @@ from edge_aae.model import AAEScorer, LatentPrior, build_autoencoder
 from edge_aae.scores import WindowScores
 from edge_aae.thresholds import compute_threshold
 from edge_aae.train import TrainResult, train_aae
-from edge_aae.windows import RobustScaler, gather_windows, series_windows, window_ends
+from edge_aae.windows import RobustScaler, gather_windows, level_mask, remove_level, series_windows, window_ends
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ class AAEDetector:
         if train_ends.size > cfg.max_train_windows:
             train_ends = np.sort(rng.choice(train_ends, cfg.max_train_windows, replace=False))
         scaled = self.scaler_.transform(data.values)
-        train_w = gather_windows(scaled, train_ends, cfg.window_len)
-        val_w = gather_windows(scaled, val_ends, cfg.window_len)
+        mask = level_mask(cfg.relative_channels, list(data.channels))
+        train_w = remove_level(gather_windows(scaled, train_ends, cfg.window_len), mask)
+        val_w = remove_level(gather_windows(scaled, val_ends, cfg.window_len), mask)
         log.info("training on %d windows, validating on %d (window_len=%d, %d channels)",
                  train_w.shape[0], val_w.shape[0], cfg.window_len, len(data.channels))
         result = train_aae(train_w, val_w, cfg, progress=progress)
@@ -101,6 +102,7 @@ class AAEDetector:
         self.fingerprint_ = data.fingerprint()
         self.scorer_ = self._build_scorer(result.encoder, result.decoder, result.prior)
         self.scorer_.set_scaler(self.scaler_.center_, self.scaler_.scale_)
+        self.scorer_.level_mask.copy_(torch.as_tensor(mask, dtype=torch.float32))
         self._fit_normalization(val_w)
         val_raw = gather_windows(data.values, val_ends, cfg.window_len)
         calib = rng.choice(train_ends, min(CALIBRATION_WINDOWS, train_ends.size), replace=False)
@@ -288,6 +290,7 @@ class AAEDetector:
         weights = run / "weights.pt"
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
+            state.setdefault("level_mask", torch.zeros(len(det.channels_)))  # runs from before the option
             det.scorer_.load_state_dict(state)
         except FileNotFoundError:
             raise CorruptModelError(f"{weights}: missing") from None

@@ -179,6 +179,7 @@ class AAEScorer(nn.Module):
     scale: torch.Tensor
     time_weights: torch.Tensor
     channel_scale: torch.Tensor
+    level_mask: torch.Tensor
     score_stats: torch.Tensor
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: LatentPrior,
@@ -194,6 +195,7 @@ class AAEScorer(nn.Module):
         self.register_buffer("time_weights",
                              torch.tensor(tail_weights(window_len, score_tail), dtype=torch.float32))
         self.register_buffer("channel_scale", torch.ones(n_channels))
+        self.register_buffer("level_mask", torch.zeros(n_channels))
         self.register_buffer("score_stats", torch.tensor([0.0, 1.0, 0.0, 1.0]))
 
     def set_scaler(self, center: np.ndarray, scale: np.ndarray) -> None:
@@ -208,8 +210,9 @@ class AAEScorer(nn.Module):
         self.score_stats.copy_(torch.tensor([rec_center, rec_scale, lat_center, lat_scale]))
 
     def scale_input(self, window: torch.Tensor) -> torch.Tensor:
-        """Raw sensor units to scaled units."""
-        return (window - self.center) / self.scale
+        """Raw sensor units to scaled units; channels in ``level_mask`` lose their window mean."""
+        x = (window - self.center) / self.scale
+        return x - self.level_mask * x.mean(dim=1, keepdim=True)
 
     def raw_errors(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel weighted squared error ``(B, C)`` and latent NLL ``(B,)`` of scaled windows."""

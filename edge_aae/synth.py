@@ -149,7 +149,7 @@ def generate(seed: int = 0, train_rows: int = 14_400, test_rows: int = 10_800,
             hits = rng.random(d) < 0.2
             hits[0] = True
             signs = rng.choice([-1.0, 1.0], d)
-            test[s:e, j] += hits * signs * rng.uniform(1.0, 1.6, d) * unit[j]
+            test[s:e, j] += hits * signs * rng.uniform(2.5, 4.0, d) * unit[j]  # beyond normal noise
         elif f.kind == "drift":
             j = idx[0]
             test[s:e, j] += np.linspace(0.15, 1.2, d) * unit[j] * rng.choice([-1.0, 1.0])
@@ -163,9 +163,11 @@ def generate(seed: int = 0, train_rows: int = 14_400, test_rows: int = 10_800,
             other_load = max(MODE_LOADS, key=lambda v: abs(v - cur))
             test[s:e, j] = _physics(rng, np.full(d + 600, other_load))[600:, j]
         elif f.kind == "level_shift":
+            # opposite offsets on two channels that normally move together (a calibration
+            # shift): shifting both the same way would only look like another load
             sign = rng.choice([-1.0, 1.0])
-            for j in idx:
-                test[s:e, j] += sign * rng.uniform(0.5, 0.8) * unit[j]
+            for k, j in enumerate(idx):
+                test[s:e, j] += sign * (-1.0) ** k * rng.uniform(0.6, 1.0) * unit[j]
         else:  # vibration onset: rising broadband and periodic vibration, warmer bearing
             ramp = np.minimum(1.0, np.linspace(0.3, 2.0, d))
             t = np.arange(d)

@@ -74,3 +74,27 @@ class RobustScaler:
         s.center_ = np.asarray(d["center"], dtype=np.float64)
         s.scale_ = np.asarray(d["scale"], dtype=np.float64)
         return s
+
+
+def level_mask(relative_channels: str, channels: list[str]) -> np.ndarray:
+    """``(C,)`` float32: 1 for the channels named in ``relative_channels`` (comma-separated).
+
+    Raises:
+        ConfigError: a name that is not one of ``channels``.
+
+    """
+    from edge_aae.errors import ConfigError
+
+    names = [c.strip() for c in relative_channels.split(",") if c.strip()]
+    unknown = [n for n in names if n not in channels]
+    if unknown:
+        raise ConfigError(f"relative_channels: {', '.join(unknown)} not among the channels "
+                          f"({', '.join(channels)})")
+    return np.array([1.0 if c in names else 0.0 for c in channels], dtype=np.float32)
+
+
+def remove_level(windows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Subtract each window's own mean from the masked channels. ``(n, L, C) -> (n, L, C)``."""
+    if not mask.any():
+        return windows
+    return (windows - mask * windows.mean(axis=1, keepdims=True)).astype(windows.dtype)

@@ -19,6 +19,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edge_aae.errors import UsageError
 from edge_aae.gateway.scorer import make_session
+from export.compact import compact_names
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,55 @@ class _WindowReader(CalibrationDataReader):
         return None if batch is None else {"window": batch}
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, target: str) -> None:
-    """Quantize Conv/MatMul/Gemm weights per channel (int8) and their activations.
+# Below this many weights per output channel, per-channel scales, zero points and int32
+# bias scales cost more bytes than int8 saves (the decoder's latent -> sequence Gemm has
+# latent_dim inputs per output): such weights are quantized per tensor.
+MIN_FAN_IN_PER_CHANNEL = 16
+
+# Accuracy-aware fallback, tried in order until the parity gate passes: everything
+# quantized; the first layer (it sees the scaled raw input, the widest range) kept
+# FP32; and the last one too (it produces the reconstruction whose error is the score).
+FALLBACKS: tuple[tuple[str, ...], ...] = ((), ("first",), ("first", "last"))
+
+
+def compute_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes the quantizer may touch, in graph order."""
+    return [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS]
+
+
+def per_tensor_overrides(model: onnx.ModelProto) -> dict[str, list[dict[str, object]]]:
+    """``TensorQuantOverrides`` that make small-fan-in weights per-tensor (symmetric int8)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    out: dict[str, list[dict[str, object]]] = {}
+    for node in model.graph.node:
+        if node.op_type not in QUANTIZED_OPS or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        dims = list(inits[node.input[1]].dims)
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        if node.op_type == "Conv":
+            fan_in = int(np.prod(dims[1:]))
+        elif node.op_type == "Gemm" and trans_b:
+            fan_in = dims[1]
+        else:
+            fan_in = dims[0]
+        if fan_in < MIN_FAN_IN_PER_CHANNEL:
+            out[node.input[1]] = [{"symmetric": True}]
+    return out
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, target: str,
+                  keep_fp32: tuple[str, ...] = ()) -> list[str]:
+    """Quantize Conv/MatMul/Gemm weights (int8, per channel) and their activations.
 
     Args:
         fp32_path: the FP32 model.
         out_path: where the INT8 QDQ model goes.
         calib_windows: raw training windows ``(n, window_len, C)`` for activation ranges.
         target: ``x86_64`` or ``arm64`` (selects the activation type).
+        keep_fp32: ``"first"`` and/or ``"last"``: compute layers left in FP32.
+
+    Returns:
+        The names of the compute nodes left in FP32.
 
     Raises:
         UsageError: an unknown target, or no calibration windows.
@@ -55,22 +97,25 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
         raise UsageError(f"--target {target!r}: the quantizer knows {', '.join(ACTIVATION_TYPE)}")
     if calib_windows.shape[0] == 0:
         raise UsageError("no calibration windows to quantize with")
-    compute = [n.name for n in onnx.load(str(fp32_path)).graph.node if n.op_type in QUANTIZED_OPS]
-    # The first layer sees the scaled raw input (wide range, outliers) and the last one
-    # produces the reconstruction whose error *is* the score: both stay FP32. Measured on
-    # the synthetic pump, quantizing them drops INT8-vs-FP32 Spearman from 0.99 to 0.97.
-    exclude = [compute[0], compute[-1]] if len(compute) > 2 else []
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        model = onnx.load(str(pre))
+        compute = compute_nodes(model)
+        exclude = ([compute[0]] if "first" in keep_fp32 and compute else []) + (
+            [compute[-1]] if "last" in keep_fp32 and len(compute) > 1 else [])
         quantize_static(str(pre), str(out_path), _WindowReader(calib_windows),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=ACTIVATION_TYPE[target], weight_type=QuantType.QInt8,
                         op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=exclude,
                         # U8S8 can saturate on x86-64 CPUs without VNNI; 7-bit weights avoid it
                         reduce_range=target == "x86_64",
-                        calibrate_method=CalibrationMethod.MinMax)
-    log.info("quantized %s -> %s (%s activations)", fp32_path.name, out_path.name, ACTIVATION_TYPE[target].name)
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"TensorQuantOverrides": per_tensor_overrides(model)})
+    onnx.save(compact_names(onnx.load(str(out_path))), str(out_path))
+    log.info("quantized %s -> %s (%s activations; FP32 kept: %s)", fp32_path.name, out_path.name,
+             ACTIVATION_TYPE[target].name, ", ".join(exclude) or "none")
+    return exclude
 
 
 def count_unfused_weight_dequant(model_path: Path) -> int:
@@ -87,6 +132,7 @@ def count_unfused_weight_dequant(model_path: Path) -> int:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.optimized_model_filepath = str(optimized)
         so.intra_op_num_threads = 1
+        so.log_severity_level = 3  # the NCHWc serialization notice is expected here
         ort.InferenceSession(str(model_path), sess_options=so, providers=["CPUExecutionProvider"])
         model = onnx.load(str(optimized))
     initializers = {i.name for i in model.graph.initializer}

@@ -6,10 +6,12 @@ import logging
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 
 from edge_aae.model import AAEScorer
 from export import OPSET
+from export.compact import compact_names
 
 log = logging.getLogger(__name__)
 
@@ -31,4 +33,5 @@ def export_fp32(scorer: AAEScorer, path: Path, window_len: int, n_channels: int)
         torch.onnx.export(scorer, (dummy,), str(path), input_names=[INPUT], output_names=OUTPUTS,
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
+    onnx.save(compact_names(onnx.load(str(path))), str(path))
     log.info("exported FP32 ONNX to %s (opset %d)", path, OPSET)

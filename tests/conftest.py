@@ -12,6 +12,17 @@ from edge_aae import synth
 FAST_TRAIN = {"epochs": 12, "patience": 4, "max_train_windows": 6000}
 
 
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A real mosquitto on a free loopback port, stopped after the test."""
+    from edge_aae.mosquitto import Mosquitto
+
+    b = Mosquitto(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth")

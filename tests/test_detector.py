@@ -103,3 +103,25 @@ def test_corrupt_run_directory(trained_run, tmp_path):
     (bad / "model.json").write_text(json.dumps(meta))
     with pytest.raises(CorruptModelError, match="format_version 99"):
         AAEDetector.load(bad)
+
+
+def test_relative_channels_ignore_a_level_offset_and_export_in_graph(synth_dir, tmp_path):
+    from edge_aae.errors import ConfigError
+    from export.parity import check_fp32
+    from export.to_onnx import export_fp32
+
+    train = load_series(synth_dir / "train.csv")
+    cfg = TrainConfig(epochs=2, max_train_windows=1500, relative_channels="motor_temp_c, bearing_temp_c")
+    det = AAEDetector(cfg).fit(train)
+    assert det.scorer_.level_mask.tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
+    windows = det.load_calibration()["val"][:64].copy()
+    base = det.score_windows(windows)[0]
+    shifted = windows.copy()
+    shifted[:, :, 4] += 5.0  # a warmer day: the motor temperature's level moves, its shape does not
+    np.testing.assert_allclose(det.score_windows(shifted)[0], base, rtol=1e-4, atol=1e-3)
+    export_fp32(det.scorer_, tmp_path / "m.onnx", cfg.window_len, len(det.channels_))
+    assert check_fp32(det.scorer_, tmp_path / "m.onnx", windows).passed
+    det.save(tmp_path / "run")
+    assert AAEDetector.load(tmp_path / "run").scorer_.level_mask.tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
+    with pytest.raises(ConfigError, match="relative_channels: nope"):
+        AAEDetector(TrainConfig(epochs=1, relative_channels="nope")).fit(train)

@@ -13,7 +13,7 @@ import torch
 from edge_aae.data import load_series
 from edge_aae.detector import AAEDetector
 from edge_aae.errors import CorruptModelError, UsageError
-from edge_aae.gateway.bundle import METADATA_KEY, verify_bundle
+from edge_aae.gateway.bundle import METADATA_KEY, decode_array, verify_bundle
 from edge_aae.gateway.scorer import BundleScorer, OnnxScorer
 from edge_aae.metrics import auroc
 from export.bundle import build_bundle
@@ -45,7 +45,7 @@ def test_bare_onnxruntime_session_reads_the_manifest(bundle):
     assert embedded["channels"][0] == "speed_rpm"
     assert "files" not in embedded  # a file cannot carry its own hash
     for batch in (1, 64):
-        x = np.tile(np.asarray(embedded["golden"][0]["window"], np.float32), (batch, 1, 1))
+        x = np.tile(decode_array(embedded["golden"][0]["window"]), (batch, 1, 1))
         score, channel_scores, latent = sess.run(None, {"window": x})
         assert score.shape == (batch,)
         assert channel_scores.shape == (batch, len(embedded["channels"]))
@@ -57,7 +57,7 @@ def test_golden_windows_reproduce(bundle):
     for name in m["models"]:
         s = OnnxScorer.open(bundle, name)
         for g in m["golden"]:
-            score, _, _ = s.score_windows(np.asarray([g["window"]], np.float32))
+            score, _, _ = s.score_windows(decode_array(g["window"])[None])
             assert score[0] == pytest.approx(g["expected"][name]["score"], abs=1e-4)
 
 
@@ -174,3 +174,15 @@ def test_injected_faults_score_higher(trained_run):
     normal = det.score_windows(val)[0]
     faulty = det.score_windows(inject_faults(val, det.scaler_.scale_))[0]
     assert np.median(faulty) > np.quantile(normal, 0.9)
+
+
+def test_int8_model_auroc_within_0005_of_torch(trained_run, synth_dir, tmp_path):
+    # Kept even where the gate picks FP32 as the default, so INT8 quality is always measured.
+    build_bundle(trained_run, tmp_path / "b", target="x86_64", version="1.0.0", keep_int8=True, force=True)
+    test = load_series(synth_dir / "test.csv", label_col="label")
+    torch_res = AAEDetector.load(trained_run).score(test)
+    int8_res = BundleScorer(tmp_path / "b", "model.int8.onnx").score(test)
+    y = test.labels[torch_res.ends]
+    assert abs(auroc(y, int8_res.score) - auroc(y, torch_res.score)) <= 0.005
+    sizes = {p.name: p.stat().st_size for p in (tmp_path / "b").glob("model.*.onnx")}
+    assert sizes["model.fp32.onnx"] >= 2.5 * sizes["model.int8.onnx"]

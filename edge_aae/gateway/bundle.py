@@ -10,11 +10,14 @@ table (a file cannot hold its own hash), is stored in each ONNX file's
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edge_aae.errors import CorruptModelError, UsageError
 
@@ -35,6 +38,29 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def encode_array(a: np.ndarray) -> dict[str, Any]:
+    """A float32 array as ``{"dtype", "shape", "b64"}``: exact and far shorter than a JSON list."""
+    a32 = np.ascontiguousarray(a, dtype="<f4")
+    return {"dtype": "float32", "shape": list(a32.shape), "b64": base64.b64encode(a32.tobytes()).decode("ascii")}
+
+
+def decode_array(obj: Any, where: str = "array") -> np.ndarray:
+    """Inverse of :func:`encode_array`; also accepts a plain nested list.
+
+    Raises:
+        CorruptModelError: the object is not a well-formed encoded array.
+
+    """
+    if isinstance(obj, list):
+        return np.asarray(obj, dtype=np.float32)
+    try:
+        raw = base64.b64decode(obj["b64"], validate=True)
+        arr = np.frombuffer(raw, dtype="<f4").reshape([int(d) for d in obj["shape"]])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptModelError(f"{where}: not an encoded float32 array ({exc})") from None
+    return arr.astype(np.float32)
 
 
 @dataclass(frozen=True)

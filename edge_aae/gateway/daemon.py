@@ -1,0 +1,517 @@
+"""The gateway daemon: MQTT readings -> windows -> onnxruntime -> scores, alerts and status.
+
+Threads: paho's network thread runs the callbacks, which only parse a payload
+and put it on a bounded queue (full: the oldest readings are dropped and
+counted). One worker thread (the caller of :meth:`Daemon.run`) forms windows,
+micro-batches them across assets, runs the sessions and publishes. Alerts go
+through the durable :class:`~edge_aae.gateway.outbox.Outbox` and leave it only
+once the broker acknowledged them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_aae.gateway.alerting import AlertEvent, AlertTracker
+from edge_aae.gateway.config import GatewayConfig
+from edge_aae.gateway.homeassistant import Announcements, discovery_messages
+from edge_aae.gateway.outbox import Outbox
+from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
+from edge_aae.gateway.registry import AssetBinding, ModelRegistry, ModelSlot
+from edge_aae.gateway.stats import Stats
+from edge_aae.gateway.stream import AssetStream
+from edge_aae.gateway.topics import ALERT_QOS, ERRORS_QOS, SCORE_QOS, SENSOR_QOS, STATUS_QOS, Topics
+from edge_aae.gateway.updater import Updater
+from edge_aae.gateway.updates import ModelStore
+
+log = logging.getLogger(__name__)
+
+RESEND_AFTER_S = 30.0
+HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often: a container health check reads it
+
+
+def _with_installed_models(cfg: GatewayConfig, store: ModelStore) -> GatewayConfig:
+    """The config with bundles replaced by those a past update installed (``current.json``)."""
+    import dataclasses
+
+    m = cfg.models
+    default = store.installed("")
+    assets = {a: dataclasses.replace(spec, bundle=str(store.installed(a)))
+              if spec.bundle and store.installed(a) is not None else spec for a, spec in m.assets.items()}
+    if default is not None:
+        log.info("using the installed update %s for models.default", default)
+    models = dataclasses.replace(m, default=str(default) if default is not None else m.default, assets=assets)
+    return dataclasses.replace(cfg, models=models)
+
+
+def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    """Whether the broker acknowledged a QoS 1 publish.
+
+    ``is_published()`` raises for a message published while disconnected (its return code
+    says so) even after paho re-sent it on reconnect and got the PUBACK; the flag it
+    reads is then the only record of that acknowledgement.
+    """
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return bool(getattr(info, "_published", False))
+
+
+@dataclass
+class _Item:
+    asset: str
+    readings: Readings
+
+
+class ReadingQueue:
+    """Bounded in readings (not messages); when full, the oldest items are dropped and counted."""
+
+    def __init__(self, max_readings: int, stats: Stats) -> None:
+        """Empty queue."""
+        self.max_readings = max_readings
+        self._items: deque[_Item] = deque()
+        self._n = 0
+        self._cond = threading.Condition()
+        self._stats = stats
+
+    def put(self, item: _Item) -> None:
+        """Enqueue; may drop the oldest readings to stay within the bound."""
+        with self._cond:
+            self._items.append(item)
+            self._n += len(item.readings.ts)
+            while self._n > self.max_readings and len(self._items) > 1:
+                old = self._items.popleft()
+                self._n -= len(old.readings.ts)
+                self._stats.drop("queue_full", len(old.readings.ts))
+            self._cond.notify()
+
+    def get_all(self, timeout_s: float) -> list[_Item]:
+        """Everything queued, waiting up to ``timeout_s`` for the first item."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout_s)
+            items = list(self._items)
+            self._items.clear()
+            self._n = 0
+            return items
+
+    def __len__(self) -> int:
+        """Readings waiting."""
+        with self._cond:
+            return self._n
+
+
+@dataclass
+class _AssetState:
+    binding: AssetBinding
+    stream: AssetStream
+    tracker: AlertTracker
+    windows: int = 0
+
+
+class Daemon:
+    """One gateway. Construct (loads and checks models), then :meth:`run` until :meth:`stop`."""
+
+    def __init__(self, cfg: GatewayConfig) -> None:
+        """Open every bundle and the outbox; nothing touches the network yet.
+
+        Raises:
+            ConfigError, ModelMismatchError: a bundle or mapping unusable (names the key and file).
+
+        """
+        self.cfg = cfg
+        self.topics = Topics(cfg.topic_root, cfg.gateway_id)
+        self.stats = Stats()
+        self.store: ModelStore | None = None
+        if cfg.update.enabled:
+            self.store = ModelStore(Path(cfg.update.models_dir))
+            cfg = self.cfg = _with_installed_models(cfg, self.store)
+        self.registry = ModelRegistry(cfg)
+        self.updater = (Updater(cfg, self.registry, self.store, self._report_update)
+                        if self.store is not None else None)
+        self.queue = ReadingQueue(cfg.runtime.queue_max_readings, self.stats)
+        self.outbox = Outbox(Path(cfg.outbox.dir), cfg.outbox.max_messages)
+        self.heartbeat = Path(cfg.outbox.dir) / "heartbeat"
+        self.announcements = Announcements(Path(cfg.outbox.dir))
+        self.assets: dict[str, _AssetState] = {}
+        self.connected = threading.Event()
+        self._intake = threading.Event()
+        self._intake.set()
+        self._stop = threading.Event()
+        self._inflight: dict[str, tuple[mqtt.MQTTMessageInfo, float]] = {}
+        self._error_tokens = cfg.publish.errors_per_s
+        self._error_refill = time.monotonic()
+        self._started = time.time()
+        self.client = self._make_client()
+
+    # ---- MQTT -------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        b = self.cfg.broker
+        client_id = b.client_id or f"edge-aae-{self.cfg.gateway_id}"
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5)
+        client.will_set(self.topics.status, self._status_payload("offline"), qos=STATUS_QOS, retain=True)
+        if b.tls:
+            client.tls_set(ca_certs=b.tls_ca or None, certfile=b.tls_cert or None, keyfile=b.tls_key or None)
+        password = b.password()
+        if b.username:
+            client.username_pw_set(b.username, password)
+        client.reconnect_delay_set(min_delay=max(1, int(b.reconnect_min_s)), max_delay=int(b.reconnect_max_s))
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
+        return client
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
+                    _props: Any) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s:%d refused the connection: %s", self.cfg.broker.host, self.cfg.broker.port,
+                      reason_code)
+            return
+        log.info("connected to %s:%d", self.cfg.broker.host, self.cfg.broker.port)
+        self.connected.set()
+        client.subscribe(self.topics.sensors_filter, qos=SENSOR_QOS)
+        if self.updater is not None:
+            client.subscribe(self.topics.model_update, qos=1)
+        client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+        if self.cfg.homeassistant.enabled:
+            for asset, state in list(self.assets.items()):
+                self._announce(asset, state.binding.slot)
+        else:
+            withdrawn = self.announcements.clear()
+            for topic in withdrawn:
+                client.publish(topic, b"", qos=1, retain=True)
+            if withdrawn:
+                log.info("Home Assistant discovery off: withdrew %d entity config(s)", len(withdrawn))
+
+    def _announce(self, asset: str, slot: ModelSlot) -> None:
+        """Publish (retained) Home Assistant discovery configs for one asset."""
+        msgs = discovery_messages(self.cfg.homeassistant.discovery_prefix, self.topics, asset, slot.model_ref)
+        for topic, payload in msgs.items():
+            self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        self.announcements.add(list(msgs))
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
+                       _props: Any) -> None:
+        if self.connected.is_set() and self._intake.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+        self.connected.clear()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        log.warning("broker %s:%d not reachable; retrying", self.cfg.broker.host, self.cfg.broker.port)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """Parse and enqueue only: the hot path runs in the worker."""
+        if not self._intake.is_set():
+            return
+        if msg.topic == self.topics.model_update:
+            if self.updater is not None:
+                self.updater.submit(bytes(msg.payload))
+            return
+        asset = self.topics.asset_of(msg.topic)
+        if asset is None:
+            return
+        state = self.assets.get(asset)
+        binding = state.binding if state is not None else self.registry.binding(asset)
+        if binding is None:
+            self._reject(asset, "unknown_asset", "no model configured for this asset")
+            return
+        channels = binding.slot.scorer.channels
+        try:
+            readings = parse_readings(msg.payload, channels, binding.channel_map,
+                                      max_bytes=self.cfg.stream.max_payload_bytes,
+                                      max_readings=self.cfg.stream.max_batch_readings, lookup=binding.lookup)
+        except PayloadError as exc:
+            self._reject(asset, exc.reason, exc.detail)
+            return
+        self.stats.add("readings_in", len(readings.ts))
+        self.queue.put(_Item(asset, readings))
+
+    def _reject(self, asset: str, reason: str, detail: str, readings: int = 0) -> None:
+        """Count a rejected input and report it on the errors topic (token-bucket rate limit)."""
+        self.stats.add("messages_rejected")
+        self.stats.drop(reason, max(readings, 1))
+        now = time.monotonic()
+        rate = self.cfg.publish.errors_per_s
+        self._error_tokens = min(rate, self._error_tokens + (now - self._error_refill) * rate)
+        self._error_refill = now
+        if self._error_tokens < 1:
+            self.stats.add("errors_suppressed")
+            return
+        self._error_tokens -= 1
+        payload = {"ts": time.time(), "gateway": self.cfg.gateway_id, "asset": asset[:200], "reason": reason,
+                   "detail": detail[:300]}
+        self.client.publish(self.topics.errors, json.dumps(payload), qos=ERRORS_QOS)
+
+    def _status_payload(self, state: str) -> str:
+        out: dict[str, Any] = {"state": state, "gateway": self.cfg.gateway_id, "ts": time.time()}
+        if state == "online":
+            out["since"] = self._started
+            out["models"] = self.registry.describe()
+            out["assets"] = sorted(self.assets)
+            out["stats"] = self.stats.snapshot(len(self.queue), len(self.outbox))
+        return json.dumps(out)
+
+    # ---- worker -----------------------------------------------------------------------------
+
+    def _state(self, asset: str) -> _AssetState | None:
+        state = self.assets.get(asset)
+        if state is not None:
+            return state
+        binding = self.registry.binding(asset)
+        if binding is None:
+            return None
+        if len(self.assets) >= self.cfg.runtime.max_assets:
+            return None
+        b = binding.slot.scorer.bundle
+        s, a = self.cfg.stream, self.cfg.alerting
+        stream = AssetStream(b.window_len, len(b.channels), b.stride,
+                             float(b.manifest.get("sample_period_s") or 1.0), s.gap_factor, s.reorder_tolerance_s)
+        state = _AssetState(binding, stream, AlertTracker(a.k, a.n, a.m, a.min_duration_s, a.cooldown_s))
+        self.assets[asset] = state
+        log.info("new asset %s -> %s %s", asset, b.name, b.version)
+        if self.cfg.homeassistant.enabled:
+            self._announce(asset, binding.slot)
+        return state
+
+    def _ingest(self, items: list[_Item], due: list[tuple[str, float, np.ndarray]]) -> None:
+        for item in items:
+            state = self._state(item.asset)
+            if state is None:
+                self._reject(item.asset, "too_many_assets", f"limit runtime.max_assets = "
+                             f"{self.cfg.runtime.max_assets}", readings=len(item.readings.ts))
+                continue
+            rejected: dict[str, int] = {}
+            self.stats.add("readings_processed", len(item.readings.ts))
+            for ts, row in zip(item.readings.ts, item.readings.values, strict=True):
+                outcome, window = state.stream.push(float(ts), row)
+                if outcome in ("duplicate", "late"):
+                    rejected[outcome] = rejected.get(outcome, 0) + 1
+                elif outcome == "gap_reset":
+                    self.stats.add("gap_resets")
+                if window is not None:
+                    due.append((item.asset, float(ts), window))
+            for reason, n in rejected.items():
+                what = "already received" if reason == "duplicate" else "older than the reorder tolerance"
+                self._reject(item.asset, reason, f"{n} reading(s) {what}", readings=n)
+            if len(due) >= self.cfg.runtime.batch_max:
+                self._score(due)
+                due.clear()
+
+    def _score(self, due: list[tuple[str, float, np.ndarray]]) -> None:
+        groups: dict[int, tuple[ModelSlot, list[int]]] = {}
+        for i, (asset, _, _) in enumerate(due):
+            slot = self.assets[asset].binding.slot
+            groups.setdefault(id(slot), (slot, []))[1].append(i)
+        for slot, idx in groups.values():
+            t0 = time.monotonic()
+            try:
+                score, channel_scores, _latent = slot.scorer.score_windows(np.stack([due[i][2] for i in idx]))
+            except Exception as exc:  # onnxruntime errors have no common base; keep the loop alive
+                log.error("inference failed on %s: %s", slot.key, exc)
+                self.stats.drop("inference_error", len(idx))
+                self._maybe_roll_back(slot, f"inference error: {exc}")
+                continue
+            if not np.all(np.isfinite(score)) and self._maybe_roll_back(slot, "non-finite scores"):
+                continue
+            self.stats.latency((time.monotonic() - t0) * 1e3 / len(idx))
+            self.stats.add("windows_scored", len(idx))
+            for j, i in enumerate(idx):
+                asset, ts, _ = due[i]
+                self._publish_result(asset, ts, float(score[j]), channel_scores[j], slot)
+
+    # ---- model updates ----------------------------------------------------------------------
+
+    def _report_update(self, outcome: dict[str, Any]) -> None:
+        """Retained outcome of the latest update on ``ROOT/GW/model``."""
+        payload = {"gateway": self.cfg.gateway_id, "ts": time.time()} | outcome
+        self.stats.add(f"updates_{outcome['event']}")
+        self.client.publish(self.topics.model, json.dumps(payload), qos=1, retain=True)
+
+    def _apply_swaps(self) -> None:
+        """Between batches: switch slots to newly installed models."""
+        if self.updater is None:
+            return
+        while not self.updater.swaps.empty():
+            swap = self.updater.swaps.get_nowait()
+            slot = swap.slot
+            slot.previous, slot.scorer = slot.scorer, swap.scorer
+            slot.health_until = time.monotonic() + self.cfg.update.health_window_s
+            slot.update_id = swap.update_id
+            log.info("now scoring with %s %s (was %s)", swap.scorer.bundle.name, swap.version, swap.previous_version)
+            self._report_update({"event": "installed", "update_id": swap.update_id, "asset": slot.asset,
+                                 "version": swap.version, "previous": swap.previous_version})
+        now = time.monotonic()
+        for slot in self.registry.slots():
+            if slot.previous is not None and now > slot.health_until:
+                slot.previous = None  # passed its health window
+
+    def _maybe_roll_back(self, slot: ModelSlot, reason: str) -> bool:
+        """Within an update's health window: go back to the previous model. True if it did."""
+        if slot.previous is None or time.monotonic() > slot.health_until or self.store is None:
+            return False
+        bad = slot.scorer.bundle.version
+        slot.scorer, slot.previous = slot.previous, None
+        self.store.rollback(slot.asset)
+        log.error("model %s misbehaved after the update (%s); rolled back to %s", bad, reason,
+                  slot.scorer.bundle.version)
+        self._report_update({"event": "rolled_back", "update_id": slot.update_id, "asset": slot.asset,
+                             "version": bad, "previous": slot.scorer.bundle.version, "reason": reason})
+        return True
+
+    def _publish_result(self, asset: str, ts: float, score: float, channel_scores: np.ndarray,
+                        slot: ModelSlot) -> None:
+        state = self.assets[asset]
+        state.windows += 1
+        scorer = slot.scorer
+        if not np.isfinite(score):
+            self.stats.drop("non_finite_score")
+            return
+        p = self.cfg.publish
+        if p.scores == "every" or (p.scores == "every_nth" and state.windows % p.every_n == 0):
+            payload = {"ts": ts, "asset": asset, "score": round(score, 6), "threshold": scorer.threshold,
+                       "channel_scores": dict(zip(scorer.channels, channel_scores.astype(np.float64).round(6).tolist(),
+                                                  strict=True)),
+                       "model": slot.model_ref}
+            self.client.publish(self.topics.score(asset), json.dumps(payload), qos=SCORE_QOS)
+        event = state.tracker.update(ts, score, scorer.threshold, channel_scores, scorer.channels,
+                                     self.cfg.alerting.top_channels)
+        if event is not None:
+            self._send_alert(asset, event, slot)
+
+    def _send_alert(self, asset: str, event: AlertEvent, slot: ModelSlot) -> None:
+        self.stats.add(f"alerts_{event.event}")
+        b = slot.scorer.bundle
+        payload = {"id": event.id, "alert_id": event.alert_id, "event": event.event,
+                   "gateway": self.cfg.gateway_id, "asset": asset, "ts": event.ts, "since": event.since,
+                   "score": round(event.score, 6), "peak_score": round(event.peak_score, 6),
+                   "threshold": event.threshold, "top_channels": event.top_channels,
+                   "model": {"name": b.name, "version": b.version}}
+        log.info("alert %s on %s (score %.2f, threshold %.2f, top %s)", event.event, asset, event.score,
+                 event.threshold, event.top_channels[0]["channel"] if event.top_channels else "-")
+        data = json.dumps(payload).encode("utf-8")
+        key = self.outbox.put(self.topics.alert(asset), data, qos=ALERT_QOS)
+        info = self.client.publish(self.topics.alert(asset), data, qos=ALERT_QOS)
+        self._inflight[key] = (info, time.monotonic())
+
+    def _service_outbox(self) -> None:
+        """Acknowledge what the broker confirmed; (re)send what is pending and not in flight."""
+        now = time.monotonic()
+        for key, (info, sent) in list(self._inflight.items()):
+            if _acknowledged(info):
+                self.outbox.ack(key)
+                del self._inflight[key]
+            elif now - sent > RESEND_AFTER_S and self.connected.is_set():
+                del self._inflight[key]  # re-sent below; the subscriber drops the duplicate by id
+        for key in self.outbox.keys():
+            if key not in self._inflight:
+                m = self.outbox.get(key)
+                if m is not None:
+                    info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+                    self._inflight[key] = (info, now)
+
+    # ---- life cycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to shut down (safe from a signal handler)."""
+        self._stop.set()
+
+    def run(self) -> int:
+        """Connect (a broker that is down is retried), process until :meth:`stop`, shut down cleanly.
+
+        Returns:
+            0 (the exit status).
+
+        """
+        b = self.cfg.broker
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = b.session_expiry_s
+        if self.updater is not None:
+            self.updater.start()
+        self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False, properties=props)
+        self.client.loop_start()
+        log.info("gateway %s serving %s on %s:%d (topics under %s)", self.cfg.gateway_id,
+                 ", ".join(f"{k}={v['name']} {v['version']}" for k, v in self.registry.describe().items()),
+                 b.host, b.port, self.topics.base)
+        wait_s = self.cfg.runtime.batch_wait_ms / 1e3
+        next_stats = time.monotonic() + self.cfg.publish.stats_interval_s
+        next_outbox = next_heartbeat = 0.0
+        due: list[tuple[str, float, np.ndarray]] = []
+        while not self._stop.is_set():
+            try:
+                self._apply_swaps()
+                self._ingest(self.queue.get_all(wait_s), due)
+                if due:
+                    self._score(due)
+            except Exception:  # one bad batch must not stop the gateway
+                log.exception("worker error; the batch is dropped and the loop goes on")
+                self.stats.drop("worker_error", len(due))
+            due.clear()
+            now = time.monotonic()
+            try:
+                if now >= next_outbox:
+                    next_outbox = now + 0.2
+                    self._service_outbox()
+                if now >= next_heartbeat:
+                    next_heartbeat = now + HEARTBEAT_S
+                    self.heartbeat.write_text(f"{time.time():.0f}\n", encoding="ascii")
+                if now >= next_stats:
+                    next_stats = now + self.cfg.publish.stats_interval_s
+                    self._report_stats()
+            except Exception:  # e.g. a full disk under the outbox: log, keep scoring
+                log.exception("housekeeping error; retrying")
+        self._shutdown()
+        return 0
+
+    def _report_stats(self) -> None:
+        snap = self.stats.snapshot(len(self.queue), len(self.outbox))
+        log.info("stats: %s", json.dumps(snap))
+        if self.connected.is_set():
+            self.client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+
+    def _shutdown(self) -> None:
+        """Stop intake, drain the queue, flush the outbox (bounded), publish offline, disconnect."""
+        log.info("shutting down: draining %d queued reading(s)", len(self.queue))
+        self._intake.clear()
+        if self.connected.is_set():
+            self.client.unsubscribe(self.topics.sensors_filter)
+        due: list[tuple[str, float, np.ndarray]] = []
+        self._ingest(self.queue.get_all(0), due)
+        if due:
+            self._score(due)
+        deadline = time.monotonic() + self.cfg.outbox.flush_timeout_s
+        while len(self.outbox) and time.monotonic() < deadline:
+            self._service_outbox()
+            time.sleep(0.05)
+        if len(self.outbox):
+            log.warning("%d alert(s) not yet acknowledged stay in the outbox %s for the next start",
+                        len(self.outbox), self.outbox.dir)
+        self._report_stats()
+        if self.connected.is_set():
+            info = self.client.publish(self.topics.status, self._status_payload("offline"), qos=STATUS_QOS,
+                                       retain=True)
+            try:
+                info.wait_for_publish(timeout=2.0)
+            except (RuntimeError, ValueError):
+                pass
+        if self.updater is not None:
+            self.updater.stop()
+        self.client.disconnect()
+        self.client.loop_stop()
+        log.info("stopped")

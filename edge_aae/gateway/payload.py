@@ -1,0 +1,150 @@
+"""Parsing sensor payloads: JSON bytes -> timestamps and a value matrix, or a reason why not.
+
+Accepted (``ROOT/GW/sensors/ASSET``):
+    one reading ``{"ts": 1700000000.5, "values": {"Current": 1.2, ...}, "seq": 7}``
+    a batch ``{"ts": [t0, t1, ...], "values": {"Current": [v0, v1, ...], ...}}``
+
+``ts`` is unix time in seconds; ``seq`` is optional. Every model channel must be
+present (after the sensor-name mapping), no unknown channel may appear, arrays
+must have the same length, values must be finite numbers and a batch's
+timestamps must increase strictly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+ALLOWED_KEYS = frozenset({"ts", "values", "seq"})
+FLOAT32_MAX = 3.4e38
+
+
+class PayloadError(ValueError):
+    """A rejected message; ``reason`` is short and stable (it is counted), ``detail`` says more."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Readings:
+    """Parsed readings: ``ts (n,)`` float64 seconds, ``values (n, C)`` float32 in model channel order."""
+
+    ts: np.ndarray
+    values: np.ndarray
+    seq: int | None = None
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _reject_constant(name: str) -> float:
+    raise PayloadError("non_finite", f"{name} is not a finite number")
+
+
+def channel_lookup(channels: list[str], channel_map: dict[str, str]) -> dict[str, int]:
+    """Sensor or channel name -> column, with the mapping applied (compute once per asset)."""
+    index = {c: i for i, c in enumerate(channels)}
+    lookup = dict(index)
+    lookup.update({sensor: index[target] for sensor, target in channel_map.items() if target in index})
+    return lookup
+
+
+def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dict[str, str], *,
+                   max_bytes: int, max_readings: int, lookup: dict[str, int] | None = None) -> Readings:
+    """Parse one MQTT payload.
+
+    Args:
+        raw: the message payload.
+        channels: the model's channel names, in input order.
+        channel_map: sensor name -> model channel name (names not in it are taken as they are).
+        max_bytes: larger payloads are rejected unparsed.
+        max_readings: larger batches are rejected.
+        lookup: :func:`channel_lookup` of ``channels`` and ``channel_map``, if already computed.
+
+    Raises:
+        PayloadError: with a reason among ``oversized``, ``invalid_json``, ``not_object``,
+            ``bad_field``, ``bad_timestamp``, ``missing_channel``, ``unknown_channel``,
+            ``length_mismatch``, ``non_numeric``, ``non_finite``, ``timestamps_backwards``.
+
+    """
+    if len(raw) > max_bytes:
+        raise PayloadError("oversized", f"{len(raw)} bytes > limit {max_bytes}")
+    try:
+        msg = json.loads(raw, parse_constant=_reject_constant)
+    except PayloadError:
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError("invalid_json", str(exc)[:120]) from None
+    except RecursionError:
+        raise PayloadError("invalid_json", "nested too deeply") from None
+    if not isinstance(msg, dict):
+        raise PayloadError("not_object", f"payload is a JSON {type(msg).__name__}, not an object")
+    unknown = set(msg) - ALLOWED_KEYS
+    if unknown:
+        raise PayloadError("bad_field", f"unknown key(s) {', '.join(sorted(map(str, unknown)))[:100]}")
+    if "ts" not in msg or "values" not in msg:
+        raise PayloadError("bad_field", "needs 'ts' and 'values'")
+    seq = msg.get("seq")
+    if seq is not None and not (isinstance(seq, int) and not isinstance(seq, bool)):
+        raise PayloadError("bad_field", "'seq' must be an integer")
+    values = msg["values"]
+    if not isinstance(values, dict):
+        raise PayloadError("bad_field", "'values' must be an object of channel: number")
+    ts = msg["ts"]
+    batch = isinstance(ts, list)
+    if batch:
+        if not ts:
+            raise PayloadError("bad_timestamp", "'ts' is an empty list")
+        if len(ts) > max_readings:
+            raise PayloadError("oversized", f"{len(ts)} readings > limit {max_readings}")
+        if not all(_number(t) for t in ts):
+            raise PayloadError("bad_timestamp", "'ts' must hold numbers (unix seconds)")
+    elif not _number(ts):
+        raise PayloadError("bad_timestamp", "'ts' must be a number (unix seconds) or a list of them")
+    ts_list = [float(t) for t in ts] if batch else [float(ts)]
+    if not all(math.isfinite(t) and t > 0 for t in ts_list):
+        raise PayloadError("bad_timestamp", "'ts' must be positive finite unix seconds")
+    if batch and any(b <= a for a, b in zip(ts_list, ts_list[1:], strict=False)):
+        raise PayloadError("timestamps_backwards", "timestamps in a batch must increase strictly")
+    n = len(ts_list)
+
+    # Plain Python for the checks (a single reading is 8-ish numbers: numpy per value is slower),
+    # one numpy conversion at the end.
+    if lookup is None:
+        lookup = channel_lookup(channels, channel_map)
+    columns: list[list[float] | None] = [None] * len(channels)
+    for name, v in values.items():
+        col = lookup.get(name) if isinstance(name, str) else None
+        if col is None:
+            raise PayloadError("unknown_channel", f"{str(name)[:60]!r} is not a model channel")
+        if columns[col] is not None:
+            raise PayloadError("bad_field", f"channel {channels[col]!r} given twice (mapping)")
+        if batch:
+            if not isinstance(v, list):
+                raise PayloadError("length_mismatch", f"{name!r}: a batch needs a list per channel")
+            if len(v) != n:
+                raise PayloadError("length_mismatch", f"{name!r}: {len(v)} values for {n} timestamps")
+            if not all(_number(x) for x in v):
+                raise PayloadError("non_numeric", f"{name!r}: values must be numbers")
+            col_values = [float(x) for x in v]
+        else:
+            if not _number(v):
+                raise PayloadError("non_numeric", f"{name!r}: {str(v)[:40]!r} is not a number")
+            col_values = [float(v)]
+        if not all(math.isfinite(x) and abs(x) <= FLOAT32_MAX for x in col_values):
+            raise PayloadError("non_finite", f"{name!r}: values must be finite float32 numbers")
+        columns[col] = col_values
+    missing = [c for c, col in zip(channels, columns, strict=True) if col is None]
+    if missing:
+        raise PayloadError("missing_channel", f"missing {', '.join(missing)}")
+    out = np.array(columns, dtype=np.float32).T  # (n, C)
+    ts_arr = np.array(ts_list, dtype=np.float64)
+    return Readings(ts_arr, np.ascontiguousarray(out), seq)

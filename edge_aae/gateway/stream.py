@@ -1,0 +1,93 @@
+"""Per-asset ring buffer: readings in time order -> windows due for scoring.
+
+Rules, per asset:
+    * a reading with a timestamp already in the buffer (within 1 ms) is a duplicate: dropped;
+    * a reading older than the newest but within ``reorder_tolerance_s`` is placed in time
+      order (windows already scored are not scored again); older ones are dropped as ``late``;
+    * a step forward larger than ``gap_factor`` sample periods empties the buffer
+      (a window never spans a gap), counted as a ``gap_reset``;
+    * once the buffer holds ``window_len`` readings, every ``stride`` new readings make a window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DUPLICATE_TOLERANCE_S = 1e-3
+
+
+class AssetStream:
+    """Readings of one asset; preallocated, O(window_len × channels) per reading."""
+
+    def __init__(self, window_len: int, n_channels: int, stride: int, sample_period_s: float,
+                 gap_factor: float, reorder_tolerance_s: float) -> None:
+        """Allocate the buffer; nothing is filled yet."""
+        self.window_len = window_len
+        self.stride = stride
+        self.max_gap_s = gap_factor * sample_period_s
+        self.reorder_tolerance_s = reorder_tolerance_s
+        self._ts = np.zeros(window_len, dtype=np.float64)
+        self._x = np.zeros((window_len, n_channels), dtype=np.float32)
+        self._n = 0
+        self._since_window = 0
+        self.newest_ts = -np.inf
+
+    def reset(self) -> None:
+        """Forget the buffered readings (after a gap, or a model swap)."""
+        self._n = 0
+        self._since_window = 0
+
+    def push(self, ts: float, values: np.ndarray) -> tuple[str | None, np.ndarray | None]:
+        """Add one reading ``values (C,)`` at ``ts`` seconds.
+
+        Returns:
+            ``(outcome, window)``: outcome is None when accepted, or ``"duplicate"``, ``"late"``
+            or ``"gap_reset"`` (the reading was still accepted, as the first of a new window);
+            window is a ``(window_len, C)`` copy when one is due, else None.
+
+        """
+        outcome = None
+        n = self._n
+        if n and ts <= self.newest_ts:
+            if np.any(np.abs(self._ts[:n] - ts) < DUPLICATE_TOLERANCE_S):
+                return "duplicate", None
+            if self.newest_ts - ts > self.reorder_tolerance_s or ts < self._ts[0]:
+                return "late", None
+            pos = int(np.searchsorted(self._ts[:n], ts))
+            self._insert(pos, ts, values)
+        else:
+            if n and ts - self.newest_ts > self.max_gap_s:
+                self.reset()
+                outcome = "gap_reset"
+            elif not n and ts <= self.newest_ts:
+                # buffer was just reset; still never go back in time
+                return ("duplicate" if self.newest_ts - ts < DUPLICATE_TOLERANCE_S else "late"), None
+            self._insert(self._n, ts, values)
+            self.newest_ts = ts
+        self._since_window += 1
+        if self._n == self.window_len and self._since_window >= self.stride:
+            self._since_window = 0
+            return outcome, self._x.copy()
+        return outcome, None
+
+    def _insert(self, pos: int, ts: float, values: np.ndarray) -> None:
+        """Insert at ``pos`` keeping time order; when full, the oldest reading falls out."""
+        n = self._n
+        if n < self.window_len:
+            self._ts[pos + 1:n + 1] = self._ts[pos:n]
+            self._x[pos + 1:n + 1] = self._x[pos:n]
+            self._ts[pos] = ts
+            self._x[pos] = values
+            self._n = n + 1
+        elif pos == 0:
+            return  # older than everything in a full buffer: nothing to place
+        else:
+            self._ts[:pos - 1] = self._ts[1:pos]
+            self._x[:pos - 1] = self._x[1:pos]
+            self._ts[pos - 1] = ts
+            self._x[pos - 1] = values
+
+    @property
+    def filled(self) -> int:
+        """Readings currently buffered."""
+        return self._n

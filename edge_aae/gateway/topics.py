@@ -1,0 +1,79 @@
+"""Every MQTT topic the daemon reads or writes, built in one place.
+
+With ROOT the topic root and GW the gateway id:
+    in   ROOT/GW/sensors/ASSET            readings (JSON)
+    out  ROOT/GW/anomaly/ASSET/score      QoS 0
+    out  ROOT/GW/anomaly/ASSET/alert      QoS 1, through the durable outbox
+    out  ROOT/GW/status                   retained; ``offline`` is also the last will
+    out  ROOT/GW/errors                   QoS 0, rate-limited
+    in   ROOT/GW/model/update             signed bundle chunks (when updates are enabled)
+    out  ROOT/GW/model                    retained outcome of the latest update
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCORE_QOS = 0
+ALERT_QOS = 1
+STATUS_QOS = 1
+ERRORS_QOS = 0
+SENSOR_QOS = 1
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names for one gateway."""
+
+    root: str
+    gateway: str
+
+    @property
+    def base(self) -> str:
+        """``ROOT/GW``."""
+        return f"{self.root}/{self.gateway}"
+
+    @property
+    def sensors_filter(self) -> str:
+        """Subscription filter for every asset's readings."""
+        return f"{self.base}/sensors/+"
+
+    def sensors(self, asset: str) -> str:
+        """Readings of one asset."""
+        return f"{self.base}/sensors/{asset}"
+
+    def score(self, asset: str) -> str:
+        """Scores of one asset."""
+        return f"{self.base}/anomaly/{asset}/score"
+
+    def alert(self, asset: str) -> str:
+        """Alerts of one asset."""
+        return f"{self.base}/anomaly/{asset}/alert"
+
+    @property
+    def status(self) -> str:
+        """The gateway's retained status."""
+        return f"{self.base}/status"
+
+    @property
+    def model_update(self) -> str:
+        """Signed bundles pushed by the model owner (chunked, QoS 1)."""
+        return f"{self.base}/model/update"
+
+    @property
+    def model(self) -> str:
+        """Retained outcome of the latest update."""
+        return f"{self.base}/model"
+
+    @property
+    def errors(self) -> str:
+        """Rejected inputs."""
+        return f"{self.base}/errors"
+
+    def asset_of(self, topic: str) -> str | None:
+        """The ASSET of a readings topic, or None if ``topic`` is not one."""
+        prefix = f"{self.base}/sensors/"
+        if not topic.startswith(prefix):
+            return None
+        asset = topic[len(prefix):]
+        return asset if asset and "/" not in asset else None

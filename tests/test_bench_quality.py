@@ -1,0 +1,52 @@
+"""`bench quality` on a small SMD-layout folder the test writes; bad folders get clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_aae import synth
+from edge_aae.config import TrainConfig
+from edge_aae.errors import DataError
+from export.bench_quality import METHODS, pca_scores, run_quality_bench, smd_units
+
+
+def write_smd(root, seed=0):
+    res = synth.generate(seed=seed, train_rows=9000, test_rows=4800, faults_per_kind=1)
+    for d in ("train", "test", "test_label", "interpretation_label"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    np.savetxt(root / "train" / "m-1.txt", res.train, delimiter=",", fmt="%.5f")
+    np.savetxt(root / "test" / "m-1.txt", res.test, delimiter=",", fmt="%.5f")
+    np.savetxt(root / "test_label" / "m-1.txt", res.labels, fmt="%d")
+    lines = [f"{f.start}-{f.end - 1}:{','.join(str(synth.CHANNELS.index(c) + 1) for c in f.channels)}"
+             for f in res.faults]
+    (root / "interpretation_label" / "m-1.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_quality_bench_smd_layout_runs_all_methods(tmp_path):
+    write_smd(tmp_path / "smd")
+    cfg = TrainConfig(epochs=6, patience=3, max_train_windows=4000)
+    results, table = run_quality_bench("smd", tmp_path / "smd", tmp_path / "out", cfg)
+    assert set(results["pooled"]) == set(METHODS)
+    aae = results["pooled"]["AAE (torch)"]
+    assert aae["mean_auroc"] > 0.8
+    assert aae["mean_hitrate@150"] > 0.5
+    assert abs(results["pooled"]["AAE INT8 (onnxruntime)"]["mean_auprc"] - aae["mean_auprc"]) < 0.05
+    assert "oracle" in table
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["units"] == 1
+
+
+def test_missing_parts_are_named(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DataError, match="missing folder test/"):
+        smd_units(tmp_path)
+
+
+def test_pca_scores_flag_an_off_manifold_point():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(500, 1))
+    train = np.hstack([base, base * 2 + rng.normal(0, 0.05, (500, 1))])
+    _, s = pca_scores(train, np.array([[1.0, 2.0], [1.0, -2.0]]))
+    assert s[1] > 10 * s[0]

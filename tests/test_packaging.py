@@ -1,0 +1,59 @@
+"""The gateway image and the base install: no torch, paths that exist, a non-root user."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile.arm64"
+
+
+def instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_is_multistage_arm64_slim_python():
+    froms = [rest for word, rest in instructions() if word == "FROM"]
+    assert len(froms) >= 2
+    assert all("--platform=linux/arm64" in f for f in froms)
+    image = re.search(r"PYTHON_IMAGE=python:(\d+)\.(\d+)-slim", DOCKERFILE.read_text())
+    assert image
+    assert (int(image[1]), int(image[2])) >= (3, 11)
+
+
+def test_dockerfile_installs_no_torch_and_the_base_package_only():
+    runs = " ".join(rest for word, rest in instructions() if word == "RUN")
+    assert "torch" not in runs.replace("find_spec('torch')", "")
+    assert "[train]" not in runs
+    assert "[dev]" not in runs
+    base = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not [d for d in base if d.lower().startswith(("torch", "onnx>", "onnx=", "matplotlib"))]
+
+
+def test_dockerfile_copies_paths_that_exist():
+    for word, rest in instructions():
+        if word == "COPY" and "--from=" not in rest:
+            *sources, _dest = rest.split()
+            for s in sources:
+                assert (ROOT / s).exists(), f"Dockerfile.arm64 copies {s}, which does not exist"
+
+
+def test_dockerfile_runs_serve_as_non_root_with_volumes_and_health_check():
+    ins = instructions()
+    users = [rest for word, rest in ins if word == "USER"]
+    assert users
+    assert users[-1] not in ("root", "0")
+    assert any(word == "HEALTHCHECK" and "heartbeat" in rest for word, rest in ins)
+    assert any(word == "VOLUME" and "models" in rest and "config" in rest for word, rest in ins)
+    entry = [rest for word, rest in ins if word == "ENTRYPOINT"]
+    assert entry
+    assert '"edge-aae", "serve"' in entry[-1]

@@ -1,0 +1,157 @@
+"""Over-the-air updates against a live daemon: refusals with reasons, install, restart on the new model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_aae.contract import schema_for_topic, validation_errors
+from edge_aae.data import load_series
+from edge_aae.gateway.updates import ModelStore, chunk_messages, pack_bundle, parse_chunk, version_key
+from edge_aae.mosquitto import Mosquitto
+from edge_aae.replay import publish_series
+from export.bundle import build_bundle
+from export.signing import generate_keypair, load_private_key, sign_bundle
+from tests.daemon_harness import DaemonProcess, write_config
+from tests.mqtt_client import Recorder
+from tests.test_daemon import publisher
+
+
+@pytest.fixture(scope="module")
+def signed(trained_run, bundle, tmp_path_factory):
+    d = tmp_path_factory.mktemp("signed")
+    keys = d / "keys"
+    generate_keypair(keys)
+    v1 = d / "v1"
+    shutil.copytree(bundle, v1)
+    sign_bundle(v1, load_private_key(keys))
+    v2 = d / "v2"
+    build_bundle(trained_run, v2, target="x86_64", version="2.0.0", sign_dir=keys)
+    unsigned = d / "unsigned"
+    shutil.copytree(v2, unsigned)
+    (unsigned / "manifest.sig").unlink()
+    tampered = d / "tampered"
+    shutil.copytree(v2, tampered)
+    data = bytearray((tampered / "model.fp32.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (tampered / "model.fp32.onnx").write_bytes(bytes(data))
+    mismatched = d / "mismatched"
+    shutil.copytree(v2, mismatched)
+    m = json.loads((mismatched / "manifest.json").read_text())
+    m["channels"] = [c.upper() for c in m["channels"]]
+    m["model"]["version"] = "3.0.0"
+    (mismatched / "manifest.json").write_text(json.dumps(m))
+    sign_bundle(mismatched, load_private_key(keys))  # signed by the owner, but for another machine
+    return {"keys": keys, "v1": v1, "v2": v2, "unsigned": unsigned, "tampered": tampered, "mismatched": mismatched}
+
+
+def deploy(path: Path, broker: Mosquitto) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_aae.cli", "deploy", str(path), "--broker", broker.url,
+                           "--gateway", "gw1", "--chunk-kb", "32", "--wait", "30"],
+                          capture_output=True, text=True, timeout=90)
+
+
+def test_chunks_round_trip_and_versions_compare():
+    archive = b"x" * 100_000
+    msgs = chunk_messages(archive, "u1", 30_000)
+    assert len(msgs) == 4
+    parts = [parse_chunk(m, 10**6) for m in msgs]
+    assert b"".join(p[5] for p in parts) == archive
+    assert version_key("2026.11.23.1200") > version_key("2026.11.23.959") > version_key("1.0.0")
+
+
+def test_store_survives_a_crash_mid_install(tmp_path, bundle):
+    store = ModelStore(tmp_path / "models")
+    staging = store.stage("u1", pack_bundle(bundle))
+    store.install(staging, "1.0.0")
+    staging2 = store.stage("u2", pack_bundle(bundle))  # crash here: staging left behind
+    assert staging2.exists()
+    again = ModelStore(tmp_path / "models")
+    assert not staging2.exists()
+    assert again.installed() == tmp_path / "models" / "1.0.0"
+    (tmp_path / "models" / "current.json.tmp").write_text("{half")  # crash while writing the pointer
+    assert ModelStore(tmp_path / "models").installed() == tmp_path / "models" / "1.0.0"
+
+
+def test_updates_are_refused_with_reasons_then_installed_and_kept(tmp_path, signed, synth_dir):
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    extra = (f'[update]\nenabled = true\npublic_key = "{signed["keys"] / "public.pem"}"\n'
+             f'models_dir = "{tmp_path / "models"}"\nhealth_window_s = 5\n')
+    cfg = write_config(tmp_path / "gw.toml", signed["v1"], tmp_path / "outbox", extra=extra)
+    rec = Recorder(broker.port, "edge-aae/#")
+    daemon = DaemonProcess(tmp_path, cfg, broker.url)
+    try:
+        assert rec.wait_for(lambda r: any(m.get("state") == "online" for m in r.json("/status")), 30)
+        for name, reason in [("unsigned", "not signed"), ("tampered", "sha256"), ("v1", "not newer"),
+                             ("mismatched", "do not match")]:
+            res = deploy(signed[name], broker)
+            assert res.returncode == 1, (name, res.stdout, res.stderr)
+            assert f"refused: {reason}" in res.stdout or ("refused" in res.stdout and reason in res.stdout), \
+                (name, res.stdout)
+        res = deploy(signed["v2"], broker)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "installed" in res.stdout
+        for topic, payload, _ in rec.messages:  # outcomes and chunks follow the contract too
+            if payload and topic.split("/")[-1] in ("model", "update"):
+                assert not validation_errors(json.loads(payload), schema_for_topic(topic)), topic
+        outcome = [m for m in rec.json("edge-aae/gw1/model") if m.get("event") == "installed"]
+        assert outcome
+        assert outcome[-1]["version"] == "2.0.0"
+        assert outcome[-1]["previous"] == "1.0.0"
+        pub = publisher(broker.port)
+        test = load_series(synth_dir / "test.csv").slice_rows(0, 200)
+        publish_series(pub, "edge-aae/gw1/sensors/pump1", test, batch=20)
+        assert rec.wait_for(lambda r: any(m["model"]["version"] == "2.0.0" for m in r.json("/score")), 20)
+        assert daemon.terminate() == 0
+        daemon.close()
+        daemon = DaemonProcess(tmp_path, cfg, broker.url)
+        assert rec.wait_for(lambda r: any(m.get("state") == "online" and
+                                          m["models"]["default"]["version"] == "2.0.0"
+                                          for m in r.json("/status")), 30), daemon.log()[-2000:]
+        pub.disconnect()
+    finally:
+        rec.close()
+        daemon.close()
+        broker.stop()
+
+
+def test_a_model_that_misbehaves_in_its_health_window_is_rolled_back(tmp_path, signed):
+    from edge_aae.gateway.config import load_gateway_config
+    from edge_aae.gateway.daemon import Daemon
+    from edge_aae.gateway.scorer import OnnxScorer
+    from edge_aae.gateway.updater import PendingSwap
+    from edge_aae.gateway.updates import ModelStore
+
+    store = ModelStore(tmp_path / "models")
+    store.install(store.stage("a", pack_bundle(signed["v1"])), "1.0.0")
+    extra = (f'[update]\nenabled = true\npublic_key = "{signed["keys"] / "public.pem"}"\n'
+             f'models_dir = "{tmp_path / "models"}"\nhealth_window_s = 60\n')
+    cfg = write_config(tmp_path / "gw.toml", signed["v1"], tmp_path / "outbox", extra=extra)
+    daemon = Daemon(load_gateway_config(cfg, {"broker_url": "mqtt://127.0.0.1:1"}))
+    slot = daemon.registry.default
+    assert slot.scorer.bundle.version == "1.0.0"
+    staging = store.stage("b", pack_bundle(signed["v2"]))
+    final = store.install(staging, "2.0.0")
+    daemon.updater.swaps.put(PendingSwap(slot, OnnxScorer.open(final), "b", "2.0.0", "1.0.0"))
+    daemon._apply_swaps()
+    assert slot.scorer.bundle.version == "2.0.0"
+    assert store.installed() == final
+
+    def broken(_windows):
+        raise RuntimeError("simulated onnxruntime failure")
+
+    slot.scorer.score_windows = broken
+    window = np.zeros((slot.scorer.window_len, len(slot.scorer.channels)), np.float32)
+    daemon.assets["pump1"] = daemon._state("pump1")
+    daemon._score([("pump1", 1.0, window)])
+    assert slot.scorer.bundle.version == "1.0.0"
+    assert store.installed() == tmp_path / "models" / "1.0.0"
+    assert daemon.stats.snapshot(0, 0)["drops"]["inference_error"] == 1
+    assert daemon.stats.counts["updates_rolled_back"] == 1
