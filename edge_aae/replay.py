@@ -18,6 +18,27 @@ def reading_batches(data: SensorData, batch: int, sensor_names: list[str] | None
         yield json.dumps({"ts": [float(t) for t in ts], "values": values}).encode("utf-8")
 
 
+def publish_acked(client: object, topic: str, payload: bytes, timeout_s: float = 30.0) -> None:
+    """Publish one QoS 1 message and wait for its PUBACK, waiting out a reconnect first.
+
+    paho re-sends its queue after a reconnect but may slip newer messages in between; a
+    publisher that must keep readings in order across broker restarts sends one at a time.
+
+    Raises:
+        TimeoutError: the client did not reconnect, or the broker did not acknowledge, in time.
+
+    """
+    deadline = time.monotonic() + timeout_s
+    while not client.is_connected():  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not connected to the broker after {timeout_s:.0f} s (publishing to {topic})")
+        time.sleep(0.05)
+    info = client.publish(topic, payload, qos=1)  # type: ignore[attr-defined]
+    info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+    if not info.is_published():
+        raise TimeoutError(f"no PUBACK for a message to {topic} within {timeout_s:.0f} s")
+
+
 def publish_series(client: object, topic: str, data: SensorData, batch: int = 1,
                    rows_per_s: float | None = None, qos: int = 1) -> int:
     """Publish every row of ``data`` to ``topic``; paced to ``rows_per_s`` when given.

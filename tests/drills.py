@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_aae.benchmarks import markdown_table, update_section
 from edge_aae.data import SensorData, load_series
 from edge_aae.mosquitto import Mosquitto
-from edge_aae.replay import reading_batches
+from edge_aae.replay import publish_acked, reading_batches
 from tests.daemon_harness import DaemonProcess, write_config
 from tests.mqtt_client import Recorder
 
@@ -251,8 +251,8 @@ def drill_broker_kills(env: Env, kills: int = 5) -> Row:
                 b.kill()
                 time.sleep(0.5)
                 b.start()
-            pub.publish("edge-aae/gw1/sensors/pump1", p, qos=1)
-            time.sleep(0.01)
+            publish_acked(pub, "edge-aae/gw1/sensors/pump1", p)
+            time.sleep(0.005)
         rec.wait_for(lambda r: _last_stats(r).get("windows_scored", 0) >= len(env.test.timestamps) - 31, 90)
         time.sleep(3)
         d.terminate()

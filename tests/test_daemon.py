@@ -18,7 +18,7 @@ from edge_aae.contract import schema_for_topic, validation_errors
 from edge_aae.data import load_series
 from edge_aae.gateway.scorer import BundleScorer
 from edge_aae.mosquitto import Mosquitto
-from edge_aae.replay import publish_series, reading_batches
+from edge_aae.replay import publish_acked, publish_series, reading_batches
 from tests.daemon_harness import DaemonProcess, write_config
 from tests.mqtt_client import Recorder
 
@@ -106,8 +106,8 @@ def test_broker_restarts_lose_no_alert(broker, bundle, synth_dir, tmp_path):
         for i, p in enumerate(payloads):
             if i in restarts_at:
                 broker.restart()
-            pub.publish("edge-aae/gw1/sensors/pump1", p, qos=1)
-            time.sleep(0.01)
+            publish_acked(pub, "edge-aae/gw1/sensors/pump1", p)  # keeps readings in order across restarts
+            time.sleep(0.005)
         def scored(r: Recorder) -> int:
             online = [m for m in r.json("/status") if m.get("state") == "online"]
             return online[-1]["stats"]["windows_scored"] if online else 0
