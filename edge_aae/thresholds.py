@@ -106,6 +106,33 @@ def compute_threshold(scores: np.ndarray, method: str, target_far: float,
     raise ValueError(f"unknown threshold method {method!r} (pot, quantile)")
 
 
+def pot_min_scores(init_quantile: float = 0.98) -> int:
+    """Fewest scores for which POT has ``MIN_EXCESSES`` points over its initial quantile."""
+    return math.ceil(MIN_EXCESSES / (1.0 - init_quantile))
+
+
+def normal_reference(val_scores: np.ndarray, train_scores: np.ndarray, init_quantile: float = 0.98) -> np.ndarray:
+    """The normal scores a threshold is fitted on.
+
+    The validation windows alone when there are enough of them for POT's tail fit
+    (``pot_min_scores``); otherwise the training windows' scores as well. A small
+    validation split is one short stretch at the end of the training data (80 s of
+    a 400-row SKAB file) and misses the normal variation seen earlier. Training
+    scores are in-sample, so they are lower on average; what they add is the high
+    tail of the earlier stretches.
+
+    Args:
+        val_scores: ``(n_val,)`` scores of the held-out validation windows.
+        train_scores: ``(n_train,)`` scores of training windows (may be empty).
+        init_quantile: POT's initial quantile.
+
+    """
+    val = np.asarray(val_scores, dtype=np.float64).ravel()
+    if val.size >= pot_min_scores(init_quantile):
+        return val
+    return np.concatenate([val, np.asarray(train_scores, dtype=np.float64).ravel()])
+
+
 def _finite(scores: np.ndarray) -> np.ndarray:
     x = np.asarray(scores, dtype=np.float64).ravel()
     x = x[np.isfinite(x)]

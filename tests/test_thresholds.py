@@ -39,3 +39,27 @@ def test_compute_threshold_rejects_unknown_method():
 def test_threshold_needs_finite_scores():
     with pytest.raises(ValueError, match="no finite scores"):
         quantile_threshold(np.array([np.nan, np.inf]), 0.01)
+
+
+def test_normal_reference_adds_training_scores_only_when_validation_is_too_small_for_pot():
+    from edge_aae.thresholds import normal_reference, pot_min_scores
+
+    assert pot_min_scores(0.98) == 500
+    train = np.arange(1000.0)
+    small, large = np.ones(74), np.ones(600)
+    assert normal_reference(small, train).size == 1074
+    np.testing.assert_array_equal(normal_reference(large, train), large)
+
+
+def test_small_training_set_fits_its_threshold_on_training_and_validation_scores(synth_dir):
+    from edge_aae.config import TrainConfig
+    from edge_aae.data import load_series
+    from edge_aae.detector import AAEDetector
+
+    cfg = TrainConfig(epochs=2)
+    det = AAEDetector(cfg).fit(load_series(synth_dir / "train.csv").slice_rows(0, 400))
+    assert det.val_scores_.size < 500
+    train_scores = det.score_windows(det.load_calibration()["train"])[0]
+    expected = compute_threshold(np.r_[det.val_scores_, train_scores], "pot", cfg.target_far)
+    assert det.threshold_ == pytest.approx(expected)
+    assert det.threshold_ >= np.quantile(train_scores, 0.99)
