@@ -25,7 +25,7 @@ from edge_aae.data import SensorData, assemble_series, load_series
 from edge_aae.errors import DataError
 from edge_aae.evaluate import read_interpretation
 from edge_aae.metrics import auprc, auroc, best_f1, far_mar, localization, nab_score, precision_recall_f1
-from edge_aae.thresholds import compute_threshold
+from edge_aae.thresholds import compute_threshold, normal_reference
 
 log = logging.getLogger(__name__)
 METHODS = ("AAE (torch)", "AAE INT8 (onnxruntime)", "plain AE (torch)", "PCA T²+Q")
@@ -162,9 +162,10 @@ def _score_unit(unit: Unit, cfg: TrainConfig, work: Path) -> dict[str, tuple[np.
             s8, c8 = at_points(scorer.score(ext))
             out["AAE INT8 (onnxruntime)"] = (s8, c8, scorer.scorer.threshold)
     cut = int(len(unit.train.values) * (1 - cfg.val_fraction))
-    _, val_scores = pca_scores(unit.train.values[:cut], unit.train.values[cut:])
+    fit_scores, val_scores = pca_scores(unit.train.values[:cut], unit.train.values[cut:])
     _, test_scores = pca_scores(unit.train.values[:cut], unit.test.values)
-    thr = compute_threshold(val_scores, cfg.threshold, cfg.target_far, cfg.pot_init_quantile)
+    reference = normal_reference(val_scores, fit_scores, cfg.pot_init_quantile)  # the detector's rule
+    thr = compute_threshold(reference, cfg.threshold, cfg.target_far, cfg.pot_init_quantile)
     out["PCA T²+Q"] = (test_scores, pca_contributions(unit.train.values[:cut], unit.test.values), thr)
     return out
 
