@@ -28,6 +28,7 @@ check: lint test
 DATA ?= ../shared/data
 bench-quality: install
 	$(VENV)/bin/edge-aae bench quality --dataset skab --path $(DATA)/skab --update BENCHMARKS.md
+	$(VENV)/bin/edge-aae bench quality --dataset skab --path $(DATA)/skab --relative-channels Temperature,Thermocouple --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench quality --dataset smd --path $(DATA)/asd --update BENCHMARKS.md
 
 drills: install

@@ -513,7 +513,8 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
         command += f" --limit {args.limit}"
     if args.relative_channels:
         command += f" --relative-channels {args.relative_channels}"
-    return _publish_bench(args.update, f"quality-{args.dataset}", f"Quality: {args.dataset.upper()}", table, command)
+    section = f"quality-{args.dataset}" + ("-relative" if args.relative_channels else "")
+    return _publish_bench(args.update, section, f"Quality: {args.dataset.upper()}", table, command)
 
 
 def cmd_bench_daemon(args: argparse.Namespace) -> int:
