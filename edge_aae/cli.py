@@ -394,6 +394,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                   f">= {q.limits['decision_agreement']}", _ok(q.decision_agreement >= q.limits["decision_agreement"])],
                  ["INT8 vs FP32: Spearman rank correlation", f"{q.spearman:.4f}",
                   f">= {q.limits['spearman']}", _ok(q.spearman >= q.limits["spearman"])],
+                 ["INT8 vs FP32: Spearman on normal windows alone", f"{q.spearman_normal:.4f}",
+                  f">= {q.limits['spearman_normal']}", _ok(q.spearman_normal >= q.limits["spearman_normal"])],
                  ["INT8 vs FP32: top channel on flagged", f"{q.top_channel_agreement:.4f}",
                   f">= {q.limits['top_channel_agreement']}",
                   _ok(q.top_channel_agreement >= q.limits["top_channel_agreement"])],

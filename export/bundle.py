@@ -161,7 +161,7 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
                                         cfg.pot_init_quantile)
             thresholds["int8"] = compute_threshold(val8, cfg.threshold, cfg.target_far, cfg.pot_init_quantile)
             out8 = run_onnx(int8_path, gate_windows, 64)
-            int8_gate = check_int8(out32, out8, thresholds["fp32"], thresholds["int8"])
+            int8_gate = check_int8(out32, out8, thresholds["fp32"], thresholds["int8"], n_normal=len(val))
             log.info("INT8 with FP32 layers %s, calibrated on %s: gate %s", list(keep_fp32) or "none",
                      calibration, "passed" if int8_gate.passed else "failed")
             if int8_gate.passed:
@@ -173,7 +173,8 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
             latency = {"fp32": median_latency_us(fp32_path, one), "int8": median_latency_us(int8_path, one)}
         if not int8_gate.passed:
             reason = (f"INT8 failed the parity gate (decision agreement {int8_gate.decision_agreement:.4f}, "
-                      f"Spearman {int8_gate.spearman:.4f}, top channel {int8_gate.top_channel_agreement:.3f})")
+                      f"Spearman {int8_gate.spearman:.4f}, on normal windows {int8_gate.spearman_normal:.4f}, "
+                      f"top channel {int8_gate.top_channel_agreement:.3f})")
         elif latency and latency["int8"] > latency["fp32"]:
             reason = (f"INT8 slower than FP32 on this {target} host ({latency['int8']:.0f} vs "
                       f"{latency['fp32']:.0f} us per window; {unfused} unfused weight DequantizeLinear)")

@@ -70,7 +70,13 @@ class Fp32Parity:
 
 @dataclass
 class Int8Parity:
-    """INT8 vs FP32 (each with its own threshold)."""
+    """INT8 vs FP32 (each with its own threshold).
+
+    ``spearman`` is over all gate windows (normal and injected faults); ``spearman_normal``
+    over the normal ones alone. The first is high whenever faults score far above normal
+    windows in both models; the second shows whether INT8 still ranks normal windows,
+    which is where the threshold and the subtle anomalies are.
+    """
 
     decision_agreement: float
     spearman: float
@@ -79,6 +85,7 @@ class Int8Parity:
     windows: int
     passed: bool
     limits: dict[str, float]
+    spearman_normal: float = 1.0
 
 
 def check_fp32(scorer: AAEScorer, fp32_path: Any, windows: np.ndarray) -> Fp32Parity:
@@ -94,20 +101,32 @@ def check_fp32(scorer: AAEScorer, fp32_path: Any, windows: np.ndarray) -> Fp32Pa
 
 
 def check_int8(fp32: tuple[np.ndarray, np.ndarray, np.ndarray], int8: tuple[np.ndarray, np.ndarray, np.ndarray],
-               threshold_fp32: float, threshold_int8: float) -> Int8Parity:
-    """Alert-decision agreement, rank correlation and top-channel agreement on flagged windows."""
+               threshold_fp32: float, threshold_int8: float, n_normal: int | None = None) -> Int8Parity:
+    """Alert-decision agreement, rank correlation and top-channel agreement on flagged windows.
+
+    Args:
+        fp32: ``(score, channel_scores, latent_score)`` of the FP32 model on the gate windows.
+        int8: the same from the INT8 model.
+        threshold_fp32: FP32's threshold.
+        threshold_int8: INT8's own threshold.
+        n_normal: the gate windows' first ``n_normal`` are normal (validation) windows; rank
+            correlation must hold on them alone as well. None: all windows are normal.
+
+    """
     flag32 = fp32[0] > threshold_fp32
     flag8 = int8[0] > threshold_int8
     agree = float((flag32 == flag8).mean())
     rho = spearman(fp32[0], int8[0])
+    n = len(fp32[0]) if n_normal is None else n_normal
+    rho_normal = spearman(fp32[0][:n], int8[0][:n]) if n > 2 else rho
     top32 = fp32[1].argmax(1)
     top8 = int8[1].argmax(1)
     top_agree = float((top32[flag32] == top8[flag32]).mean()) if flag32.any() else 1.0
     limits = {"decision_agreement": INT8_MIN_DECISION_AGREEMENT, "spearman": INT8_MIN_SPEARMAN,
-              "top_channel_agreement": INT8_MIN_TOP_CHANNEL_AGREEMENT}
-    passed = (agree >= INT8_MIN_DECISION_AGREEMENT and rho >= INT8_MIN_SPEARMAN
+              "spearman_normal": INT8_MIN_SPEARMAN, "top_channel_agreement": INT8_MIN_TOP_CHANNEL_AGREEMENT}
+    passed = (agree >= INT8_MIN_DECISION_AGREEMENT and rho >= INT8_MIN_SPEARMAN and rho_normal >= INT8_MIN_SPEARMAN
               and top_agree >= INT8_MIN_TOP_CHANNEL_AGREEMENT)
-    return Int8Parity(agree, rho, top_agree, int(flag32.sum()), len(flag32), passed, limits)
+    return Int8Parity(agree, rho, top_agree, int(flag32.sum()), len(flag32), passed, limits, rho_normal)
 
 
 def as_dict(x: Fp32Parity | Int8Parity | None) -> dict[str, Any] | None:

@@ -186,3 +186,22 @@ def test_int8_model_auroc_within_0005_of_torch(trained_run, synth_dir, tmp_path)
     assert abs(auroc(y, int8_res.score) - auroc(y, torch_res.score)) <= 0.005
     sizes = {p.name: p.stat().st_size for p in (tmp_path / "b").glob("model.*.onnx")}
     assert sizes["model.fp32.onnx"] >= 2.5 * sizes["model.int8.onnx"]
+
+
+def test_int8_gate_checks_rank_correlation_on_normal_windows_alone():
+    from export.parity import check_int8
+
+    rng = np.random.default_rng(0)
+    normal32 = rng.normal(size=900)
+    normal8 = 0.3 * normal32 + rng.normal(size=900)  # INT8 noise swamps the normal ranking
+    faults = 20.0 + rng.normal(size=100)  # injected faults far above normal in both models
+    ch = np.zeros((1000, 3))
+    out32 = (np.r_[normal32, faults], ch, np.zeros(1000))
+    out8 = (np.r_[normal8, faults], ch, np.zeros(1000))
+    gate = check_int8(out32, out8, 10.0, 10.0, n_normal=900)
+    assert gate.spearman > gate.spearman_normal + 0.2  # the faults lift the mixed correlation
+    assert gate.spearman_normal < 0.5
+    assert not gate.passed
+    same = check_int8(out32, out32, 10.0, 10.0, n_normal=900)
+    assert same.passed
+    assert same.spearman_normal == pytest.approx(1.0)
