@@ -246,9 +246,9 @@ def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig 
         summary[m] = row
     results = {"dataset": dataset, "path": str(path), "units": len(units), "config": dataclasses.asdict(cfg),
                "seconds": time.monotonic() - t0, "pooled": summary, "per_file": per_file}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
     passed = sum(bool(v.get("int8_gate_passed")) for v in per_file[SHIPPED].values())
     results["int8_gate_passed_units"] = passed
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
     table = _table(dataset, summary, len(units)) + (
         f"\n\nINT8 passed the parity gate on {passed} of {len(units)} "
         f"{'files' if dataset == 'skab' else 'entities'}; elsewhere the bundle ships FP32 as `model.onnx` "
