@@ -29,7 +29,7 @@ from edge_aae.data import SensorData, assemble_series
 from edge_aae.errors import CorruptModelError, DataError, ModelMismatchError
 from edge_aae.model import AAEScorer, LatentPrior, build_autoencoder
 from edge_aae.scores import WindowScores
-from edge_aae.thresholds import compute_threshold, normal_reference, pot_min_scores
+from edge_aae.thresholds import compute_threshold, normal_reference
 from edge_aae.train import TrainResult, train_aae
 from edge_aae.windows import RobustScaler, gather_windows, level_mask, remove_level, series_windows, window_ends
 
@@ -109,12 +109,9 @@ class AAEDetector:
         self.calibration_ = {"train": gather_windows(data.values, np.sort(calib), cfg.window_len),
                              "val": val_raw}
         self.val_scores_ = self.score_windows(val_raw)[0]
-        reference = self.val_scores_
-        if self.val_scores_.size < pot_min_scores(cfg.pot_init_quantile):
-            reference = normal_reference(self.val_scores_, self.score_windows(self.calibration_["train"])[0],
-                                         cfg.pot_init_quantile)
-            log.info("%d validation windows are too few for a tail fit; the threshold also uses %d training "
-                     "windows' scores", self.val_scores_.size, reference.size - self.val_scores_.size)
+        train_raw = self.calibration_["train"]
+        reference = normal_reference(self.val_scores_, lambda: self.score_windows(train_raw)[0],
+                                     cfg.pot_init_quantile)
         self.thresholds_ = {m: compute_threshold(reference, m, cfg.target_far, cfg.pot_init_quantile)
                             for m in ("pot", "quantile")}
         self.threshold_ = self.thresholds_[cfg.threshold]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -111,7 +112,8 @@ def pot_min_scores(init_quantile: float = 0.98) -> int:
     return math.ceil(MIN_EXCESSES / (1.0 - init_quantile))
 
 
-def normal_reference(val_scores: np.ndarray, train_scores: np.ndarray, init_quantile: float = 0.98) -> np.ndarray:
+def normal_reference(val_scores: np.ndarray, train_scores: np.ndarray | Callable[[], np.ndarray],
+                     init_quantile: float = 0.98) -> np.ndarray:
     """The normal scores a threshold is fitted on.
 
     The validation windows alone when there are enough of them for POT's tail fit
@@ -123,14 +125,18 @@ def normal_reference(val_scores: np.ndarray, train_scores: np.ndarray, init_quan
 
     Args:
         val_scores: ``(n_val,)`` scores of the held-out validation windows.
-        train_scores: ``(n_train,)`` scores of training windows (may be empty).
+        train_scores: ``(n_train,)`` scores of training windows, or a function that
+            computes them (called only when they are needed).
         init_quantile: POT's initial quantile.
 
     """
     val = np.asarray(val_scores, dtype=np.float64).ravel()
     if val.size >= pot_min_scores(init_quantile):
         return val
-    return np.concatenate([val, np.asarray(train_scores, dtype=np.float64).ravel()])
+    extra = train_scores() if callable(train_scores) else train_scores
+    log.info("%d validation windows are too few for a tail fit; the threshold also uses %d training "
+             "windows' scores", val.size, np.size(extra))
+    return np.concatenate([val, np.asarray(extra, dtype=np.float64).ravel()])
 
 
 def _finite(scores: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from edge_aae.gateway.bundle import (
     encode_array,
     sha256_file,
 )
-from edge_aae.thresholds import compute_threshold, normal_reference, pot_min_scores
+from edge_aae.thresholds import compute_threshold, normal_reference
 from export import OPSET
 from export.parity import Fp32Parity, Int8Parity, as_dict, check_fp32, check_int8, inject_faults, run_onnx
 from export.quantize import (
@@ -156,9 +156,8 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
         for keep_fp32, calibration, cal_windows in attempts:  # accuracy-aware: the first that passes
             quantize_int8(fp32_path, int8_path, cal_windows, target, keep_fp32)
             val8 = run_onnx(int8_path, calib["val"].astype(np.float32), 64)[0]
-            if val8.size < pot_min_scores(cfg.pot_init_quantile):  # the detector's rule, on INT8's own scores
-                val8 = normal_reference(val8, run_onnx(int8_path, train_w.astype(np.float32), 64)[0],
-                                        cfg.pot_init_quantile)
+            val8 = normal_reference(val8, lambda: run_onnx(int8_path, train_w.astype(np.float32), 64)[0],
+                                    cfg.pot_init_quantile)  # the detector's rule, on INT8's own scores
             thresholds["int8"] = compute_threshold(val8, cfg.threshold, cfg.target_far, cfg.pot_init_quantile)
             out8 = run_onnx(int8_path, gate_windows, 64)
             int8_gate = check_int8(out32, out8, thresholds["fp32"], thresholds["int8"], n_normal=len(val))

@@ -20,25 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_aae.benchmarks import markdown_table, update_section
 from edge_aae.data import SensorData, load_series
 from edge_aae.mosquitto import Mosquitto
 from edge_aae.replay import publish_acked, reading_batches
 from tests.daemon_harness import DaemonProcess, write_config
-from tests.mqtt_client import Recorder
+from tests.mqtt_client import Recorder, publisher
 
 Row = dict[str, Any]
 
 
 def _pub(port: int, cid: str = "") -> mqtt.Client:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    c = publisher(port, cid)
     c.max_inflight_messages_set(1000)
-    c.max_queued_messages_set(0)
-    c.reconnect_delay_set(1, 2)
-    c.connect("127.0.0.1", port)
-    c.loop_start()
     return c
 
 

@@ -12,10 +12,8 @@ import time
 from pathlib import Path
 
 import jsonschema
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_aae.asyncapi import EXAMPLES, inline_refs, render_yaml
 from edge_aae.client import Alert, AlertSubscriber, BrokerRefused, GatewayStatus, InvalidMessage
@@ -24,7 +22,7 @@ from edge_aae.data import load_series
 from edge_aae.mosquitto import Mosquitto
 from edge_aae.replay import publish_series
 from tests.daemon_harness import DaemonProcess, write_config
-from tests.mqtt_client import Recorder
+from tests.mqtt_client import Recorder, publisher
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "asyncapi.yaml"
@@ -110,9 +108,7 @@ def test_daemon_alert_reaches_cli_and_client_then_offline(broker, bundle, synth_
     daemon = DaemonProcess(tmp_path, write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox"), broker.url)
     try:
         assert rec.wait_for(lambda r: any(m.get("state") == "online" for m in r.json("/status")), 30)
-        pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        pub.connect("127.0.0.1", broker.port)
-        pub.loop_start()
+        pub = publisher(broker.port)
         publish_series(pub, "edge-aae/gw1/sensors/pump1", segment, batch=10)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any(a.event == "raised" for a in got):
@@ -158,9 +154,7 @@ def test_invalid_alert_messages_are_reported_not_raised(broker):
     invalid: list[InvalidMessage] = []
     sub = AlertSubscriber(broker.url, on_invalid=invalid.append).start()
     assert sub.subscribed.wait(10)
-    pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    pub.connect("127.0.0.1", broker.port)
-    pub.loop_start()
+    pub = publisher(broker.port)
     good = EXAMPLES["alert"]
     for payload in (b"{broken", json.dumps({"event": "raised"}).encode(), json.dumps(good).encode(),
                     json.dumps(good).encode()):  # the last one is a duplicate
@@ -214,9 +208,7 @@ def test_home_assistant_discovery_announced_then_withdrawn(broker, bundle, synth
     daemon = DaemonProcess(tmp_path, cfg, broker.url)
     try:
         assert rec.wait_for(lambda r: any(m.get("state") == "online" for m in r.json("/status")), 30)
-        pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        pub.connect("127.0.0.1", broker.port)
-        pub.loop_start()
+        pub = publisher(broker.port)
         publish_series(pub, "edge-aae/gw1/sensors/pump1", test, batch=50)
         ha = Recorder(broker.port, "homeassistant/#")
         assert ha.wait_for(lambda r: len(r.messages) >= 2, 20)

@@ -10,9 +10,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_aae.contract import schema_for_topic, validation_errors
 from edge_aae.data import load_series
@@ -20,18 +18,9 @@ from edge_aae.gateway.scorer import BundleScorer
 from edge_aae.mosquitto import Mosquitto
 from edge_aae.replay import publish_acked, publish_series, reading_batches
 from tests.daemon_harness import DaemonProcess, write_config
-from tests.mqtt_client import Recorder
+from tests.mqtt_client import Recorder, publisher
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def publisher(port: int, client_id: str = "") -> mqtt.Client:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    c.reconnect_delay_set(1, 2)
-    c.max_queued_messages_set(0)
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    return c
 
 
 def wait_online(rec: Recorder, timeout_s: float = 30) -> None:
