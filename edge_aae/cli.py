@@ -390,7 +390,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                                  f"<= {f.limit:.0e}", "pass" if f.passed else "FAIL"]]
     if rep.int8 is not None:
         q = rep.int8
-        rows += [["INT8 vs FP32: alert decision agreement", f"{q.decision_agreement:.4f}",
+        rows += [["INT8 form tried last", {"static": "static (int8 weights and activations)",
+                                           "weights": "weights-only (FP32 arithmetic)"}.get(
+                      rep.int8_quantization, rep.int8_quantization), "", ""],
+                 ["INT8 vs FP32: alert decision agreement", f"{q.decision_agreement:.4f}",
                   f">= {q.limits['decision_agreement']}", _ok(q.decision_agreement >= q.limits["decision_agreement"])],
                  ["INT8 vs FP32: Spearman rank correlation", f"{q.spearman:.4f}",
                   f">= {q.limits['spearman']}", _ok(q.spearman >= q.limits["spearman"])],

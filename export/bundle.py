@@ -42,6 +42,7 @@ from export.quantize import (
     count_unfused_weight_dequant,
     median_latency_us,
     quantize_int8,
+    quantize_weights_int8,
 )
 from export.signing import load_private_key, sign_bundle
 from export.to_onnx import export_fp32
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 
 INT8_MODEL = "model.int8.onnx"  # working name; shipped as model.onnx when chosen
 GATE_WINDOWS = 2000
+STATIC = "static"  # int8 weights and activations (QDQ), integer kernels
+WEIGHTS_ONLY = "weights"  # int8 weights, FP32 activations and arithmetic
+WEIGHTS_ONLY_SLOWDOWN = 1.10  # timing noise allowed for a model that runs FP32 kernels
 N_GOLDEN = 4
 
 
@@ -70,6 +74,7 @@ class ExportReport:
     unfused_dequant: int | None
     latency_us: dict[str, float] = field(default_factory=dict)
     signed: bool = False
+    int8_quantization: str = ""  # static, weights, or empty without INT8
 
 
 def host_target() -> str:
@@ -141,6 +146,7 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
     default_kind, reason = "fp32", "INT8 disabled (--no-int8)"
     keep_fp32: tuple[str, ...] = ()
     calibration = ""
+    quantization = ""
     if int8:
         int8_path = tmp / INT8_MODEL
         train_w = calib["train"]
@@ -149,20 +155,23 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
         # (another seed than the gate's, on training rather than validation windows).
         with_faults = np.concatenate([train_w, inject_faults(train_w[: max(len(train_w) // 4, 1)],
                                                              det.scaler_.scale_, seed=1)]).astype(np.float32)
-        attempts = [(keep, name, cal) for keep in FALLBACKS
-                    for name, cal in (("training windows", train_w), ("training windows + injected faults",
-                                                                      with_faults))]
-        calibration = attempts[0][1]
-        for keep_fp32, calibration, cal_windows in attempts:  # accuracy-aware: the first that passes
-            quantize_int8(fp32_path, int8_path, cal_windows, target, keep_fp32)
+        attempts: list[tuple[str, tuple[str, ...], str, np.ndarray | None]] = [
+            (STATIC, keep, name, cal) for keep in FALLBACKS
+            for name, cal in (("training windows", train_w), ("training windows + injected faults", with_faults))]
+        attempts.append((WEIGHTS_ONLY, (), "none (weights only)", None))  # last resort: FP32 arithmetic
+        for quantization, keep_fp32, calibration, cal_windows in attempts:  # accuracy-aware: first that passes
+            if cal_windows is None:
+                quantize_weights_int8(fp32_path, int8_path)
+            else:
+                quantize_int8(fp32_path, int8_path, cal_windows, target, keep_fp32)
             val8 = run_onnx(int8_path, calib["val"].astype(np.float32), 64)[0]
             val8 = normal_reference(val8, lambda: run_onnx(int8_path, train_w.astype(np.float32), 64)[0],
                                     cfg.pot_init_quantile)  # the detector's rule, on INT8's own scores
             thresholds["int8"] = compute_threshold(val8, cfg.threshold, cfg.target_far, cfg.pot_init_quantile)
             out8 = run_onnx(int8_path, gate_windows, 64)
             int8_gate = check_int8(out32, out8, thresholds["fp32"], thresholds["int8"], n_normal=len(val))
-            log.info("INT8 with FP32 layers %s, calibrated on %s: gate %s", list(keep_fp32) or "none",
-                     calibration, "passed" if int8_gate.passed else "failed")
+            log.info("INT8 (%s) with FP32 layers %s, calibrated on %s: gate %s", quantization,
+                     list(keep_fp32) or "none", calibration, "passed" if int8_gate.passed else "failed")
             if int8_gate.passed:
                 break
         assert int8_gate is not None
@@ -170,29 +179,40 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
         if target == host_target():
             one = gate_windows[:1]
             latency = {"fp32": median_latency_us(fp32_path, one), "int8": median_latency_us(int8_path, one)}
+        # weight-only INT8 runs the FP32 kernels once loaded: equal speed, within timing noise
+        slack = WEIGHTS_ONLY_SLOWDOWN if quantization == WEIGHTS_ONLY else 1.0
+        label = "INT8" if quantization == STATIC else "INT8 weights-only"
         if not int8_gate.passed:
             reason = (f"INT8 failed the parity gate (decision agreement {int8_gate.decision_agreement:.4f}, "
                       f"Spearman {int8_gate.spearman:.4f}, on normal windows {int8_gate.spearman_normal:.4f}, "
-                      f"top channel {int8_gate.top_channel_agreement:.3f})")
-        elif latency and latency["int8"] > latency["fp32"]:
-            reason = (f"INT8 slower than FP32 on this {target} host ({latency['int8']:.0f} vs "
+                      f"top channel {int8_gate.top_channel_agreement:.3f}; every static variant and "
+                      "weights-only tried)")
+        elif latency and latency["int8"] > slack * latency["fp32"]:
+            reason = (f"{label} slower than FP32 on this {target} host ({latency['int8']:.0f} vs "
                       f"{latency['fp32']:.0f} us per window; {unfused} unfused weight DequantizeLinear)")
         else:
             default_kind = "int8"
-            reason = "INT8 passed the parity gate" + (
-                f" and is {latency['fp32'] / latency['int8']:.2f}x faster than FP32 here" if latency else
-                f" (speed not measured: target {target} is not this host)")
+            size_ratio = fp32_path.stat().st_size / int8_path.stat().st_size
+            if quantization == STATIC:
+                reason = "INT8 passed the parity gate" + (
+                    f" and is {latency['fp32'] / latency['int8']:.2f}x faster than FP32 here" if latency else
+                    f" (speed not measured: target {target} is not this host)")
+            else:
+                reason = (f"static INT8 failed the parity gate; INT8 weights-only passed it: {size_ratio:.2f}x "
+                          "smaller than FP32, FP32 arithmetic" + (
+                              f", {latency['fp32'] / latency['int8']:.2f}x FP32's speed here" if latency else ""))
     shutil.copyfile(tmp / (INT8_MODEL if default_kind == "int8" else FP32_MODEL), tmp / DEFAULT_MODEL)
 
     models = {DEFAULT_MODEL: {"kind": default_kind, "threshold": thresholds[default_kind]},
               FP32_MODEL: {"kind": "fp32", "threshold": thresholds["fp32"]}}
+    int8_facts: dict[str, Any] = {"quantization": quantization}
+    if quantization == STATIC:
+        int8_facts |= {"activation_type": ACTIVATION_TYPE[target].name, "fp32_layers": list(keep_fp32),
+                       "calibration": calibration}
     if default_kind == "int8":
-        models[DEFAULT_MODEL]["activation_type"] = ACTIVATION_TYPE[target].name
-        models[DEFAULT_MODEL]["fp32_layers"] = list(keep_fp32)
-        models[DEFAULT_MODEL]["calibration"] = calibration
+        models[DEFAULT_MODEL] |= int8_facts
     if keep_int8 and "int8" in thresholds:  # for evaluation: the INT8 model even when it is not the default
-        models[INT8_MODEL] = {"kind": "int8", "threshold": thresholds["int8"],
-                              "activation_type": ACTIVATION_TYPE[target].name, "fp32_layers": list(keep_fp32)}
+        models[INT8_MODEL] = {"kind": "int8", "threshold": thresholds["int8"]} | int8_facts
     golden_idx = [0, 1, len(val), len(val) + 1][:N_GOLDEN]
     golden_windows = gate_windows[golden_idx]
     golden = []
@@ -234,9 +254,11 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
                          for name in models}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     sizes = {name: (tmp / name).stat().st_size for name in (FP32_MODEL, INT8_MODEL) if (tmp / name).exists()}
-    report = ExportReport(tmp, default_kind, reason, fp32_gate, int8_gate, sizes, unfused, latency)
+    report = ExportReport(tmp, default_kind, reason, fp32_gate, int8_gate, sizes, unfused, latency,
+                          int8_quantization=quantization)
     parity = {"fp32_vs_torch": as_dict(fp32_gate), "int8_vs_fp32": as_dict(int8_gate),
               "default_model": default_kind, "default_reason": reason, "thresholds": thresholds,
+              "int8_quantization": quantization or None,
               "int8_fp32_layers": list(keep_fp32) if int8 else None,
               "int8_calibration": calibration if int8 else None,
               "unfused_weight_dequantize_linear": unfused, "latency_us_batch1": latency,

@@ -1,4 +1,11 @@
-"""FP32 -> INT8 static QDQ quantization calibrated on training windows."""
+"""FP32 -> INT8: static QDQ quantization calibrated on training windows, or INT8 weights alone.
+
+Static QDQ (weights and activations in int8) is smaller and faster. Where its noise
+reorders the scores (models whose normal reconstruction errors are tiny), the
+weight-only form stores int8 weights with one float scale per output channel and
+computes in FP32: onnxruntime folds ``Cast`` and ``Mul`` of constants into FP32
+weights when the session loads, so it runs at FP32 speed from a file about 3x smaller.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -63,13 +71,8 @@ def per_tensor_overrides(model: onnx.ModelProto) -> dict[str, list[dict[str, obj
         if node.op_type not in QUANTIZED_OPS or len(node.input) < 2 or node.input[1] not in inits:
             continue
         dims = list(inits[node.input[1]].dims)
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        if node.op_type == "Conv":
-            fan_in = int(np.prod(dims[1:]))
-        elif node.op_type == "Gemm" and trans_b:
-            fan_in = dims[1]
-        else:
-            fan_in = dims[0]
+        axis = weight_axis(node)
+        fan_in = int(np.prod([d for i, d in enumerate(dims) if i != axis]))
         if fan_in < MIN_FAN_IN_PER_CHANNEL:
             out[node.input[1]] = [{"symmetric": True}]
     return out
@@ -116,6 +119,60 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
     log.info("quantized %s -> %s (%s activations; FP32 kept: %s)", fp32_path.name, out_path.name,
              ACTIVATION_TYPE[target].name, ", ".join(exclude) or "none")
     return exclude
+
+
+def weight_axis(node: onnx.NodeProto) -> int:
+    """The output-channel axis of a Conv/Gemm/MatMul weight (input 1)."""
+    if node.op_type == "Conv":
+        return 0
+    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+    return 0 if node.op_type == "Gemm" and trans_b else 1
+
+
+def quantize_weights_int8(fp32_path: Path, out_path: Path) -> int:
+    """Store every Conv/Gemm/MatMul weight as symmetric int8, one scale per output channel.
+
+    Each weight becomes ``Cast(int8 -> float) * scale``, constant inputs that onnxruntime
+    folds back into an FP32 weight at session load (``DequantizeLinear`` would stay in
+    the graph and run on every call). Activations and arithmetic stay FP32.
+
+    Args:
+        fp32_path: the FP32 model.
+        out_path: where the weight-only INT8 model goes.
+
+    Returns:
+        How many weight tensors were quantized.
+
+    """
+    model = onnx.load(str(fp32_path))
+    inits = {i.name: i for i in model.graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    done: set[str] = set()
+    for node in model.graph.node:
+        name = node.input[1] if node.op_type in QUANTIZED_OPS and len(node.input) > 1 else ""
+        if name in inits and name not in done:
+            w = numpy_helper.to_array(inits[name]).astype(np.float32)
+            axis = weight_axis(node)
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            peak = np.abs(w).max(axis=tuple(i for i in range(w.ndim) if i != axis))
+            scale = (np.where(peak > 0, peak, 1.0) / 127.0).astype(np.float32).reshape(shape)
+            q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+            model.graph.initializer.remove(inits[name])
+            model.graph.initializer.extend([numpy_helper.from_array(q, f"{name}_int8"),
+                                            numpy_helper.from_array(scale, f"{name}_scale")])
+            nodes += [helper.make_node("Cast", [f"{name}_int8"], [f"{name}_cast"], name=f"{name}_cast",
+                                       to=TensorProto.FLOAT),
+                      helper.make_node("Mul", [f"{name}_cast", f"{name}_scale"], [name], name=f"{name}_dequant")]
+            done.add(name)
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(compact_names(model), str(out_path))
+    log.info("quantized %d weight tensors of %s to int8 (FP32 compute) -> %s", len(done), fp32_path.name,
+             out_path.name)
+    return len(done)
 
 
 def count_unfused_weight_dequant(model_path: Path) -> int:
