@@ -519,7 +519,8 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     if args.relative_channels:
         command += f" --relative-channels {args.relative_channels}"
     section = f"quality-{args.dataset}" + ("-relative" if args.relative_channels else "")
-    return _publish_bench(args.update, section, f"Quality: {args.dataset.upper()}", table, command)
+    title = "SKAB" if args.dataset == "skab" else f"{args.path.resolve().name.upper()} (SMD layout)"
+    return _publish_bench(args.update, section, f"Quality: {title}", table, command)
 
 
 def cmd_bench_daemon(args: argparse.Namespace) -> int:
