@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int, help="training epochs (default: the TrainConfig default)")
     b.add_argument("--relative-channels", default="",
                    help="channels scored on their shape within each window, not their level (e.g. temperatures)")
+    b.add_argument("--score-stat", choices=["error", "shift"], default="error",
+                   help="error: squared reconstruction error (default); shift: T² of the mean residual")
+    b.add_argument("--threshold", choices=["pot", "quantile", "t2"], default="pot",
+                   help="label-free threshold rule (t2: the shift score's Hotelling limit)")
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
     b.set_defaults(func=cmd_bench_quality)
     b = bench.add_parser("daemon", help="edge-aae serve vs a bare paho subscriber: readings/s, latency, RSS")
@@ -509,16 +513,23 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
 
     if not args.path.is_dir():
         raise UsageError(f"--path {args.path}: no such folder")
-    cfg = TrainConfig(relative_channels=args.relative_channels)
+    cfg = TrainConfig(relative_channels=args.relative_channels, score_stat=args.score_stat,
+                      threshold=args.threshold)
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
-    _, table = run_quality_bench(args.dataset, args.path, args.out / args.dataset, cfg, args.limit)
     command = f"edge-aae bench quality --dataset {args.dataset} --path {args.path}"
     if args.limit:
         command += f" --limit {args.limit}"
     if args.relative_channels:
         command += f" --relative-channels {args.relative_channels}"
-    section = f"quality-{args.dataset}" + ("-relative" if args.relative_channels else "")
+    if args.score_stat != "error":
+        command += f" --score-stat {args.score_stat}"
+    if args.threshold != "pot":
+        command += f" --threshold {args.threshold}"
+    section = (f"quality-{args.dataset}" + ("-relative" if args.relative_channels else "")
+               + ("" if args.score_stat == "error" else f"-{args.score_stat}"))
+    out = args.out / section.removeprefix("quality-")
+    _, table = run_quality_bench(args.dataset, args.path, out, cfg, args.limit)
     title = "SKAB" if args.dataset == "skab" else f"{args.path.resolve().name.upper()} (SMD layout)"
     return _publish_bench(args.update, section, f"Quality: {title}", table, command)
 

@@ -12,7 +12,8 @@ from edge_aae.errors import ConfigError, UsageError
 
 ARCHITECTURES = ("conv", "mlp")
 PRIORS = ("gaussian", "mixture")
-THRESHOLD_METHODS = ("pot", "quantile")
+THRESHOLD_METHODS = ("pot", "quantile", "t2")
+SCORE_STATS = ("error", "shift")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -33,6 +34,10 @@ class TrainConfig:
     adversarial_weight: float = 1.0
     latent_weight: float = 0.1
     score_tail: float = 0.25
+    # "error": time-weighted squared reconstruction error per channel, RMS over channels.
+    # "shift": Hotelling's T² of the time-weighted mean residual per channel (a sustained
+    # shift stands out of sample noise); goes with threshold = "t2" on short training sets.
+    score_stat: str = "error"
     epochs: int = 30
     batch_size: int = 128
     lr: float = 5e-4  # 1e-3 trained as well but diverged late more often, and its INT8 twin ranked worse
@@ -63,7 +68,7 @@ class TrainConfig:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.window_len, int) and self.window_len < 4:
             problems.append(f"window_len must be at least 4, got {self.window_len}")
-        choices = (("arch", ARCHITECTURES), ("prior", PRIORS),
+        choices = (("arch", ARCHITECTURES), ("prior", PRIORS), ("score_stat", SCORE_STATS),
                    ("threshold", THRESHOLD_METHODS), ("device", DEVICES))
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
@@ -78,6 +83,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0 < value < 1:
                 problems.append(f"{name} must be strictly between 0 and 1, got {value!r}")
+        if self.threshold == "t2" and self.score_stat != "shift":
+            problems.append('threshold "t2" is the limit of the shift score: it needs score_stat = "shift", '
+                            f"got {self.score_stat!r}")
         if not isinstance(self.latent_dim, int) or self.latent_dim < 0:
             problems.append(f"latent_dim must be an integer >= 0 (0: automatic), got {self.latent_dim!r}")
         if not isinstance(self.max_nan_run, int) or self.max_nan_run < 0:

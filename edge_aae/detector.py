@@ -29,7 +29,7 @@ from edge_aae.data import SensorData, assemble_series
 from edge_aae.errors import CorruptModelError, DataError, ModelMismatchError
 from edge_aae.model import AAEScorer, LatentPrior, build_autoencoder
 from edge_aae.scores import WindowScores
-from edge_aae.thresholds import compute_threshold, normal_reference
+from edge_aae.thresholds import compute_threshold, normal_reference, pot_min_scores, t2_limit
 from edge_aae.train import TrainResult, train_aae
 from edge_aae.windows import RobustScaler, gather_windows, level_mask, remove_level, series_windows, window_ends
 
@@ -103,7 +103,10 @@ class AAEDetector:
         self.scorer_ = self._build_scorer(result.encoder, result.decoder, result.prior)
         self.scorer_.set_scaler(self.scaler_.center_, self.scaler_.scale_)
         self.scorer_.level_mask.copy_(torch.as_tensor(mask, dtype=torch.float32))
-        self._fit_normalization(val_w)
+        if cfg.score_stat == "shift":
+            self._fit_shift(val_w, train_w)
+        else:
+            self._fit_normalization(val_w)
         val_raw = gather_windows(data.values, val_ends, cfg.window_len)
         calib = rng.choice(train_ends, min(CALIBRATION_WINDOWS, train_ends.size), replace=False)
         self.calibration_ = {"train": gather_windows(data.values, np.sort(calib), cfg.window_len),
@@ -112,8 +115,9 @@ class AAEDetector:
         train_raw = self.calibration_["train"]
         reference = normal_reference(self.val_scores_, lambda: self.score_windows(train_raw)[0],
                                      cfg.pot_init_quantile)
+        methods = ("pot", "quantile", "t2") if cfg.score_stat == "shift" else ("pot", "quantile")
         self.thresholds_ = {m: compute_threshold(reference, m, cfg.target_far, cfg.pot_init_quantile)
-                            for m in ("pot", "quantile")}
+                            for m in methods}
         self.threshold_ = self.thresholds_[cfg.threshold]
         self.train_seconds_ = time.monotonic() - t0
         self.report_ = self._make_report(result, val_w)
@@ -126,7 +130,7 @@ class AAEDetector:
                       prior: LatentPrior) -> AAEScorer:
         cfg = self.config
         scorer = AAEScorer(encoder, decoder, prior, cfg.window_len, len(self.channels_),
-                           cfg.latent_weight, cfg.score_tail)
+                           cfg.latent_weight, cfg.score_tail, cfg.score_stat)
         return scorer.to("cpu").eval()
 
     @torch.no_grad()
@@ -141,6 +145,42 @@ class AAEDetector:
         channel_scale = np.maximum(err.mean(axis=0), 1e-4)
         rec = np.sqrt(((err / channel_scale) ** 2).mean(axis=1))
         self.scorer_.set_normalization(channel_scale, *_robust_stats(rec), *_robust_stats(nll))
+
+    @torch.no_grad()
+    def _fit_shift(self, val_scaled: np.ndarray, train_scaled: np.ndarray) -> None:
+        """Mean and covariance of normal mean residuals, and the T² limit the score is divided by.
+
+        The reference is the validation windows, with the training windows added when there
+        are too few of them for a tail fit (the same rule as the thresholds). Overlapping
+        windows are not independent: each window's weighted mean spans about ``1 / Σ w²``
+        samples, so the limit counts the reference as that many times fewer observations.
+        """
+        cfg = self.config
+        ref = val_scaled
+        if val_scaled.shape[0] < pot_min_scores(cfg.pot_init_quantile):
+            ref = np.concatenate([val_scaled, train_scaled])
+        parts, nlls = [], []
+        for i in range(0, ref.shape[0], 1024):
+            shift, n = self.scorer_.mean_residuals(torch.from_numpy(ref[i:i + 1024]))
+            parts.append(shift.numpy())
+            if i < val_scaled.shape[0]:
+                nlls.append(n.numpy())
+        b = np.concatenate(parts).astype(np.float64)  # (n_ref, C) mean residuals
+        nll = np.concatenate(nlls).astype(np.float64)[:val_scaled.shape[0]]
+        center = b.mean(axis=0)
+        cov = np.atleast_2d(np.cov(b, rowvar=False))
+        cov += np.eye(cov.shape[0]) * (1e-4 * float(np.mean(np.diag(cov))) + 1e-10)  # constant channels
+        span = 1.0 / float((self.scorer_.time_weights.double() ** 2).sum())
+        n_eff = ref.shape[0] / span
+        limit = t2_limit(cov.shape[0], n_eff, cfg.target_far)
+        if n_eff < 2 * cov.shape[0]:
+            log.warning("shift score: %d reference windows are about %.0f independent observations for "
+                        "%d channels; the covariance is rough and the T² limit wide", ref.shape[0], n_eff,
+                        cov.shape[0])
+        self.scorer_.set_shift(center, np.linalg.inv(cov))
+        self.scorer_.set_normalization(np.diag(cov).copy(), 0.0, limit, *_robust_stats(nll))
+        log.info("shift score: T² limit %.2f for %d channels from %d windows (%.0f effective)",
+                 limit, cov.shape[0], ref.shape[0], n_eff)
 
     def _make_report(self, result: TrainResult, val_scaled: np.ndarray) -> dict[str, Any]:
         from edge_aae.report import codes_vs_prior_mmd

@@ -165,7 +165,7 @@ def tail_weights(window_len: int, score_tail: float) -> np.ndarray:
 class AAEScorer(nn.Module):
     """Raw window in, scores out: the whole scoring path as one module.
 
-    Outputs, for a raw window ``(B, L, C)`` in sensor units:
+    Outputs, for a raw window ``(B, L, C)`` in sensor units, with ``score_stat = "error"``:
         score ``(B,)``: combined score, higher is more anomalous; about N(0, 1)-like on
             normal validation data (robustly centred and scaled).
         channel_scores ``(B, C)``: each channel's time-weighted squared reconstruction
@@ -173,6 +173,15 @@ class AAEScorer(nn.Module):
             The reconstruction part of the score is their root mean square.
         latent_score ``(B,)``: negative log density of the code under the prior,
             robustly normalized on validation data.
+
+    With ``score_stat = "shift"``, ``b`` is each channel's time-weighted mean residual
+    (reconstruction minus input, scaled units), a sustained shift that sample noise
+    averages out of; ``d = b - shift_center``:
+        score ``(B,)``: Hotelling's T² of ``d`` (``d' P d``, ``P`` the inverse covariance on
+            normal windows) divided by its limit, so 1.0 is the ``t2`` threshold. The
+            latent score is not added.
+        channel_scores ``(B, C)``: ``d_c² / Σ_cc`` (1 is typical).
+        latent_score ``(B,)``: as above.
     """
 
     center: torch.Tensor
@@ -181,11 +190,17 @@ class AAEScorer(nn.Module):
     channel_scale: torch.Tensor
     level_mask: torch.Tensor
     score_stats: torch.Tensor
+    shift_center: torch.Tensor
+    shift_precision: torch.Tensor
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: LatentPrior,
-                 window_len: int, n_channels: int, latent_weight: float, score_tail: float) -> None:
+                 window_len: int, n_channels: int, latent_weight: float, score_tail: float,
+                 score_stat: str = "error") -> None:
         """Normalization buffers start neutral; :meth:`set_normalization` fills them."""
         super().__init__()
+        if score_stat not in ("error", "shift"):
+            raise ValueError(f"unknown score_stat {score_stat!r} (error, shift)")
+        self.score_stat = score_stat
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
@@ -197,6 +212,9 @@ class AAEScorer(nn.Module):
         self.register_buffer("channel_scale", torch.ones(n_channels))
         self.register_buffer("level_mask", torch.zeros(n_channels))
         self.register_buffer("score_stats", torch.tensor([0.0, 1.0, 0.0, 1.0]))
+        if score_stat == "shift":
+            self.register_buffer("shift_center", torch.zeros(n_channels))
+            self.register_buffer("shift_precision", torch.eye(n_channels))
 
     def set_scaler(self, center: np.ndarray, scale: np.ndarray) -> None:
         """Store the robust scaler's statistics in the module."""
@@ -208,6 +226,11 @@ class AAEScorer(nn.Module):
         """Store the validation statistics that make scores comparable."""
         self.channel_scale.copy_(torch.as_tensor(channel_scale, dtype=torch.float32))
         self.score_stats.copy_(torch.tensor([rec_center, rec_scale, lat_center, lat_scale]))
+
+    def set_shift(self, center: np.ndarray, precision: np.ndarray) -> None:
+        """Store the mean ``(C,)`` and inverse covariance ``(C, C)`` of normal mean residuals."""
+        self.shift_center.copy_(torch.as_tensor(center, dtype=torch.float32))
+        self.shift_precision.copy_(torch.as_tensor(precision, dtype=torch.float32))
 
     def scale_input(self, window: torch.Tensor) -> torch.Tensor:
         """Raw sensor units to scaled units; channels in ``level_mask`` lose their window mean."""
@@ -222,12 +245,24 @@ class AAEScorer(nn.Module):
         err = (sq * self.time_weights.unsqueeze(-1)).sum(1)  # (B, C)
         return err, self.prior.nll(z)
 
+    def mean_residuals(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel time-weighted mean residual ``(B, C)`` and latent NLL ``(B,)`` of scaled windows."""
+        z = self.encoder(scaled)
+        resid = self.decoder(z) - scaled  # (B, L, C)
+        return (resid * self.time_weights.unsqueeze(-1)).sum(1), self.prior.nll(z)
+
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score raw windows; see the class docstring for the outputs."""
+        stats = self.score_stats
+        if self.score_stat == "shift":
+            b, nll = self.mean_residuals(self.scale_input(window))
+            d = b - self.shift_center
+            # d' P d as Mul + ReduceSum: no MatMul, so INT8 export leaves the precision in FP32
+            t2 = ((d.unsqueeze(-1) * self.shift_precision).sum(1) * d).sum(1)
+            return (t2 - stats[0]) / stats[1], d.pow(2) / self.channel_scale, (nll - stats[2]) / stats[3]
         err, nll = self.raw_errors(self.scale_input(window))
         channel_scores = err / self.channel_scale
         rec = channel_scores.pow(2).mean(1).sqrt()  # RMS: one bad channel stands out, all count
-        stats = self.score_stats
         rec_norm = (rec - stats[0]) / stats[1]
         latent_score = (nll - stats[2]) / stats[3]
         score = rec_norm + self.latent_weight * latent_score

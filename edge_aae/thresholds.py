@@ -1,7 +1,9 @@
 """Label-free thresholds from scores of normal data (numpy only).
 
-Both methods take scores where higher is more anomalous and a target false
-alarm rate (the fraction of normal windows allowed over the threshold).
+``pot`` and ``quantile`` take scores where higher is more anomalous and a target
+false alarm rate (the fraction of normal windows allowed over the threshold).
+``t2_limit`` is the parametric limit of Hotelling's T² for the ``shift`` score,
+for when there are too few normal windows to trust an empirical tail.
 """
 
 from __future__ import annotations
@@ -23,6 +25,81 @@ def quantile_threshold(scores: np.ndarray, target_far: float) -> float:
     if not 0 < target_far < 1:
         raise ValueError(f"target_far must be in (0, 1), got {target_far}")
     return float(np.quantile(x, 1.0 - target_far))
+
+
+def t2_limit(n_channels: int, n_effective: float, target_far: float) -> float:
+    """Hotelling's T² limit for a new observation (SPC "phase II"), in T² units.
+
+    ``p (n + 1) (n - 1) / (n (n - p)) · F(1 - target_far; p, n - p)`` for mean and
+    covariance estimated from ``n`` independent normal observations of ``p``
+    channels. It is wider than the χ² limit by as much as a small ``n`` leaves the
+    covariance uncertain, which is what a short training set needs.
+
+    Args:
+        n_channels: ``p``, the dimension of the statistic.
+        n_effective: ``n``, the number of independent observations the mean and
+            covariance came from (overlapping windows count as fewer); raised to
+            ``p + 2`` if smaller.
+        target_far: the false alarm rate the limit is for, in (0, 1).
+
+    """
+    if not 0 < target_far < 1:
+        raise ValueError(f"target_far must be in (0, 1), got {target_far}")
+    p = int(n_channels)
+    n = max(float(n_effective), p + 2.0)
+    factor = p * (n + 1) * (n - 1) / (n * (n - p))
+    return factor * f_quantile(1.0 - target_far, p, n - p)
+
+
+def f_quantile(q: float, d1: float, d2: float) -> float:
+    """Quantile ``q`` of the F distribution with ``(d1, d2)`` degrees of freedom."""
+    if not 0 < q < 1 or d1 <= 0 or d2 <= 0:
+        raise ValueError(f"f_quantile needs 0 < q < 1 and positive degrees of freedom, got {q}, {d1}, {d2}")
+
+    def cdf(f: float) -> float:
+        return _betainc(d1 / 2, d2 / 2, d1 * f / (d1 * f + d2))
+
+    lo, hi = 0.0, 1.0
+    while cdf(hi) < q:
+        lo, hi = hi, hi * 2
+        if hi > 1e12:
+            return hi
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if cdf(mid) < q:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-10 * hi:
+            break
+    return (lo + hi) / 2
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta ``I_x(a, b)`` (continued fraction, Lentz's method)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    frac = d
+    for m in range(1, 500):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            frac *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return math.exp(log_front) * frac / a
 
 
 def fit_gpd(excesses: np.ndarray) -> tuple[float, float]:
@@ -99,12 +176,18 @@ def pot_threshold(scores: np.ndarray, target_far: float, init_quantile: float = 
 
 def compute_threshold(scores: np.ndarray, method: str, target_far: float,
                       init_quantile: float = 0.98) -> float:
-    """Dispatch to ``pot`` or ``quantile``."""
+    """Dispatch to ``pot`` or ``quantile``; ``t2`` is 1.0.
+
+    ``t2`` needs no scores: the ``shift`` score is T² divided by its limit
+    (:func:`t2_limit`, fitted with the model), so that limit is 1.0 in score units.
+    """
+    if method == "t2":
+        return 1.0
     if method == "pot":
         return pot_threshold(scores, target_far, init_quantile)
     if method == "quantile":
         return quantile_threshold(scores, target_far)
-    raise ValueError(f"unknown threshold method {method!r} (pot, quantile)")
+    raise ValueError(f"unknown threshold method {method!r} (pot, quantile, t2)")
 
 
 def pot_min_scores(init_quantile: float = 0.98) -> int:

@@ -181,7 +181,9 @@ def _score_unit(unit: Unit, cfg: TrainConfig, work: Path
     fit_scores, val_scores = pca_scores(unit.train.values[:cut], unit.train.values[cut:])
     _, test_scores = pca_scores(unit.train.values[:cut], unit.test.values)
     reference = normal_reference(val_scores, fit_scores, cfg.pot_init_quantile)  # the detector's rule
-    thr = compute_threshold(reference, cfg.threshold, cfg.target_far, cfg.pot_init_quantile)
+    # "t2" is the shift score's own limit; PCA's T² + Q has none, so it keeps the empirical rule
+    method = "pot" if cfg.threshold == "t2" else cfg.threshold
+    thr = compute_threshold(reference, method, cfg.target_far, cfg.pot_init_quantile)
     out["PCA T²+Q"] = (test_scores, pca_contributions(unit.train.values[:cut], unit.test.values), thr)
     return out, info
 

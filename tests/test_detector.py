@@ -125,3 +125,44 @@ def test_relative_channels_ignore_a_level_offset_and_export_in_graph(synth_dir, 
     assert AAEDetector.load(tmp_path / "run").scorer_.level_mask.tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
     with pytest.raises(ConfigError, match="relative_channels: nope"):
         AAEDetector(TrainConfig(epochs=1, relative_channels="nope")).fit(train)
+
+
+def test_shift_score_finds_small_sustained_shifts_the_error_score_misses(synth_dir, tmp_path):
+    """A level step of half a robust sd over the last 16 samples of one channel."""
+    train = load_series(synth_dir / "train.csv")
+    base = {"epochs": 2, "max_train_windows": 1500}
+    error = AAEDetector(TrainConfig(**base)).fit(train)
+    shift = AAEDetector(TrainConfig(**base, score_stat="shift", threshold="t2")).fit(train)
+    val = shift.load_calibration()["val"]
+    assert shift.threshold_ == 1.0
+    assert shift.thresholds_["t2"] == 1.0
+    s0 = shift.score_windows(val)[0]
+    assert (s0 > shift.threshold_).mean() < 0.01  # the T² limit rarely fires on normal windows
+    aucs: dict[str, list[float]] = {"error": [], "shift": []}
+    top = []
+    for ch in range(len(shift.channels_)):
+        for name, det in (("error", error), ("shift", shift)):
+            stepped = val.copy()
+            stepped[:, -16:, ch] += 0.5 * det.scaler_.scale_[ch]
+            normal, moved = det.score_windows(val)[0], det.score_windows(stepped)[0]
+            aucs[name].append(auroc(np.r_[np.zeros(len(normal)), np.ones(len(moved))], np.r_[normal, moved]))
+        stepped = val.copy()
+        stepped[:, -16:, ch] += 1.0 * shift.scaler_.scale_[ch]
+        top.append(float((shift.score_windows(stepped)[1].argmax(1) == ch).mean()))
+    assert np.mean(aucs["shift"]) > 0.95
+    assert np.mean(aucs["shift"]) > np.mean(aucs["error"]) + 0.2
+    assert np.mean(top) > 0.6  # the contributions name the channel that moved
+
+    shift.save(tmp_path / "run")
+    again = AAEDetector.load(tmp_path / "run")
+    assert again.config.score_stat == "shift"
+    np.testing.assert_allclose(again.score_windows(val[:50])[0], s0[:50], rtol=1e-5, atol=1e-5)
+
+
+def test_t2_threshold_needs_the_shift_score():
+    from edge_aae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match='needs score_stat = "shift"'):
+        TrainConfig(threshold="t2")
+    with pytest.raises(ConfigError, match="score_stat must be one of error, shift"):
+        TrainConfig(score_stat="nope")

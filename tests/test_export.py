@@ -260,3 +260,29 @@ def test_export_falls_back_to_weights_only_int8(trained_run, synth_dir, tmp_path
     y = test.labels[torch_res.ends]
     assert abs(auroc(y, w8.score) - auroc(y, torch_res.score)) <= 0.002
     assert rep.sizes["model.fp32.onnx"] >= 2.5 * rep.sizes["model.int8.onnx"]
+
+
+def test_shift_score_exports_with_its_precision_left_in_fp32(synth_dir, tmp_path):
+    from edge_aae.config import TrainConfig
+
+    train = load_series(synth_dir / "train.csv")
+    det = AAEDetector(TrainConfig(epochs=2, max_train_windows=1500, score_stat="shift", threshold="t2")).fit(train)
+    det.save(tmp_path / "run")
+    rep = build_bundle(tmp_path / "run", tmp_path / "b", target="x86_64", version="1.0.0", keep_int8=True,
+                       force=True)
+    assert rep.fp32.passed
+    assert_golden_windows_reproduce(tmp_path / "b")
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["models"]["model.int8.onnx"]["threshold"] == 1.0
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "b" / "model.int8.onnx")).graph
+    quantized_inputs = {i for n in graph.node if n.op_type in ("DequantizeLinear", "Cast") for i in n.input}
+    precision = [t for t in graph.initializer if t.dims == [8, 8]]
+    assert precision
+    assert not any(t.name in quantized_inputs for t in precision)
+    test = load_series(synth_dir / "test.csv", label_col="label")
+    torch_res = det.score(test)
+    int8_res = BundleScorer(tmp_path / "b", "model.int8.onnx").score(test)
+    y = test.labels[torch_res.ends]
+    assert abs(auroc(y, int8_res.score) - auroc(y, torch_res.score)) <= 0.005

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_aae.thresholds import compute_threshold, fit_gpd, pot_threshold, quantile_threshold
+from edge_aae.thresholds import compute_threshold, f_quantile, fit_gpd, pot_threshold, quantile_threshold, t2_limit
 
 
 @pytest.mark.parametrize("risk", [1e-3, 1e-4])
@@ -63,3 +63,45 @@ def test_small_training_set_fits_its_threshold_on_training_and_validation_scores
     expected = compute_threshold(np.r_[det.val_scores_, train_scores], "pot", cfg.target_far)
     assert det.threshold_ == pytest.approx(expected)
     assert det.threshold_ >= np.quantile(train_scores, 0.99)
+
+
+@pytest.mark.parametrize(("q", "d1", "d2", "expected"), [
+    (0.95, 5, 10, 3.3258),  # printed F tables
+    (0.99, 1, 1, 4052.18),
+    (0.999, 8, 12, 7.7104),
+    (0.5, 4, 4, 1.0),  # F(d, d) has median 1
+])
+def test_f_quantile_matches_tables(q, d1, d2, expected):
+    assert f_quantile(q, d1, d2) == pytest.approx(expected, rel=1e-3)
+
+
+def test_f_quantile_agrees_with_simulation():
+    rng = np.random.default_rng(0)
+    f = (rng.chisquare(3, 400_000) / 3) / (rng.chisquare(7, 400_000) / 7)
+    assert f_quantile(0.9, 3, 7) == pytest.approx(np.quantile(f, 0.9), rel=0.01)
+
+
+def test_t2_limit_tends_to_chi_square_and_widens_for_few_observations():
+    chi2_8_999 = 26.1245  # chi-square table, 8 degrees of freedom, 0.999
+    assert t2_limit(8, 1e7, 1e-3) == pytest.approx(chi2_8_999, rel=1e-3)
+    assert t2_limit(8, 30, 1e-3) > 1.8 * t2_limit(8, 1e7, 1e-3)
+    assert t2_limit(8, 3, 1e-3) == t2_limit(8, 10, 1e-3)  # n raised to p + 2
+
+
+def test_t2_limit_holds_its_false_alarm_rate_with_an_estimated_covariance():
+    # Gaussian channels with correlation: mean and covariance from n points, then new points
+    rng = np.random.default_rng(1)
+    p, n, far = 4, 25, 0.05
+    mix = rng.normal(size=(p, p))
+    exceed = []
+    for _ in range(400):
+        ref = rng.normal(size=(n, p)) @ mix
+        new = rng.normal(size=(200, p)) @ mix
+        d = new - ref.mean(0)
+        t2 = np.einsum("nc,cd,nd->n", d, np.linalg.inv(np.cov(ref, rowvar=False)), d)
+        exceed.append((t2 > t2_limit(p, n, far)).mean())
+    assert np.mean(exceed) == pytest.approx(far, abs=0.01)
+
+
+def test_t2_threshold_is_one_in_shift_score_units():
+    assert compute_threshold(np.arange(10.0), "t2", 1e-3) == 1.0
