@@ -24,7 +24,7 @@ TRAIN_FLAGS = {
     "epochs": int, "window_len": int, "stride": int, "arch": str, "hidden": int, "latent_dim": int,
     "prior": str, "n_components": int, "adversarial_weight": float, "latent_weight": float,
     "batch_size": int, "lr": float, "seed": int, "device": str, "threshold": str, "target_far": float,
-    "patience": int, "max_train_windows": int, "relative_channels": str,
+    "patience": int, "max_train_windows": int, "relative_channels": str, "score_stat": str, "score_tail": float,
 }
 
 
@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="error: squared reconstruction error (default); shift: T² of the mean residual")
     b.add_argument("--threshold", choices=["pot", "quantile", "t2"], default="pot",
                    help="label-free threshold rule (t2: the shift score's Hotelling limit)")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other TrainConfig key for every model, e.g. --set window_len=16 (repeatable)")
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
     b.set_defaults(func=cmd_bench_quality)
     b = bench.add_parser("daemon", help="edge-aae serve vs a bare paho subscriber: readings/s, latency, RSS")
@@ -517,6 +519,8 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
                       threshold=args.threshold)
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    if args.set:
+        cfg = TrainConfig.from_dict(cfg.to_dict() | _parse_settings(args.set), source="--set")
     command = f"edge-aae bench quality --dataset {args.dataset} --path {args.path}"
     if args.limit:
         command += f" --limit {args.limit}"
@@ -526,12 +530,41 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
         command += f" --score-stat {args.score_stat}"
     if args.threshold != "pot":
         command += f" --threshold {args.threshold}"
+    command += "".join(f" --set {kv}" for kv in args.set)
     section = (f"quality-{args.dataset}" + ("-relative" if args.relative_channels else "")
-               + ("" if args.score_stat == "error" else f"-{args.score_stat}"))
+               + ("" if args.score_stat == "error" else f"-{args.score_stat}")
+               + ("-custom" if args.set else ""))
     out = args.out / section.removeprefix("quality-")
     _, table = run_quality_bench(args.dataset, args.path, out, cfg, args.limit)
     title = "SKAB" if args.dataset == "skab" else f"{args.path.resolve().name.upper()} (SMD layout)"
     return _publish_bench(args.update, section, f"Quality: {title}", table, command)
+
+
+def _parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to TrainConfig values, typed by the field's default.
+
+    Raises:
+        UsageError: an item without ``=``, an unknown key, or a value of the wrong type.
+
+    """
+    from edge_aae.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise UsageError(f"--set {item}: expected KEY=VALUE")
+        if key not in defaults:
+            raise UsageError(f"--set {item}: unknown key {key!r}; known keys: {', '.join(sorted(defaults))}")
+        kind = type(defaults[key])
+        try:
+            out[key] = value if kind is str else kind(value)
+        except ValueError:
+            raise UsageError(f"--set {item}: {key} needs {'an integer' if kind is int else 'a number'}, "
+                             f"got {value!r}") from None
+    return out
 
 
 def cmd_bench_daemon(args: argparse.Namespace) -> int:

@@ -89,3 +89,15 @@ def test_usage_errors_exit_2(args):
 def test_bad_option_value_is_a_usage_error(tmp_path, synth_dir):
     p = run_cli("train", "--data", synth_dir / "train.csv", "--out", tmp_path / "r", "--target-far", "2")
     assert_clean_error(p, 2, "target_far")
+
+
+@pytest.mark.parametrize(("setting", "code", "fragment"), [
+    ("window_len=x", 2, "window_len needs an integer, got 'x'"),
+    ("nope=1", 2, "unknown key 'nope'"),
+    ("window_len", 2, "expected KEY=VALUE"),
+    ("window_len=2", 1, "window_len must be at least 4"),
+    ("threshold=t2", 1, 'needs score_stat = "shift"'),
+])
+def test_bench_quality_set_is_checked_before_any_work(tmp_path, setting, code, fragment):
+    p = run_cli("bench", "quality", "--dataset", "skab", "--path", tmp_path, "--set", setting)
+    assert_clean_error(p, code, "--set", fragment)
