@@ -537,6 +537,9 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     out = args.out / section.removeprefix("quality-")
     _, table = run_quality_bench(args.dataset, args.path, out, cfg, args.limit)
     title = "SKAB" if args.dataset == "skab" else f"{args.path.resolve().name.upper()} (SMD layout)"
+    details = ([f"{args.relative_channels} scored by shape"] if args.relative_channels else []) + (
+        [f"{args.score_stat} score, threshold {args.threshold}"] if args.score_stat != "error" else [])
+    title += "".join(f", {d}" for d in details)
     return _publish_bench(args.update, section, f"Quality: {title}", table, command)
 
 

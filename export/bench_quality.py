@@ -261,6 +261,9 @@ def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig 
         f"{'files' if dataset == 'skab' else 'entities'} ({passed - weights_only} static, {weights_only} "
         "weights-only after static failed); elsewhere the bundle ships FP32 as `model.onnx`. The INT8 row "
         "scores the export's INT8 model regardless: the first form that passed, or the last one tried.")
+    if cfg.threshold == "t2":
+        table += ("\n\nThreshold `t2` is the shift score's own T² limit; PCA's T² + Q has no such limit and "
+                  "keeps the empirical rule.")
     (out_dir / "results.md").write_text(table + "\n", encoding="utf-8")
     return results, table
 
@@ -276,7 +279,10 @@ def _table(dataset: str, summary: dict[str, dict[str, Any]], n: int) -> str:
         rows = [[m, f(s["pooled_f1"]), f(s["far_pct"], True), f(s["mar_pct"], True), f(s.get("nab_standard"), True),
                  f(s.get("nab_low_fp"), True), f(s.get("nab_low_fn"), True)] for m, s in summary.items()]
         note = (f"SKAB leaderboard protocol: {n} files, train on the first 400 rows of each, test on the rest, "
-                "counts pooled, no point adjustment, label-free thresholds.")
+                "counts pooled, no point adjustment, label-free thresholds.\n\nMean per file:\n\n"
+                + markdown_table(["method", "AUROC", "AUPRC", "oracle best F1 (uses labels, comparison only)"],
+                                 [[m, f(s.get("mean_auroc")), f(s.get("mean_auprc")),
+                                   f(s.get("mean_oracle_best_f1"))] for m, s in summary.items() if m != SHIPPED]))
     else:
         head = ["method", "mean AUROC", "mean AUPRC", "F1 at own threshold (mean)", "oracle best F1 (mean)",
                 "HitRate@100%", "HitRate@150%", "NDCG@150%"]
