@@ -231,6 +231,7 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
         "stride": cfg.stride,
         "sample_period_s": det.sample_period_s_,
         "score_direction": "higher_is_anomalous",
+        "score_stat": cfg.score_stat,  # error: squared reconstruction error; shift: T² of mean residuals / limit
         "inputs": {"window": {"dtype": "float32", "shape": ["batch", cfg.window_len, n_ch],
                               "units": "raw sensor units"}},
         "outputs": {"score": ["batch"], "channel_scores": ["batch", n_ch], "latent_score": ["batch"]},

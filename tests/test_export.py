@@ -30,6 +30,7 @@ def test_bundle_files_and_manifest(bundle, trained_run):
     assert m["channels"] == det.channels_
     assert m["window_len"] == det.config.window_len
     assert m["score_direction"] == "higher_is_anomalous"
+    assert m["score_stat"] == "error"
     assert m["model"]["version"] == "1.0.0"
     assert m["training_data_fingerprint"] == det.fingerprint_
     assert set(m["files"]) == {"model.onnx", "model.fp32.onnx"}
@@ -274,6 +275,7 @@ def test_shift_score_exports_with_its_precision_left_in_fp32(synth_dir, tmp_path
     assert_golden_windows_reproduce(tmp_path / "b")
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["models"]["model.int8.onnx"]["threshold"] == 1.0
+    assert manifest["score_stat"] == "shift"
     import onnx
 
     graph = onnx.load(str(tmp_path / "b" / "model.int8.onnx")).graph
