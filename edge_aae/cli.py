@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_aae import __version__
+from edge_aae.config import SCORE_STATS, THRESHOLD_METHODS
 from edge_aae.errors import EdgeAAEError, UsageError
 
 log = logging.getLogger("edge_aae")
@@ -161,9 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int, help="training epochs (default: the TrainConfig default)")
     b.add_argument("--relative-channels", default="",
                    help="channels scored on their shape within each window, not their level (e.g. temperatures)")
-    b.add_argument("--score-stat", choices=["error", "shift"], default="error",
+    b.add_argument("--score-stat", choices=SCORE_STATS, default="error",
                    help="error: squared reconstruction error (default); shift: T² of the mean residual")
-    b.add_argument("--threshold", choices=["pot", "quantile", "t2"], default="pot",
+    b.add_argument("--threshold", choices=THRESHOLD_METHODS, default="pot",
                    help="label-free threshold rule (t2: the shift score's Hotelling limit)")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig key for every model, e.g. --set window_len=16 (repeatable)")

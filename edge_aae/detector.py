@@ -134,19 +134,21 @@ class AAEDetector:
         return scorer.to("cpu").eval()
 
     @torch.no_grad()
-    def _fit_normalization(self, val_scaled: np.ndarray) -> None:
-        errs, nlls = [], []
-        for i in range(0, val_scaled.shape[0], 1024):
-            e, n = self.scorer_.raw_errors(torch.from_numpy(val_scaled[i:i + 1024]))
-            errs.append(e.numpy())
+    def _residual_stats(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`AAEScorer.residual_stats` of scaled windows in batches, as float64 arrays."""
+        stats, nlls = [], []
+        for i in range(0, scaled.shape[0], 1024):
+            r, n = self.scorer_.residual_stats(torch.from_numpy(scaled[i:i + 1024]))
+            stats.append(r.numpy())
             nlls.append(n.numpy())
-        err = np.concatenate(errs).astype(np.float64)
-        nll = np.concatenate(nlls).astype(np.float64)
+        return np.concatenate(stats).astype(np.float64), np.concatenate(nlls).astype(np.float64)
+
+    def _fit_normalization(self, val_scaled: np.ndarray) -> None:
+        err, nll = self._residual_stats(val_scaled)
         channel_scale = np.maximum(err.mean(axis=0), 1e-4)
         rec = np.sqrt(((err / channel_scale) ** 2).mean(axis=1))
         self.scorer_.set_normalization(channel_scale, *_robust_stats(rec), *_robust_stats(nll))
 
-    @torch.no_grad()
     def _fit_shift(self, val_scaled: np.ndarray, train_scaled: np.ndarray) -> None:
         """Mean and covariance of normal mean residuals, and the T² limit the score is divided by.
 
@@ -159,14 +161,8 @@ class AAEDetector:
         ref = val_scaled
         if val_scaled.shape[0] < pot_min_scores(cfg.pot_init_quantile):
             ref = np.concatenate([val_scaled, train_scaled])
-        parts, nlls = [], []
-        for i in range(0, ref.shape[0], 1024):
-            shift, n = self.scorer_.mean_residuals(torch.from_numpy(ref[i:i + 1024]))
-            parts.append(shift.numpy())
-            if i < val_scaled.shape[0]:
-                nlls.append(n.numpy())
-        b = np.concatenate(parts).astype(np.float64)  # (n_ref, C) mean residuals
-        nll = np.concatenate(nlls).astype(np.float64)[:val_scaled.shape[0]]
+        b, nll = self._residual_stats(ref)  # (n_ref, C) mean residuals
+        nll = nll[:val_scaled.shape[0]]  # the latent statistics come from validation windows alone
         center = b.mean(axis=0)
         cov = np.atleast_2d(np.cov(b, rowvar=False))
         cov += np.eye(cov.shape[0]) * (1e-4 * float(np.mean(np.diag(cov))) + 1e-10)  # constant channels

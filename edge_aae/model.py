@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_aae.config import SCORE_STATS
+
 
 class LatentPrior(nn.Module):
     """The prior the discriminator pushes codes towards.
@@ -198,8 +200,8 @@ class AAEScorer(nn.Module):
                  score_stat: str = "error") -> None:
         """Normalization buffers start neutral; :meth:`set_normalization` fills them."""
         super().__init__()
-        if score_stat not in ("error", "shift"):
-            raise ValueError(f"unknown score_stat {score_stat!r} (error, shift)")
+        if score_stat not in SCORE_STATS:
+            raise ValueError(f"unknown score_stat {score_stat!r} ({', '.join(SCORE_STATS)})")
         self.score_stat = score_stat
         self.encoder = encoder
         self.decoder = decoder
@@ -237,31 +239,28 @@ class AAEScorer(nn.Module):
         x = (window - self.center) / self.scale
         return x - self.level_mask * x.mean(dim=1, keepdim=True)
 
-    def raw_errors(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel weighted squared error ``(B, C)`` and latent NLL ``(B,)`` of scaled windows."""
-        z = self.encoder(scaled)
-        recon = self.decoder(z)
-        sq = (recon - scaled).pow(2)  # (B, L, C)
-        err = (sq * self.time_weights.unsqueeze(-1)).sum(1)  # (B, C)
-        return err, self.prior.nll(z)
+    def residual_stats(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel time-weighted residual statistic ``(B, C)`` and latent NLL ``(B,)`` of scaled windows.
 
-    def mean_residuals(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel time-weighted mean residual ``(B, C)`` and latent NLL ``(B,)`` of scaled windows."""
+        The statistic is the squared error for the ``error`` score and the signed mean
+        residual (reconstruction minus input) for the ``shift`` score.
+        """
         z = self.encoder(scaled)
         resid = self.decoder(z) - scaled  # (B, L, C)
+        if self.score_stat == "error":
+            resid = resid.pow(2)
         return (resid * self.time_weights.unsqueeze(-1)).sum(1), self.prior.nll(z)
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score raw windows; see the class docstring for the outputs."""
         stats = self.score_stats
+        res, nll = self.residual_stats(self.scale_input(window))
         if self.score_stat == "shift":
-            b, nll = self.mean_residuals(self.scale_input(window))
-            d = b - self.shift_center
+            d = res - self.shift_center
             # d' P d as Mul + ReduceSum: no MatMul, so INT8 export leaves the precision in FP32
             t2 = ((d.unsqueeze(-1) * self.shift_precision).sum(1) * d).sum(1)
             return (t2 - stats[0]) / stats[1], d.pow(2) / self.channel_scale, (nll - stats[2]) / stats[3]
-        err, nll = self.raw_errors(self.scale_input(window))
-        channel_scores = err / self.channel_scale
+        channel_scores = res / self.channel_scale
         rec = channel_scores.pow(2).mean(1).sqrt()  # RMS: one bad channel stands out, all count
         rec_norm = (rec - stats[0]) / stats[1]
         latent_score = (nll - stats[2]) / stats[3]
