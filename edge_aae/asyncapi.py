@@ -34,13 +34,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
               "model": {"name": "pump", "version": "2026.11.23.1200"}},
     "status": {"state": "online", "gateway": "rpi4-line2", "ts": 1700000200.0, "since": 1699990000.0,
                "models": {"default": {"name": "pump", "version": "2026.11.23.1200", "file": "model.onnx"}},
-               "assets": ["pump7"],
+               "healthy": True, "assets": ["pump7"], "assets_total": 1,
                "stats": {"readings_in": 86400, "windows_scored": 86369, "alerts_raised": 2, "alerts_cleared": 2,
                          "messages_rejected": 3, "drops": {"invalid_json": 1, "late": 2},
                          "inference_ms_p50": 0.04, "inference_ms_p99": 0.2, "queue_depth": 0, "outbox_depth": 0,
                          "rss_mb": 74.0}},
-    "update_chunk": {"update_id": "9a1b2c3d4e5f6071", "index": 0, "count": 3,
-                     "sha256": "5d41402abc4b2a76b9719d911017c592" * 2, "asset": "", "data": "dXN0YXIAMDAgMDAw"},
+    "update_chunk": {"update_id": "9a1b2c3d4e5f6071", "kind": "chunk", "index": 0, "data": "dXN0YXIAMDAgMDAw"},
     "model_outcome": {"gateway": "rpi4-line2", "ts": 1700000400.0, "event": "refused",
                       "update_id": "9a1b2c3d4e5f6071", "asset": "", "version": "2026.11.20.0900",
                       "reason": "version 2026.11.20.0900 is not newer than the installed 2026.11.23.1200"},
@@ -93,8 +92,8 @@ def build_document() -> dict[str, Any]:
         "status": ("Gateway status", "Retained. `online` with models and running stats (every minute), "
                                      "`offline` on clean shutdown and as the last will."),
         "error": ("Rejected input", "Every rejected input with the asset and the reason (rate-limited)."),
-        "update_chunk": ("Model update chunk", "A slice of a signed bundle (`edge-aae deploy`); only the model "
-                                               "owner may publish here."),
+        "update_chunk": ("Model update message", "A signed header, then slices of a signed bundle (`edge-aae "
+                                                 "deploy`); only the model owner may publish here."),
         "model_outcome": ("Model update outcome", "Retained: installed, refused (with the reason) or rolled back."),
     }
     components_messages = {}

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, TextIO
@@ -16,7 +17,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_aae.errors import EdgeAAEError, UsageError
 from edge_aae.gateway.bundle import SIGNATURE, read_manifest
 from edge_aae.gateway.config import parse_broker_url
-from edge_aae.gateway.updates import chunk_messages, pack_bundle
+from edge_aae.gateway.updates import UpdateRefused, check_version, update_messages
+
+STATUS_CONFIRM_S = 30.0  # after "installed", how long to wait for the status to show the version in service
 
 
 def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-aae", asset: str = "",
@@ -25,8 +28,9 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
     """Publish ``bundle`` to ``ROOT/GW/model/update`` and wait for the outcome on ``ROOT/GW/model``.
 
     Returns:
-        0 when the gateway reports ``installed``; 1 when it refused or rolled back, or said nothing
-        within ``wait_s`` (0: do not wait).
+        0 when the gateway reports ``installed`` and its status then shows the new version in
+        service (a forged ``installed`` on an open broker is not enough); 1 when it refused or
+        rolled back, or said nothing within ``wait_s`` (0: do not wait).
 
     Raises:
         UsageError: not a bundle, or a bad broker URL.
@@ -36,12 +40,18 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
     manifest = read_manifest(bundle)
     if not (bundle / SIGNATURE).is_file():
         print(f"warning: {bundle} is not signed; a gateway with updates enabled will refuse it", file=sys.stderr)
+    try:
+        check_version(manifest["model"]["version"])
+    except (UpdateRefused, KeyError, TypeError) as exc:
+        raise UsageError(f"{bundle}: {exc} (export with --model-version 1.2.3)") from None
     host, port, tls = parse_broker_url(broker)
-    archive = pack_bundle(bundle)
     update_id = uuid.uuid4().hex[:16]
-    chunks = chunk_messages(archive, update_id, chunk_kb * 1024, asset)
+    chunks = update_messages(bundle, update_id, chunk_kb * 1024, asset)
+    archive_kib = sum(len(c) for c in chunks[1:]) * 3 / 4 / 1024
     outcome: dict[str, Any] = {}
     got = threading.Event()
+    statuses: list[dict[str, Any]] = []
+    status_topic = f"{root}/{gateway}/status"
     connected = threading.Event()
     refused: list[str] = []
 
@@ -49,7 +59,7 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
         if rc.is_failure:
             refused.append(str(rc))
         else:
-            c.subscribe(f"{root}/{gateway}/model", qos=1)
+            c.subscribe([(f"{root}/{gateway}/model", 1), (status_topic, 1)])
         connected.set()
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -57,7 +67,11 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
             data = json.loads(msg.payload)
         except ValueError:
             return
-        if isinstance(data, dict) and data.get("update_id") == update_id:
+        if not isinstance(data, dict):
+            return
+        if msg.topic == status_topic:
+            statuses.append(data)
+        elif data.get("update_id") == update_id:
             outcome.update(data)
             got.set()
 
@@ -85,8 +99,8 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
         if not connected.wait(15) or refused:
             raise EdgeAAEError(f"broker {host}:{port} refused the connection: {refused[0] if refused else 'timeout'}")
         version = manifest["model"]["version"]
-        out.write(f"deploying {manifest['model']['name']} {version} ({len(archive) / 1024:.0f} KiB in "
-                  f"{len(chunks)} chunk(s)) to {root}/{gateway}/model/update as update {update_id}\n")
+        out.write(f"deploying {manifest['model']['name']} {version} ({archive_kib:.0f} KiB in "
+                  f"{len(chunks) - 1} chunk(s)) to {root}/{gateway}/model/update as update {update_id}\n")
         for payload in chunks:
             info = client.publish(f"{root}/{gateway}/model/update", payload, qos=1)
             info.wait_for_publish(timeout=30)
@@ -103,7 +117,27 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
         event = outcome.get("event")
         detail = outcome.get("reason") or f"version {outcome.get('version')} (was {outcome.get('previous')})"
         out.write(f"gateway {gateway}: {event}: {detail}\n")
-        return 0 if event == "installed" else 1
+        if event != "installed":
+            return 1
+        key = asset or "default"
+
+        def in_service() -> str | None:
+            for st in reversed(statuses):
+                models = st.get("models")
+                if st.get("state") == "online" and isinstance(models, dict) and isinstance(models.get(key), dict):
+                    return str(models[key].get("version"))
+            return None
+
+        deadline = time.monotonic() + min(STATUS_CONFIRM_S, max(wait_s, 1.0))
+        while in_service() != version and time.monotonic() < deadline:
+            time.sleep(0.1)
+        serving = in_service()
+        if serving != version:
+            out.write(f"gateway {gateway} reported installed, but its status shows {key} = {serving or 'nothing'} "
+                      f"in service, not {version}: the outcome may be forged (an open broker?)\n")
+            return 1
+        out.write(f"gateway {gateway}: status confirms {version} in service\n")
+        return 0
     finally:
         client.disconnect()
         client.loop_stop()

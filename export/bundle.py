@@ -33,6 +33,7 @@ from edge_aae.gateway.bundle import (
     encode_array,
     sha256_file,
 )
+from edge_aae.gateway.updates import UpdateRefused, check_version
 from edge_aae.thresholds import compute_threshold, normal_reference
 from export import OPSET
 from export.parity import Fp32Parity, Int8Parity, as_dict, check_fp32, check_int8, inject_faults, run_onnx
@@ -94,6 +95,11 @@ def build_bundle(run_dir: Path, out: Path, *, target: str | None = None, int8: b
 
     """
     target = target or host_target()
+    if version is not None:
+        try:
+            check_version(version)
+        except UpdateRefused as exc:
+            raise UsageError(f"--model-version: {exc}") from None
     if target not in ACTIVATION_TYPE:
         raise UsageError(f"--target {target!r}: the quantizer knows {', '.join(ACTIVATION_TYPE)}")
     if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):

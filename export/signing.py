@@ -33,6 +33,13 @@ def load_private_key(key_dir: Path) -> Ed25519PrivateKey:
     """Read ``KEYDIR/private.pem`` (or a PEM file path)."""
     path = key_dir / "private.pem" if key_dir.is_dir() else key_dir
     try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = 0
+    if mode & 0o077:
+        raise UsageError(f"{path}: the private key is readable by other users (mode {mode & 0o777:o}); "
+                         f"fix with: chmod 600 {path}")
+    try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
         raise UsageError(f"{path}: private key not found (make one with edge-aae keygen)") from None

@@ -13,7 +13,17 @@ import pytest
 
 from edge_aae.contract import schema_for_topic, validation_errors
 from edge_aae.data import load_series
-from edge_aae.gateway.updates import ModelStore, chunk_messages, pack_bundle, parse_chunk, version_key
+from edge_aae.gateway.updates import (
+    Header,
+    ModelStore,
+    load_public_key,
+    pack_bundle,
+    parse_update_message,
+    unpack_verified,
+    update_messages,
+    verify_header,
+    version_key,
+)
 from edge_aae.mosquitto import Mosquitto
 from edge_aae.replay import publish_series
 from export.bundle import build_bundle
@@ -57,26 +67,39 @@ def deploy(path: Path, broker: Mosquitto) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=90)
 
 
-def test_chunks_round_trip_and_versions_compare():
-    archive = b"x" * 100_000
-    msgs = chunk_messages(archive, "u1", 30_000)
-    assert len(msgs) == 4
-    parts = [parse_chunk(m, 10**6) for m in msgs]
-    assert b"".join(p[5] for p in parts) == archive
+def verified_files(bundle_dir: Path, keys: Path) -> dict[str, bytes]:
+    """A bundle's files as the gateway gets them: header verified, archive unpacked in memory."""
+    msgs = update_messages(bundle_dir, "u1", 1 << 30)
+    header = parse_update_message(msgs[0], 10**8)
+    assert isinstance(header, Header)
+    verified = verify_header(header, load_public_key(keys / "public.pem"), 10**8)
+    return unpack_verified(pack_bundle(bundle_dir), verified)
+
+
+def test_update_messages_round_trip_and_versions_compare(signed):
+    msgs = update_messages(signed["v2"], "u1", 30_000)
+    header = parse_update_message(msgs[0], 10**8)
+    chunks = [parse_update_message(m, 10**8) for m in msgs[1:]]
+    assert isinstance(header, Header) and header.count == len(chunks) >= 2
+    assert b"".join(c.data for c in chunks) == pack_bundle(signed["v2"])
+    assert "parity.json" not in unpack_verified(pack_bundle(signed["v2"]),
+                                                verify_header(header, load_public_key(signed["keys"]), 10**8))
     assert version_key("2026.11.23.1200") > version_key("2026.11.23.959") > version_key("1.0.0")
+    assert version_key("9999.x/../../victim") < version_key("0")
 
 
-def test_store_survives_a_crash_mid_install(tmp_path, bundle):
+def test_store_survives_a_crash_mid_install(tmp_path, signed):
     store = ModelStore(tmp_path / "models")
-    staging = store.stage("u1", pack_bundle(bundle))
+    files = verified_files(signed["v1"], signed["keys"])
+    staging = store.stage("u1", files)
     store.install(staging, "1.0.0")
-    staging2 = store.stage("u2", pack_bundle(bundle))  # crash here: staging left behind
+    staging2 = store.stage("u2", files)  # crash here: staging left behind
     assert staging2.exists()
     again = ModelStore(tmp_path / "models")
     assert not staging2.exists()
-    assert again.installed() == tmp_path / "models" / "1.0.0"
+    assert again.installed() == tmp_path / "models" / "v1.0.0"
     (tmp_path / "models" / "current.json.tmp").write_text("{half")  # crash while writing the pointer
-    assert ModelStore(tmp_path / "models").installed() == tmp_path / "models" / "1.0.0"
+    assert ModelStore(tmp_path / "models").installed() == tmp_path / "models" / "v1.0.0"
 
 
 def test_updates_are_refused_with_reasons_then_installed_and_kept(tmp_path, signed, synth_dir):
@@ -130,14 +153,14 @@ def test_a_model_that_misbehaves_in_its_health_window_is_rolled_back(tmp_path, s
     from edge_aae.gateway.updates import ModelStore
 
     store = ModelStore(tmp_path / "models")
-    store.install(store.stage("a", pack_bundle(signed["v1"])), "1.0.0")
+    store.install(store.stage("a", verified_files(signed["v1"], signed["keys"])), "1.0.0")
     extra = (f'[update]\nenabled = true\npublic_key = "{signed["keys"] / "public.pem"}"\n'
              f'models_dir = "{tmp_path / "models"}"\nhealth_window_s = 60\n')
     cfg = write_config(tmp_path / "gw.toml", signed["v1"], tmp_path / "outbox", extra=extra)
     daemon = Daemon(load_gateway_config(cfg, {"broker_url": "mqtt://127.0.0.1:1"}))
     slot = daemon.registry.default
     assert slot.scorer.bundle.version == "1.0.0"
-    staging = store.stage("b", pack_bundle(signed["v2"]))
+    staging = store.stage("b", verified_files(signed["v2"], signed["keys"]))
     final = store.install(staging, "2.0.0")
     daemon.updater.swaps.put(PendingSwap(slot, OnnxScorer.open(final), "b", "2.0.0", "1.0.0"))
     daemon._apply_swaps()
@@ -152,6 +175,6 @@ def test_a_model_that_misbehaves_in_its_health_window_is_rolled_back(tmp_path, s
     daemon.assets["pump1"] = daemon._state("pump1")
     daemon._score([("pump1", 1.0, window)])
     assert slot.scorer.bundle.version == "1.0.0"
-    assert store.installed() == tmp_path / "models" / "1.0.0"
+    assert store.installed() == tmp_path / "models" / "v1.0.0"
     assert daemon.stats.snapshot(0, 0)["drops"]["inference_error"] == 1
     assert daemon.stats.counts["updates_rolled_back"] == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,14 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 DEFAULT_MODEL = "model.onnx"
 FP32_MODEL = "model.fp32.onnx"
+MODEL_FILE_RE = re.compile(r"model(\.[a-z0-9]{1,16})?\.onnx")
+
+
+def is_model_file(name: object) -> bool:
+    """Whether a manifest ``files`` key is a plain model file name of a bundle (no paths)."""
+    return isinstance(name, str) and MODEL_FILE_RE.fullmatch(name) is not None
+
+
 REQUIRED_KEYS = ("schema_version", "model", "channels", "window_len", "stride", "sample_period_s",
                  "models", "default_model", "score_direction", "files")
 
@@ -138,7 +147,14 @@ def read_manifest(bundle_dir: Path) -> dict[str, Any]:
 def check_hashes(bundle_dir: Path, manifest: dict[str, Any]) -> list[str]:
     """Problems with the model files against the manifest's hashes (empty list: all good)."""
     problems = []
-    for name, info in manifest["files"].items():
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        return [f"{bundle_dir / MANIFEST}: files is not a table of file names"]
+    for name, info in files.items():
+        if not is_model_file(name) or not isinstance(info, dict):
+            # never hash or report on a path the manifest names outside the bundle
+            problems.append(f"{bundle_dir / MANIFEST}: files names {str(name)[:60]!r}, not a bundle model file")
+            continue
         f = bundle_dir / name
         if not f.is_file():
             problems.append(f"{f}: missing")

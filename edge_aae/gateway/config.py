@@ -22,6 +22,23 @@ from urllib.parse import urlsplit
 from edge_aae.errors import ConfigError
 
 SCORE_PUBLISHING = ("every", "every_nth", "none")
+SECRET_MODE_MASK = 0o007  # a secret readable or writable by every user on the device is refused
+
+
+def check_secret_file(path: Path, what: str) -> None:
+    """Refuse a secret (password file) that other users on the device can read.
+
+    Raises:
+        ConfigError: world-accessible, with the one-line fix.
+
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # a missing file is reported where it is read
+    if mode & SECRET_MODE_MASK:
+        raise ConfigError(f"{what}: {path} is readable by other users (mode {mode & 0o777:o}); "
+                          f"fix with: chmod 600 {path}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,7 @@ class BrokerConfig:
                 raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set")
             return value
         if self.password_file:
+            check_secret_file(Path(self.password_file), "broker.password_file")
             try:
                 return Path(self.password_file).read_text(encoding="utf-8").strip()
             except OSError as exc:
@@ -99,10 +117,13 @@ class StreamConfig:
     ``gap_factor``: a time step over this many sample periods resets the asset's window.
     ``reorder_tolerance_s``: a reading at most this much older than the newest is placed in order;
     older ones are dropped and counted. ``max_payload_bytes``: larger messages are rejected.
+    ``max_future_s``: readings this far ahead of the gateway's clock are rejected
+    (``future_timestamp``): one bad clock must not blind an asset.
     """
 
     gap_factor: float = 5.0
     reorder_tolerance_s: float = 2.0
+    max_future_s: float = 300.0
     max_payload_bytes: int = 262144
     max_batch_readings: int = 10000
 
@@ -131,10 +152,15 @@ class PublishConfig:
 
 @dataclass(frozen=True)
 class OutboxConfig:
-    """The durable alert outbox: a directory, bounded in messages."""
+    """The durable alert outbox: a directory, bounded in messages.
+
+    ``max_messages = 0`` (the default) sizes it for a day of broker outage at the most alerts
+    the ``[alerting]`` settings allow (a raise and a clear per ``cooldown_s`` per asset), for
+    the configured assets, never below 10,000; see :func:`outbox_capacity`.
+    """
 
     dir: str = "outbox"
-    max_messages: int = 10000
+    max_messages: int = 0
     flush_timeout_s: float = 5.0
 
 
@@ -154,7 +180,10 @@ class UpdateConfig:
     """Over-the-air model updates on ``ROOT/GW/model/update`` (off unless a public key is set).
 
     ``models_dir`` holds installed versions and ``current.json``; ``health_window_s`` after a
-    swap, an inference error or a non-finite score rolls the update back.
+    swap, an inference error, a non-finite score, inference more than ``max_slowdown`` times
+    slower than the previous model's, or memory grown by more than ``max_model_mb`` rolls the
+    update back (a candidate that already fails the last two on its golden windows is refused).
+    ``max_bytes`` bounds all updates being assembled together, in memory.
     """
 
     enabled: bool = False
@@ -163,6 +192,8 @@ class UpdateConfig:
     max_bytes: int = 50_000_000
     health_window_s: float = 30.0
     chunk_timeout_s: float = 300.0
+    max_slowdown: float = 5.0
+    max_model_mb: float = 512.0
 
 
 @dataclass(frozen=True)
@@ -299,6 +330,7 @@ def _check_values(cfg: GatewayConfig, problems: list[str]) -> None:
     need(s.reorder_tolerance_s >= 0, f"stream.reorder_tolerance_s: {s.reorder_tolerance_s} < 0")
     need(s.max_payload_bytes >= 256, f"stream.max_payload_bytes: {s.max_payload_bytes} < 256")
     need(s.max_batch_readings >= 1, f"stream.max_batch_readings: {s.max_batch_readings} < 1")
+    need(s.max_future_s >= 0, f"stream.max_future_s: {s.max_future_s} < 0")
     a = cfg.alerting
     need(1 <= a.k <= a.n, f"alerting.k / alerting.n: need 1 <= k <= n (k={a.k}, n={a.n})")
     need(a.m >= 1, f"alerting.m: {a.m} < 1")
@@ -316,10 +348,25 @@ def _check_values(cfg: GatewayConfig, problems: list[str]) -> None:
     need(not u.enabled or bool(u.public_key), "update.public_key: required when update.enabled is true")
     need(u.max_bytes >= 1000, f"update.max_bytes: {u.max_bytes} < 1000")
     need(u.health_window_s >= 0 and u.chunk_timeout_s > 0, "update.health_window_s / chunk_timeout_s: must be >= 0")
+    need(u.max_slowdown > 1, f"update.max_slowdown: {u.max_slowdown} must be > 1")
+    need(u.max_model_mb > 0, f"update.max_model_mb: {u.max_model_mb} must be > 0")
     o = cfg.outbox
     need(bool(o.dir), "outbox.dir: must be set")
-    need(o.max_messages >= 10, f"outbox.max_messages: {o.max_messages} < 10")
+    need(o.max_messages == 0 or o.max_messages >= 10, f"outbox.max_messages: {o.max_messages} < 10 (0: automatic)")
     need(o.flush_timeout_s >= 0, f"outbox.flush_timeout_s: {o.flush_timeout_s} < 0")
+
+
+def outbox_capacity(cfg: GatewayConfig) -> int:
+    """``outbox.max_messages``, or with 0 the automatic size: a day of broker outage.
+
+    At most two alert events (raised, cleared) per ``cooldown_s + min_duration_s`` per asset,
+    for the assets the config names (at least one), at least 10,000 and at most 1,000,000.
+    """
+    if cfg.outbox.max_messages:
+        return cfg.outbox.max_messages
+    a = cfg.alerting
+    per_asset_day = 2 * 86400 / max(a.cooldown_s + a.min_duration_s, 1.0)
+    return int(min(1_000_000, max(10_000, per_asset_day * max(1, len(cfg.models.assets)))))
 
 
 def device_problems(cfg: GatewayConfig) -> list[str]:

@@ -5,16 +5,24 @@ and put it on a bounded queue (full: the oldest readings are dropped and
 counted). One worker thread (the caller of :meth:`Daemon.run`) forms windows,
 micro-batches them across assets, runs the sessions and publishes. Alerts go
 through the durable :class:`~edge_aae.gateway.outbox.Outbox` and leave it only
-once the broker acknowledged them.
+once the broker acknowledged them (a PUBACK with a failure reason keeps them).
+
+No exception escapes a paho callback: one would kill paho's network thread and leave a
+deaf gateway whose process still looks alive. Each callback is wrapped; what it raises is
+counted, logged and reported on the errors topic (``internal_error``), and the message is
+acknowledged. The heartbeat file is touched only while the gateway is *healthy*: connected,
+its subscriptions granted and paho's network thread alive.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +34,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_aae.gateway.alerting import AlertEvent, AlertTracker
-from edge_aae.gateway.config import GatewayConfig
+from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.homeassistant import Announcements, discovery_messages
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
 from edge_aae.gateway.registry import AssetBinding, ModelRegistry, ModelSlot
-from edge_aae.gateway.stats import Stats
+from edge_aae.gateway.scorer import OnnxScorer
+from edge_aae.gateway.stats import Stats, rss_mb
 from edge_aae.gateway.stream import AssetStream
 from edge_aae.gateway.topics import ALERT_QOS, ERRORS_QOS, SCORE_QOS, SENSOR_QOS, STATUS_QOS, Topics
 from edge_aae.gateway.updater import Updater
@@ -40,7 +49,24 @@ from edge_aae.gateway.updates import ModelStore
 log = logging.getLogger(__name__)
 
 RESEND_AFTER_S = 30.0
-HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often: a container health check reads it
+HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often while healthy: a container health check reads it
+MAX_ASSET_LEN = 200  # longer asset names are rejected (bad_asset)
+STATUS_MAX_ASSETS = 100  # the status lists at most this many assets and counts the rest
+NONFINITE_ROLLBACK_BATCHES = 3  # this many batches in a row with non-finite scores roll an update back
+PUBACK_RETRY_MAX_S = 60.0
+
+
+def _contained(fn: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a paho callback so that nothing it raises reaches paho's network thread."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Daemon, *args: Any) -> None:
+        try:
+            fn(self, *args)
+        except Exception as exc:
+            self._internal_error(fn.__name__, exc, args)
+
+    return wrapper
 
 
 def _with_installed_models(cfg: GatewayConfig, store: ModelStore) -> GatewayConfig:
@@ -77,36 +103,58 @@ class _Item:
 
 
 class ReadingQueue:
-    """Bounded in readings (not messages); when full, the oldest items are dropped and counted."""
+    """Bounded in readings (not messages) and fair across assets.
+
+    When full, the oldest readings of the asset with the most readings queued are dropped
+    and counted, so a flood on one asset cannot evict another's readings.
+    """
 
     def __init__(self, max_readings: int, stats: Stats) -> None:
         """Empty queue."""
         self.max_readings = max_readings
-        self._items: deque[_Item] = deque()
+        self._per: dict[str, deque[_Item]] = {}
+        self._counts: Counter[str] = Counter()
         self._n = 0
         self._cond = threading.Condition()
         self._stats = stats
+        self._dropped: Counter[str] = Counter()  # per asset, since the last take_dropped()
 
     def put(self, item: _Item) -> None:
-        """Enqueue; may drop the oldest readings to stay within the bound."""
+        """Enqueue; may drop the oldest readings of the largest backlog to stay within the bound."""
+        k = len(item.readings.ts)
         with self._cond:
-            self._items.append(item)
-            self._n += len(item.readings.ts)
-            while self._n > self.max_readings and len(self._items) > 1:
-                old = self._items.popleft()
-                self._n -= len(old.readings.ts)
-                self._stats.drop("queue_full", len(old.readings.ts))
+            self._per.setdefault(item.asset, deque()).append(item)
+            self._counts[item.asset] += k
+            self._n += k
+            while self._n > self.max_readings and sum(len(d) for d in self._per.values()) > 1:
+                victim = max(self._counts, key=lambda a: self._counts[a])
+                old = self._per[victim].popleft()
+                m = len(old.readings.ts)
+                self._counts[victim] -= m
+                self._n -= m
+                if not self._per[victim]:
+                    del self._per[victim], self._counts[victim]
+                self._stats.drop("queue_full", m)
+                self._dropped[victim] += m
             self._cond.notify()
 
     def get_all(self, timeout_s: float) -> list[_Item]:
-        """Everything queued, waiting up to ``timeout_s`` for the first item."""
+        """Everything queued (each asset's items in arrival order), waiting up to ``timeout_s``."""
         with self._cond:
-            if not self._items:
+            if not self._n and not self._per:
                 self._cond.wait(timeout_s)
-            items = list(self._items)
-            self._items.clear()
+            items = [it for d in self._per.values() for it in d]
+            self._per.clear()
+            self._counts.clear()
             self._n = 0
             return items
+
+    def take_dropped(self) -> dict[str, int]:
+        """Readings dropped per asset since the last call."""
+        with self._cond:
+            out = dict(self._dropped)
+            self._dropped.clear()
+            return out
 
     def __len__(self) -> int:
         """Readings waiting."""
@@ -143,17 +191,26 @@ class Daemon:
         self.updater = (Updater(cfg, self.registry, self.store, self._report_update)
                         if self.store is not None else None)
         self.queue = ReadingQueue(cfg.runtime.queue_max_readings, self.stats)
-        self.outbox = Outbox(Path(cfg.outbox.dir), cfg.outbox.max_messages)
+        self._pending_reports: deque[tuple[str, str, str]] = deque(maxlen=1000)
+        self.outbox = Outbox(Path(cfg.outbox.dir), outbox_capacity(cfg), self._outbox_problem)
         self.heartbeat = Path(cfg.outbox.dir) / "heartbeat"
         self.announcements = Announcements(Path(cfg.outbox.dir))
         self.assets: dict[str, _AssetState] = {}
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self._intake = threading.Event()
         self._intake.set()
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._inflight: dict[str, tuple[mqtt.MQTTMessageInfo, float]] = {}
+        self._puback_failed: dict[int, tuple[str, float]] = {}
+        self._retry: dict[str, tuple[int, float]] = {}  # outbox key -> (refusals, next attempt)
+        self._sub_mid: int | None = None
+        self._resubscribe_at = 0.0
+        self._loop_restarts = 0
         self._error_tokens = cfg.publish.errors_per_s
         self._error_refill = time.monotonic()
+        self._internal_logged = 0
         self._started = time.time()
         self.client = self._make_client()
 
@@ -176,19 +233,39 @@ class Daemon:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         return client
 
+    def _internal_error(self, where: str, exc: BaseException, args: tuple[Any, ...]) -> None:
+        """What a callback raised: counted, logged (bounded) and reported; never re-raised."""
+        try:
+            self.stats.add("internal_errors")
+            self._internal_logged += 1
+            if self._internal_logged <= 20 or self._internal_logged % 1000 == 0:
+                log.error("internal error in %s (contained, #%d): %s: %s", where, self._internal_logged,
+                          type(exc).__name__, exc, exc_info=self._internal_logged <= 3)
+            asset = ""
+            msg = args[-1] if args else None
+            if isinstance(msg, mqtt.MQTTMessage):
+                asset = self.topics.asset_of(msg.topic) or ""
+            self._reject(asset, "internal_error", f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
+        except Exception:  # noqa: S110 - the last line of defence must not raise either
+            pass
+
+    @_contained
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
                     _props: Any) -> None:
         if reason_code.is_failure:
-            log.error("broker %s:%d refused the connection: %s", self.cfg.broker.host, self.cfg.broker.port,
-                      reason_code)
+            hint = (" (check broker.username and the password)" if "authori" in str(reason_code).lower()
+                    or "password" in str(reason_code).lower() else "")
+            log.error("broker %s:%d refused the connection: %s%s; retrying", self.cfg.broker.host,
+                      self.cfg.broker.port, str(reason_code).lower(), hint)
+            self.stats.add("connections_refused")
             return
         log.info("connected to %s:%d", self.cfg.broker.host, self.cfg.broker.port)
         self.connected.set()
-        client.subscribe(self.topics.sensors_filter, qos=SENSOR_QOS)
-        if self.updater is not None:
-            client.subscribe(self.topics.model_update, qos=1)
+        self._subscribe(client)
         client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
         if self.cfg.homeassistant.enabled:
             for asset, state in list(self.assets.items()):
@@ -200,6 +277,40 @@ class Daemon:
             if withdrawn:
                 log.info("Home Assistant discovery off: withdrew %d entity config(s)", len(withdrawn))
 
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        subs = [(self.topics.sensors_filter, SENSOR_QOS)]
+        if self.updater is not None:
+            subs.append((self.topics.model_update, 1))
+        return subs
+
+    def _subscribe(self, client: mqtt.Client) -> None:
+        self.subscribed.clear()
+        with self._lock:
+            _rc, self._sub_mid = client.subscribe(self._subscriptions())
+
+    @_contained
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_codes: Any,
+                      _props: Any) -> None:
+        with self._lock:
+            if mid != self._sub_mid:
+                return
+        failed = [(t, str(rc)) for (t, _q), rc in zip(self._subscriptions(), reason_codes, strict=False)
+                  if getattr(rc, "is_failure", False)]
+        if failed:
+            self.stats.add("subscriptions_refused")
+            self._resubscribe_at = time.monotonic() + 5.0
+            log.error("the broker refused the subscription(s) %s: the gateway cannot receive and reports itself "
+                      "unhealthy; retrying", ", ".join(f"{t} ({rc})" for t, rc in failed))
+            return
+        self.subscribed.set()
+        _client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+
+    @_contained
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: Any, _props: Any) -> None:
+        if getattr(reason_code, "is_failure", False):
+            with self._lock:
+                self._puback_failed[mid] = (str(reason_code), time.monotonic())
+
     def _announce(self, asset: str, slot: ModelSlot) -> None:
         """Publish (retained) Home Assistant discovery configs for one asset."""
         msgs = discovery_messages(self.cfg.homeassistant.discovery_prefix, self.topics, asset, slot.model_ref)
@@ -207,15 +318,19 @@ class Daemon:
             self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
         self.announcements.add(list(msgs))
 
+    @_contained
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
                        _props: Any) -> None:
         if self.connected.is_set() and self._intake.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
         self.connected.clear()
+        self.subscribed.clear()
 
+    @_contained
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
         log.warning("broker %s:%d not reachable; retrying", self.cfg.broker.host, self.cfg.broker.port)
 
+    @_contained
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         """Parse and enqueue only: the hot path runs in the worker."""
         if not self._intake.is_set():
@@ -227,6 +342,10 @@ class Daemon:
         asset = self.topics.asset_of(msg.topic)
         if asset is None:
             return
+        if len(asset) > MAX_ASSET_LEN:
+            self._reject(asset[:MAX_ASSET_LEN], "bad_asset", f"asset name of {len(asset)} characters "
+                         f"(at most {MAX_ASSET_LEN})")
+            return
         state = self.assets.get(asset)
         binding = state.binding if state is not None else self.registry.binding(asset)
         if binding is None:
@@ -236,7 +355,8 @@ class Daemon:
         try:
             readings = parse_readings(msg.payload, channels, binding.channel_map,
                                       max_bytes=self.cfg.stream.max_payload_bytes,
-                                      max_readings=self.cfg.stream.max_batch_readings, lookup=binding.lookup)
+                                      max_readings=self.cfg.stream.max_batch_readings, lookup=binding.lookup,
+                                      max_ts=time.time() + self.cfg.stream.max_future_s)
         except PayloadError as exc:
             self._reject(asset, exc.reason, exc.detail)
             return
@@ -244,27 +364,56 @@ class Daemon:
         self.queue.put(_Item(asset, readings))
 
     def _reject(self, asset: str, reason: str, detail: str, readings: int = 0) -> None:
-        """Count a rejected input and report it on the errors topic (token-bucket rate limit)."""
+        """Count a rejected input and report it on the errors topic."""
         self.stats.add("messages_rejected")
         self.stats.drop(reason, max(readings, 1))
+        self._report_error(asset, reason, detail)
+
+    def _report_error(self, asset: str, reason: str, detail: str) -> None:
+        """Publish on the errors topic (QoS 0, token-bucket rate limit; the excess is counted)."""
         now = time.monotonic()
         rate = self.cfg.publish.errors_per_s
-        self._error_tokens = min(rate, self._error_tokens + (now - self._error_refill) * rate)
-        self._error_refill = now
-        if self._error_tokens < 1:
+        with self._lock:
+            self._error_tokens = min(rate, self._error_tokens + (now - self._error_refill) * rate)
+            self._error_refill = now
+            allowed = self._error_tokens >= 1
+            if allowed:
+                self._error_tokens -= 1
+        if not allowed:
             self.stats.add("errors_suppressed")
             return
-        self._error_tokens -= 1
-        payload = {"ts": time.time(), "gateway": self.cfg.gateway_id, "asset": asset[:200], "reason": reason,
-                   "detail": detail[:300]}
+        payload = {"ts": time.time(), "gateway": self.cfg.gateway_id, "asset": asset[:MAX_ASSET_LEN],
+                   "reason": reason, "detail": detail[:300]}
         self.client.publish(self.topics.errors, json.dumps(payload), qos=ERRORS_QOS)
+
+    def _outbox_problem(self, reason: str, detail: str) -> None:
+        """From the outbox (any thread): count now, report from the worker."""
+        self.stats.drop(reason)
+        self._pending_reports.append(("", reason, detail))
+
+    def _healthy(self) -> tuple[bool, str]:
+        """Whether the gateway can receive: connected, subscribed, network loop alive; else why not."""
+        thread = getattr(self.client, "_thread", None)
+        if thread is None or not thread.is_alive():
+            return False, "MQTT network loop not running"
+        if not self.connected.is_set():
+            return False, "not connected to the broker"
+        if not self.subscribed.is_set():
+            return False, "subscriptions not granted"
+        return True, ""
 
     def _status_payload(self, state: str) -> str:
         out: dict[str, Any] = {"state": state, "gateway": self.cfg.gateway_id, "ts": time.time()}
         if state == "online":
+            healthy, why = self._healthy()
             out["since"] = self._started
+            out["healthy"] = healthy
+            if why:
+                out["problem"] = why
             out["models"] = self.registry.describe()
-            out["assets"] = sorted(self.assets)
+            names = sorted(self.assets)
+            out["assets"] = names[:STATUS_MAX_ASSETS]
+            out["assets_total"] = len(names)
             out["stats"] = self.stats.snapshot(len(self.queue), len(self.outbox))
         return json.dumps(out)
 
@@ -285,7 +434,7 @@ class Daemon:
                              float(b.manifest.get("sample_period_s") or 1.0), s.gap_factor, s.reorder_tolerance_s)
         state = _AssetState(binding, stream, AlertTracker(a.k, a.n, a.m, a.min_duration_s, a.cooldown_s))
         self.assets[asset] = state
-        log.info("new asset %s -> %s %s", asset, b.name, b.version)
+        log.info("new asset %s -> %s %s", asset[:MAX_ASSET_LEN], b.name, b.version)
         if self.cfg.homeassistant.enabled:
             self._announce(asset, binding.slot)
         return state
@@ -305,6 +454,12 @@ class Daemon:
                     rejected[outcome] = rejected.get(outcome, 0) + 1
                 elif outcome == "gap_reset":
                     self.stats.add("gap_resets")
+                elif outcome == "stream_reset":
+                    self.stats.add("stream_resets")
+                    state.tracker = AlertTracker(*self._tracker_args())
+                    self._report_error(item.asset, "stream_reset", f"more than {state.stream.window_len} readings "
+                                       "in a row were older than the newest one (a clock jump?); the stream starts "
+                                       f"over at {float(ts):.3f}")
                 if window is not None:
                     due.append((item.asset, float(ts), window))
             for reason, n in rejected.items():
@@ -313,6 +468,10 @@ class Daemon:
             if len(due) >= self.cfg.runtime.batch_max:
                 self._score(due)
                 due.clear()
+
+    def _tracker_args(self) -> tuple[int, int, int, float, float]:
+        a = self.cfg.alerting
+        return a.k, a.n, a.m, a.min_duration_s, a.cooldown_s
 
     def _score(self, due: list[tuple[str, float, np.ndarray]]) -> None:
         groups: dict[int, tuple[ModelSlot, list[int]]] = {}
@@ -326,15 +485,47 @@ class Daemon:
             except Exception as exc:  # onnxruntime errors have no common base; keep the loop alive
                 log.error("inference failed on %s: %s", slot.key, exc)
                 self.stats.drop("inference_error", len(idx))
+                self._report_error("", "inference_error", f"{slot.key}: {str(exc)[:200]}")
                 self._maybe_roll_back(slot, f"inference error: {exc}")
                 continue
-            if not np.all(np.isfinite(score)) and self._maybe_roll_back(slot, "non-finite scores"):
+            ms = (time.monotonic() - t0) * 1e3 / len(idx)
+            finite = np.isfinite(score)
+            if not np.all(finite):
+                slot.nonfinite_run += 1
+                bad = int((~finite).sum())
+                self.stats.drop("non_finite_score", bad)
+                self._report_error(due[idx[int(np.argmin(finite))]][0], "non_finite_score",
+                                   f"{slot.key} ({slot.scorer.bundle.version}) scored {bad} of {len(idx)} window(s) "
+                                   "non-finite")
+                if self._maybe_roll_back(slot, "non-finite scores",
+                                         any_time=slot.nonfinite_run >= NONFINITE_ROLLBACK_BATCHES):
+                    continue
+            else:
+                slot.nonfinite_run = 0
+            self.stats.latency(ms)
+            slot.latency_ms = ms if slot.latency_ms is None else 0.9 * slot.latency_ms + 0.1 * ms
+            if self._health_check(slot):
                 continue
-            self.stats.latency((time.monotonic() - t0) * 1e3 / len(idx))
             self.stats.add("windows_scored", len(idx))
             for j, i in enumerate(idx):
                 asset, ts, _ = due[i]
                 self._publish_result(asset, ts, float(score[j]), channel_scores[j], slot)
+
+    def _health_check(self, slot: ModelSlot) -> bool:
+        """In an update's health window: latency and memory against the previous model. True: rolled back."""
+        if slot.previous is None or time.monotonic() > slot.health_until:
+            return False
+        slot.health_batches += 1
+        u = self.cfg.update
+        grown = rss_mb() - slot.rss_at_swap
+        if grown > u.max_model_mb:
+            return self._maybe_roll_back(slot, f"memory grew by {grown:.0f} MB (update.max_model_mb = "
+                                               f"{u.max_model_mb:.0f})")
+        if (slot.baseline_ms is not None and slot.latency_ms is not None and slot.health_batches >= 5
+                and slot.latency_ms > u.max_slowdown * slot.baseline_ms + 1.0):
+            return self._maybe_roll_back(slot, f"inference {slot.latency_ms:.2f} ms per window, over "
+                                               f"{u.max_slowdown:g}x the previous model's {slot.baseline_ms:.2f} ms")
+        return False
 
     # ---- model updates ----------------------------------------------------------------------
 
@@ -348,31 +539,50 @@ class Daemon:
         """Between batches: switch slots to newly installed models."""
         if self.updater is None:
             return
+        swapped = False
         while not self.updater.swaps.empty():
             swap = self.updater.swaps.get_nowait()
             slot = swap.slot
             slot.previous, slot.scorer = slot.scorer, swap.scorer
             slot.health_until = time.monotonic() + self.cfg.update.health_window_s
             slot.update_id = swap.update_id
+            slot.baseline_ms, slot.latency_ms = slot.latency_ms, None
+            slot.rss_at_swap = rss_mb()
+            slot.health_batches = slot.nonfinite_run = 0
+            swapped = True
             log.info("now scoring with %s %s (was %s)", swap.scorer.bundle.name, swap.version, swap.previous_version)
             self._report_update({"event": "installed", "update_id": swap.update_id, "asset": slot.asset,
                                  "version": swap.version, "previous": swap.previous_version})
+        if swapped and self.connected.is_set():  # the model in service, for deploy's cross-check
+            self.client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
         now = time.monotonic()
         for slot in self.registry.slots():
             if slot.previous is not None and now > slot.health_until:
                 slot.previous = None  # passed its health window
 
-    def _maybe_roll_back(self, slot: ModelSlot, reason: str) -> bool:
-        """Within an update's health window: go back to the previous model. True if it did."""
-        if slot.previous is None or time.monotonic() > slot.health_until or self.store is None:
+    def _maybe_roll_back(self, slot: ModelSlot, reason: str, any_time: bool = False) -> bool:
+        """Go back to the previous model: within an update's health window, or ``any_time``. True if it did."""
+        if self.store is None:
+            return False
+        previous = slot.previous if slot.previous is not None and time.monotonic() <= slot.health_until else None
+        if previous is None and any_time:
+            folder = self.store.previous(slot.asset)
+            if folder is not None:
+                try:
+                    previous = OnnxScorer.open(folder, None, self.cfg.runtime.threads)
+                except Exception as exc:
+                    log.error("cannot reopen the previous model %s: %s", folder, exc)
+        if previous is None:
             return False
         bad = slot.scorer.bundle.version
-        slot.scorer, slot.previous = slot.previous, None
+        slot.scorer, slot.previous = previous, None
+        slot.latency_ms, slot.baseline_ms, slot.nonfinite_run = None, None, 0
         self.store.rollback(slot.asset)
-        log.error("model %s misbehaved after the update (%s); rolled back to %s", bad, reason,
-                  slot.scorer.bundle.version)
+        log.error("model %s misbehaved (%s); rolled back to %s", bad, reason, slot.scorer.bundle.version)
         self._report_update({"event": "rolled_back", "update_id": slot.update_id, "asset": slot.asset,
                              "version": bad, "previous": slot.scorer.bundle.version, "reason": reason})
+        if self.connected.is_set():
+            self.client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
         return True
 
     def _publish_result(self, asset: str, ts: float, score: float, channel_scores: np.ndarray,
@@ -381,8 +591,7 @@ class Daemon:
         state.windows += 1
         scorer = slot.scorer
         if not np.isfinite(score):
-            self.stats.drop("non_finite_score")
-            return
+            return  # counted and reported per batch in _score
         p = self.cfg.publish
         if p.scores == "every" or (p.scores == "every_nth" and state.windows % p.every_n == 0):
             payload = {"ts": ts, "asset": asset, "score": round(score, 6), "threshold": scorer.threshold,
@@ -406,21 +615,47 @@ class Daemon:
         log.info("alert %s on %s (score %.2f, threshold %.2f, top %s)", event.event, asset, event.score,
                  event.threshold, event.top_channels[0]["channel"] if event.top_channels else "-")
         data = json.dumps(payload).encode("utf-8")
-        key = self.outbox.put(self.topics.alert(asset), data, qos=ALERT_QOS)
+        key = self.outbox.put(self.topics.alert(asset), data, qos=ALERT_QOS)  # on a full disk: held in memory
         info = self.client.publish(self.topics.alert(asset), data, qos=ALERT_QOS)
         self._inflight[key] = (info, time.monotonic())
 
+    def _puback_refusal(self, info: mqtt.MQTTMessageInfo, sent: float) -> str | None:
+        with self._lock:
+            failed = self._puback_failed.get(info.mid)
+            if failed is None or failed[1] < sent:
+                return None
+            del self._puback_failed[info.mid]
+            return failed[0]
+
     def _service_outbox(self) -> None:
-        """Acknowledge what the broker confirmed; (re)send what is pending and not in flight."""
+        """Acknowledge what the broker confirmed; (re)send what is pending and not in flight.
+
+        A PUBACK with a failure reason (not authorized, quota exceeded) keeps the message; it is
+        retried with a growing delay, logged, counted (``puback_refused``) and reported.
+        """
         now = time.monotonic()
         for key, (info, sent) in list(self._inflight.items()):
-            if _acknowledged(info):
+            refusal = self._puback_refusal(info, sent)
+            if refusal is not None:
+                del self._inflight[key]
+                n = self._retry.get(key, (0, 0.0))[0] + 1
+                delay = min(PUBACK_RETRY_MAX_S, 2.0 ** n)
+                self._retry[key] = (n, now + delay)
+                self.stats.drop("puback_refused")
+                log.error("the broker refused alert %s (%s); kept in the outbox, retry in %.0f s", key, refusal, delay)
+                self._report_error("", "puback_refused", f"the broker refused an alert ({refusal}); kept, "
+                                   f"retrying in {delay:.0f} s")
+            elif _acknowledged(info):
                 self.outbox.ack(key)
+                self._retry.pop(key, None)
                 del self._inflight[key]
             elif now - sent > RESEND_AFTER_S and self.connected.is_set():
                 del self._inflight[key]  # re-sent below; the subscriber drops the duplicate by id
+        with self._lock:
+            for mid in [m for m, (_, t) in self._puback_failed.items() if now - t > 300]:
+                del self._puback_failed[mid]
         for key in self.outbox.keys():
-            if key not in self._inflight:
+            if key not in self._inflight and self._retry.get(key, (0, 0.0))[1] <= now:
                 m = self.outbox.get(key)
                 if m is not None:
                     info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
@@ -432,6 +667,16 @@ class Daemon:
         """Ask :meth:`run` to shut down (safe from a signal handler)."""
         self._stop.set()
 
+    def _warn_if_insecure(self) -> None:
+        b = self.cfg.broker
+        if self.cfg.update.enabled and not (b.tls and b.username):
+            log.warning("!" * 78)
+            log.warning("[update] enabled = true on a broker connection without %s: anyone who can reach the "
+                        "broker can read update outcomes and forge them (deploy cross-checks the status, but use "
+                        "mqtts:// with broker.username, and an ACL like the README's)",
+                        " and ".join(w for w, ok in (("TLS", b.tls), ("credentials", bool(b.username))) if not ok))
+            log.warning("!" * 78)
+
     def run(self) -> int:
         """Connect (a broker that is down is retried), process until :meth:`stop`, shut down cleanly.
 
@@ -442,6 +687,7 @@ class Daemon:
         b = self.cfg.broker
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = b.session_expiry_s
+        self._warn_if_insecure()
         if self.updater is not None:
             self.updater.start()
         self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False, properties=props)
@@ -468,9 +714,10 @@ class Daemon:
                 if now >= next_outbox:
                     next_outbox = now + 0.2
                     self._service_outbox()
+                    self._flush_reports()
                 if now >= next_heartbeat:
                     next_heartbeat = now + HEARTBEAT_S
-                    self.heartbeat.write_text(f"{time.time():.0f}\n", encoding="ascii")
+                    self._watchdog(now)
                 if now >= next_stats:
                     next_stats = now + self.cfg.publish.stats_interval_s
                     self._report_stats()
@@ -478,6 +725,33 @@ class Daemon:
                 log.exception("housekeeping error; retrying")
         self._shutdown()
         return 0
+
+    def _flush_reports(self) -> None:
+        """Report what the outbox and the queue dropped (from the worker, rate-limited)."""
+        while self._pending_reports:
+            asset, reason, detail = self._pending_reports.popleft()
+            self._report_error(asset, reason, detail)
+        for asset, n in self.queue.take_dropped().items():
+            self._report_error(asset, "queue_full", f"{n} reading(s) dropped: this asset's backlog exceeded its share "
+                               f"of runtime.queue_max_readings = {self.cfg.runtime.queue_max_readings}")
+
+    def _watchdog(self, now: float) -> None:
+        """Heartbeat while healthy; restart a dead network loop; retry refused subscriptions."""
+        healthy, why = self._healthy()
+        if healthy:
+            self.heartbeat.write_text(f"{time.time():.0f} {self.cfg.broker.keepalive_s}\n", encoding="ascii")
+            return
+        log.warning("unhealthy: %s", why)
+        thread = getattr(self.client, "_thread", None)
+        if (thread is None or not thread.is_alive()) and not self._stop.is_set():
+            self._loop_restarts += 1
+            self.stats.add("network_loop_restarts")
+            log.error("the MQTT network loop is not running; restarting it (#%d)", self._loop_restarts)
+            self.client._thread = None  # paho refuses loop_start() while it holds a dead thread
+            self.client.loop_start()
+        elif self.connected.is_set() and not self.subscribed.is_set() and now >= self._resubscribe_at:
+            self._resubscribe_at = now + 30.0
+            self._subscribe(self.client)
 
     def _report_stats(self) -> None:
         snap = self.stats.snapshot(len(self.queue), len(self.outbox))

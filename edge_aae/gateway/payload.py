@@ -21,6 +21,7 @@ import numpy as np
 
 ALLOWED_KEYS = frozenset({"ts", "values", "seq"})
 FLOAT32_MAX = 3.4e38
+SEQ_MAX = 2**63 - 1
 
 
 class PayloadError(ValueError):
@@ -49,6 +50,15 @@ def _reject_constant(name: str) -> float:
     raise PayloadError("non_finite", f"{name} is not a finite number")
 
 
+def _as_float(x: int | float, what: str) -> float:
+    """``float(x)``; an integer too large for a double is an ``invalid_value``, not an OverflowError."""
+    try:
+        return float(x)
+    except (OverflowError, ValueError):
+        size = f"{x.bit_length()} bits" if isinstance(x, int) else "too large"
+        raise PayloadError("invalid_value", f"{what}: a number out of range ({size})") from None
+
+
 def channel_lookup(channels: list[str], channel_map: dict[str, str]) -> dict[str, int]:
     """Sensor or channel name -> column, with the mapping applied (compute once per asset)."""
     index = {c: i for i, c in enumerate(channels)}
@@ -58,7 +68,8 @@ def channel_lookup(channels: list[str], channel_map: dict[str, str]) -> dict[str
 
 
 def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dict[str, str], *,
-                   max_bytes: int, max_readings: int, lookup: dict[str, int] | None = None) -> Readings:
+                   max_bytes: int, max_readings: int, lookup: dict[str, int] | None = None,
+                   max_ts: float | None = None) -> Readings:
     """Parse one MQTT payload.
 
     Args:
@@ -68,11 +79,15 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
         max_bytes: larger payloads are rejected unparsed.
         max_readings: larger batches are rejected.
         lookup: :func:`channel_lookup` of ``channels`` and ``channel_map``, if already computed.
+        max_ts: readings later than this (unix seconds) are rejected as ``future_timestamp``.
 
     Raises:
         PayloadError: with a reason among ``oversized``, ``invalid_json``, ``not_object``,
             ``bad_field``, ``bad_timestamp``, ``missing_channel``, ``unknown_channel``,
-            ``length_mismatch``, ``non_numeric``, ``non_finite``, ``timestamps_backwards``.
+            ``length_mismatch``, ``non_numeric``, ``non_finite``, ``invalid_value``,
+            ``timestamps_backwards``, ``future_timestamp``.
+
+    Any other exception from here is a bug: the daemon contains and reports it as ``internal_error``.
 
     """
     if len(raw) > max_bytes:
@@ -85,6 +100,8 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
         raise PayloadError("invalid_json", str(exc)[:120]) from None
     except RecursionError:
         raise PayloadError("invalid_json", "nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer literal over Python's digit limit
+        raise PayloadError("invalid_value", str(exc)[:120]) from None
     if not isinstance(msg, dict):
         raise PayloadError("not_object", f"payload is a JSON {type(msg).__name__}, not an object")
     unknown = set(msg) - ALLOWED_KEYS
@@ -95,6 +112,8 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
     seq = msg.get("seq")
     if seq is not None and not (isinstance(seq, int) and not isinstance(seq, bool)):
         raise PayloadError("bad_field", "'seq' must be an integer")
+    if seq is not None and not -SEQ_MAX <= seq <= SEQ_MAX:
+        raise PayloadError("invalid_value", "'seq' is out of the 64-bit integer range")
     values = msg["values"]
     if not isinstance(values, dict):
         raise PayloadError("bad_field", "'values' must be an object of channel: number")
@@ -109,9 +128,12 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
             raise PayloadError("bad_timestamp", "'ts' must hold numbers (unix seconds)")
     elif not _number(ts):
         raise PayloadError("bad_timestamp", "'ts' must be a number (unix seconds) or a list of them")
-    ts_list = [float(t) for t in ts] if batch else [float(ts)]
+    ts_list = [_as_float(t, "'ts'") for t in ts] if batch else [_as_float(ts, "'ts'")]
     if not all(math.isfinite(t) and t > 0 for t in ts_list):
         raise PayloadError("bad_timestamp", "'ts' must be positive finite unix seconds")
+    if max_ts is not None and max(ts_list) > max_ts:
+        raise PayloadError("future_timestamp", f"'ts' {max(ts_list):.0f} is ahead of the gateway's clock by more "
+                           f"than the limit (up to {max_ts:.0f} accepted)")
     if batch and any(b <= a for a, b in zip(ts_list, ts_list[1:], strict=False)):
         raise PayloadError("timestamps_backwards", "timestamps in a batch must increase strictly")
     n = len(ts_list)
@@ -129,18 +151,18 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
             raise PayloadError("bad_field", f"channel {channels[col]!r} given twice (mapping)")
         if batch:
             if not isinstance(v, list):
-                raise PayloadError("length_mismatch", f"{name!r}: a batch needs a list per channel")
+                raise PayloadError("length_mismatch", f"{name[:60]!r}: a batch needs a list per channel")
             if len(v) != n:
-                raise PayloadError("length_mismatch", f"{name!r}: {len(v)} values for {n} timestamps")
+                raise PayloadError("length_mismatch", f"{name[:60]!r}: {len(v)} values for {n} timestamps")
             if not all(_number(x) for x in v):
-                raise PayloadError("non_numeric", f"{name!r}: values must be numbers")
-            col_values = [float(x) for x in v]
+                raise PayloadError("non_numeric", f"{name[:60]!r}: values must be numbers")
+            col_values = [_as_float(x, repr(name)[:60]) for x in v]
         else:
             if not _number(v):
-                raise PayloadError("non_numeric", f"{name!r}: {str(v)[:40]!r} is not a number")
-            col_values = [float(v)]
+                raise PayloadError("non_numeric", f"{name[:60]!r}: {str(v)[:40]!r} is not a number")
+            col_values = [_as_float(v, repr(name)[:60])]
         if not all(math.isfinite(x) and abs(x) <= FLOAT32_MAX for x in col_values):
-            raise PayloadError("non_finite", f"{name!r}: values must be finite float32 numbers")
+            raise PayloadError("non_finite", f"{name[:60]!r}: values must be finite float32 numbers")
         columns[col] = col_values
     missing = [c for c, col in zip(channels, columns, strict=True) if col is None]
     if missing:

@@ -24,6 +24,11 @@ class ModelSlot:
     previous: OnnxScorer | None = None  # kept during the health window after an update
     health_until: float = 0.0
     update_id: str = ""
+    latency_ms: float | None = None  # running mean per window of this slot's current model
+    baseline_ms: float | None = None  # the previous model's, frozen at the swap
+    rss_at_swap: float = 0.0
+    health_batches: int = 0
+    nonfinite_run: int = 0  # consecutive batches with a non-finite score
 
     @property
     def model_ref(self) -> dict[str, str]:

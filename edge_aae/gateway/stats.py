@@ -21,6 +21,11 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
+# Counters listed in the snapshot only once they are non-zero: each means something went wrong.
+EXTRA_COUNTS = ("internal_errors", "errors_suppressed", "stream_resets", "gap_resets", "network_loop_restarts",
+                "connections_refused", "subscriptions_refused")
+
+
 class Stats:
     """Thread-safe counters; :meth:`snapshot` gives the status topic's ``stats`` object."""
 
@@ -59,6 +64,7 @@ class Stats:
             "alerts_raised": counts.get("alerts_raised", 0),
             "alerts_cleared": counts.get("alerts_cleared", 0),
             "messages_rejected": counts.get("messages_rejected", 0),
+            **{k: counts[k] for k in EXTRA_COUNTS if counts.get(k)},
             "drops": drops,
             "inference_ms_p50": round(float(np.percentile(lat, 50)), 4) if lat.size else None,
             "inference_ms_p99": round(float(np.percentile(lat, 99)), 4) if lat.size else None,

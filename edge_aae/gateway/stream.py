@@ -6,7 +6,10 @@ Rules, per asset:
       order (windows already scored are not scored again); older ones are dropped as ``late``;
     * a step forward larger than ``gap_factor`` sample periods empties the buffer
       (a window never spans a gap), counted as a ``gap_reset``;
-    * once the buffer holds ``window_len`` readings, every ``stride`` new readings make a window.
+    * once the buffer holds ``window_len`` readings, every ``stride`` new readings make a window;
+    * no stream stays blind: when more than ``window_len`` readings in a row were dropped as
+      ``late`` (say, after one reading far in the future), the stream starts over from the next
+      one (``stream_reset``, reported).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class AssetStream:
         self._x = np.zeros((window_len, n_channels), dtype=np.float32)
         self._n = 0
         self._since_window = 0
+        self._late_run = 0
         self.newest_ts = -np.inf
 
     def reset(self) -> None:
@@ -37,12 +41,27 @@ class AssetStream:
         self._n = 0
         self._since_window = 0
 
+    def restart(self) -> None:
+        """Forget everything, the newest timestamp included: the next reading starts a new stream."""
+        self.reset()
+        self._late_run = 0
+        self.newest_ts = -np.inf
+
+    def _late(self, outcome: str, ts: float, values: np.ndarray) -> tuple[str | None, np.ndarray | None]:
+        self._late_run += 1
+        if self._late_run <= self.window_len:
+            return outcome, None
+        self.restart()
+        self.push(ts, values)
+        return "stream_reset", None
+
     def push(self, ts: float, values: np.ndarray) -> tuple[str | None, np.ndarray | None]:
         """Add one reading ``values (C,)`` at ``ts`` seconds.
 
         Returns:
-            ``(outcome, window)``: outcome is None when accepted, or ``"duplicate"``, ``"late"``
-            or ``"gap_reset"`` (the reading was still accepted, as the first of a new window);
+            ``(outcome, window)``: outcome is None when accepted, ``"duplicate"`` or ``"late"``
+            (dropped), or ``"gap_reset"`` / ``"stream_reset"`` (accepted as the first of a new
+            window);
             window is a ``(window_len, C)`` copy when one is due, else None.
 
         """
@@ -52,7 +71,7 @@ class AssetStream:
             if np.any(np.abs(self._ts[:n] - ts) < DUPLICATE_TOLERANCE_S):
                 return "duplicate", None
             if self.newest_ts - ts > self.reorder_tolerance_s or ts < self._ts[0]:
-                return "late", None
+                return self._late("late", ts, values)
             pos = int(np.searchsorted(self._ts[:n], ts))
             self._insert(pos, ts, values)
         else:
@@ -61,9 +80,12 @@ class AssetStream:
                 outcome = "gap_reset"
             elif not n and ts <= self.newest_ts:
                 # buffer was just reset; still never go back in time
-                return ("duplicate" if self.newest_ts - ts < DUPLICATE_TOLERANCE_S else "late"), None
+                if self.newest_ts - ts < DUPLICATE_TOLERANCE_S:
+                    return "duplicate", None
+                return self._late("late", ts, values)
             self._insert(self._n, ts, values)
             self.newest_ts = ts
+        self._late_run = 0
         self._since_window += 1
         if self._n == self.window_len and self._since_window >= self.stride:
             self._since_window = 0

@@ -1,29 +1,49 @@
-"""Over-the-air model updates: chunked, signed bundles, staged on disk and swapped atomically.
+"""Over-the-air model updates: a signed header, then chunks; verified in memory, then staged and swapped.
 
-Wire format on ``ROOT/GW/model/update`` (QoS 1): JSON chunks
-``{"update_id", "index", "count", "sha256", "asset", "data"}`` where ``data`` is
-base64 of a slice of a tar archive of the bundle and ``sha256`` is the whole
-archive's. ``asset`` is empty for the default model.
+Wire format on ``ROOT/GW/model/update`` (QoS 1, JSON):
+
+* one **header** ``{"update_id", "kind": "header", "asset", "manifest", "signature", "count",
+  "sha256", "chunks"}``: ``manifest`` is base64 of the bundle's exact ``manifest.json`` bytes,
+  ``signature`` base64 of its Ed25519 signature (``manifest.sig``), ``count`` the number of
+  chunks, ``sha256`` the whole archive's digest and ``chunks`` the digest of every chunk;
+* then ``count`` **chunks** ``{"update_id", "kind": "chunk", "index", "data"}``, ``data`` being
+  base64 of a slice of a tar archive holding ``manifest.json``, ``manifest.sig`` and the model
+  files the manifest lists. ``asset`` is empty for the default model.
+
+Order of checks on the gateway, so that nobody without the owner's key can make it write,
+hash or hold anything:
+
+1. the header's signature over the manifest bytes, **first**; then the manifest itself
+   (a version of dot-separated integers, known file names, declared sizes within
+   ``update.max_bytes``) and a version newer than the one installed;
+2. only then is memory reserved for the chunks (all updates together within
+   ``update.max_bytes``); a chunk is kept only if its digest is the one the header declared
+   at its index, so an unsigned or conflicting flood holds nothing and cancels nothing;
+3. the complete archive is read in memory: only regular, non-sparse members named by the
+   signed manifest, each of exactly its declared size and sha256; only these bytes are
+   written, into a staging folder inside the models directory.
 
 On disk, under the models directory::
 
-    <version>/            installed bundles (each complete before it gets this name)
+    v<version>/           installed bundles (each complete before it gets this name)
     .staging-<id>/        an update being checked (removed at start if a crash left it)
     current.json          {"default": {"version", "previous"}, "assets": {...}}, replaced atomically
 
-Every step that makes an update visible is a rename followed by an fsync of the
-folder, so a SIGKILL at any moment leaves either the old or the new model named
-in ``current.json``, both complete.
+Folder names are derived from the checked version, never taken from a message. Every step
+that makes an update visible is a rename followed by an fsync of the folder, so a SIGKILL at
+any moment leaves either the old or the new model named in ``current.json``, both complete.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import io
 import json
 import logging
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -33,30 +53,89 @@ from typing import Any
 
 import numpy as np
 
-from edge_aae.errors import EdgeAAEError
-from edge_aae.gateway.bundle import MANIFEST, SIGNATURE, decode_array, read_manifest, verify_bundle
+from edge_aae.errors import EdgeAAEError, UsageError
+from edge_aae.gateway.bundle import (
+    MANIFEST,
+    MANIFEST_SCHEMA_VERSION,
+    REQUIRED_KEYS,
+    SIGNATURE,
+    decode_array,
+    is_model_file,
+)
 from edge_aae.gateway.scorer import OnnxScorer
+from edge_aae.gateway.stats import rss_mb
 
 log = logging.getLogger(__name__)
 
 POINTER = "current.json"
-BUNDLE_FILES = frozenset({"model.onnx", "model.fp32.onnx", MANIFEST, SIGNATURE, "parity.json"})
+MAX_MANIFEST_BYTES = 4_000_000
+SIGNATURE_BYTES = 64
+MAX_CHUNKS = 100_000
+MAX_ASSET_LEN = 200
+VERSION_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9}){0,7}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_UPDATE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+TAR_OVERHEAD = 16 * 1024  # member headers, PAX records, padding and end blocks of a small archive
 
 
 class UpdateRefused(EdgeAAEError):
     """An update that must not be installed; the message says why (it is published)."""
 
 
+def check_version(version: Any) -> tuple[int, ...]:
+    """``"2026.11.23.1200"`` -> ``(2026, 11, 23, 1200)``.
+
+    Raises:
+        UpdateRefused: not 1 to 8 dot-separated integers of at most 9 digits each.
+
+    """
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
+        raise UpdateRefused(f"version {str(version)[:40]!r} is not dot-separated integers (e.g. 2026.11.23.1200)")
+    return tuple(int(p) for p in version.split("."))
+
+
 def version_key(version: str) -> tuple[int, ...]:
-    """``"2026.11.23.1200"`` -> ``(2026, 11, 23, 1200)``; non-numeric parts compare as -1."""
-    return tuple(int(p) if p.isdigit() else -1 for p in str(version).split("."))
+    """Ordering key of a version; anything that is not a valid version sorts below every valid one."""
+    try:
+        return check_version(version)
+    except UpdateRefused:
+        return (-1,)
+
+
+def version_dir(version: str) -> str:
+    """The folder name of an installed version, derived from its checked integers."""
+    return "v" + ".".join(str(p) for p in check_version(version))
+
+
+def _b64(value: Any, what: str, limit: int) -> bytes:
+    if not isinstance(value, str) or len(value) > limit * 4 // 3 + 8:
+        raise UpdateRefused(f"{what}: expected base64 text of at most {limit} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise UpdateRefused(f"{what}: not valid base64") from None
+
+
+def _int(value: Any, what: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise UpdateRefused(f"{what}: expected an integer in {lo}..{hi}")
+    return value
+
+
+# ---- sender side ----------------------------------------------------------------------------
+
+def bundle_members(bundle_dir: Path) -> list[str]:
+    """The files an update carries: the manifest, its signature, the model files it lists."""
+    manifest = json.loads((bundle_dir / MANIFEST).read_text(encoding="utf-8"))
+    files = sorted(n for n in manifest.get("files", {}) if is_model_file(n))
+    return [MANIFEST, SIGNATURE, *files]
 
 
 def pack_bundle(bundle_dir: Path) -> bytes:
-    """A deterministic tar archive of a bundle's files."""
+    """A deterministic tar archive of a bundle's signed files (parity reports and extras stay home)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(BUNDLE_FILES):
+        for name in bundle_members(bundle_dir):
             path = bundle_dir / name
             if path.is_file():
                 info = tarfile.TarInfo(name)
@@ -68,14 +147,278 @@ def pack_bundle(bundle_dir: Path) -> bytes:
     return buf.getvalue()
 
 
-def chunk_messages(archive: bytes, update_id: str, chunk_bytes: int, asset: str = "") -> list[bytes]:
-    """The update as QoS 1 message payloads."""
-    digest = hashlib.sha256(archive).hexdigest()
-    parts = [archive[i:i + chunk_bytes] for i in range(0, len(archive), chunk_bytes)] or [b""]
-    return [json.dumps({"update_id": update_id, "index": i, "count": len(parts), "sha256": digest,
-                        "asset": asset, "data": base64.b64encode(p).decode("ascii")}).encode()
-            for i, p in enumerate(parts)]
+def update_messages(bundle_dir: Path, update_id: str, chunk_bytes: int, asset: str = "") -> list[bytes]:
+    """The header and chunk payloads of one update of ``bundle_dir``, in publishing order.
 
+    Raises:
+        UsageError: the bundle has no manifest.
+
+    """
+    try:
+        manifest = (bundle_dir / MANIFEST).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{bundle_dir / MANIFEST}: cannot read ({exc.strerror})") from None
+    sig_path = bundle_dir / SIGNATURE
+    signature = sig_path.read_bytes() if sig_path.is_file() else b""
+    return chunk_messages(pack_bundle(bundle_dir), update_id, chunk_bytes, asset, manifest, signature)
+
+
+def chunk_messages(archive: bytes, update_id: str, chunk_bytes: int, asset: str, manifest: bytes,
+                   signature: bytes) -> list[bytes]:
+    """Header then chunk payloads for an archive, its manifest bytes and signature."""
+    parts = [archive[i:i + chunk_bytes] for i in range(0, len(archive), chunk_bytes)] or [b""]
+    header = {"update_id": update_id, "kind": "header", "asset": asset,
+              "manifest": base64.b64encode(manifest).decode("ascii"),
+              "signature": base64.b64encode(signature).decode("ascii"), "count": len(parts),
+              "sha256": hashlib.sha256(archive).hexdigest(),
+              "chunks": [hashlib.sha256(p).hexdigest() for p in parts]}
+    return [json.dumps(header).encode()] + [
+        json.dumps({"update_id": update_id, "kind": "chunk", "index": i,
+                    "data": base64.b64encode(p).decode("ascii")}).encode() for i, p in enumerate(parts)]
+
+
+# ---- gateway side: parsing --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Header:
+    """A parsed header; nothing in it is trusted until :func:`verify_header` returned."""
+
+    update_id: str
+    asset: str
+    manifest_bytes: bytes
+    signature: bytes
+    count: int
+    sha256: str
+    chunks: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        """Identifies the header's content (two headers with one update_id may differ)."""
+        h = hashlib.sha256(self.manifest_bytes + self.signature + self.sha256.encode())
+        h.update("".join(self.chunks).encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A parsed chunk."""
+
+    update_id: str
+    index: int
+    data: bytes
+
+
+def parse_update_message(payload: bytes, max_bytes: int) -> Header | Chunk:
+    """One message of ``ROOT/GW/model/update``.
+
+    Raises:
+        UpdateRefused: malformed (the reason says which field).
+
+    """
+    if len(payload) > max_bytes * 4 // 3 + MAX_MANIFEST_BYTES * 2:
+        raise UpdateRefused(f"update message of {len(payload)} bytes exceeds the limit")
+    try:
+        msg = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise UpdateRefused("update message is not valid JSON") from None
+    if not isinstance(msg, dict):
+        raise UpdateRefused("update message is not a JSON object")
+    uid = msg.get("update_id")
+    if not isinstance(uid, str) or not _UPDATE_ID.fullmatch(uid):
+        raise UpdateRefused("update_id must be 1-64 characters of letters, digits, '-', '_' or '.'")
+    kind = msg.get("kind")
+    if kind == "chunk":
+        index = _int(msg.get("index"), "index", 0, MAX_CHUNKS - 1)
+        return Chunk(uid, index, _b64(msg.get("data"), "data", max_bytes))
+    if kind != "header":
+        raise UpdateRefused("kind must be 'header' or 'chunk' (a sender older than this gateway?)")
+    asset = msg.get("asset", "")
+    if not isinstance(asset, str) or len(asset) > MAX_ASSET_LEN or any(c in asset for c in "/+#\0"):
+        raise UpdateRefused("asset must be an asset name (at most 200 characters, no '/', '+', '#')")
+    count = _int(msg.get("count"), "count", 1, MAX_CHUNKS)
+    digest, chunks = msg.get("sha256"), msg.get("chunks")
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        raise UpdateRefused("sha256 must be 64 lowercase hex digits")
+    if (not isinstance(chunks, list) or len(chunks) != count
+            or not all(isinstance(c, str) and _HEX64.fullmatch(c) for c in chunks)):
+        raise UpdateRefused("chunks must list the sha256 of each of the count chunks")
+    manifest = _b64(msg.get("manifest"), "manifest", MAX_MANIFEST_BYTES)
+    signature = _b64(msg.get("signature"), "signature", SIGNATURE_BYTES)
+    return Header(uid, asset, manifest, signature, count, digest, tuple(chunks))
+
+
+# ---- gateway side: verification ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VerifiedManifest:
+    """A manifest whose signature checked out, with the facts the gateway relies on."""
+
+    raw: bytes
+    signature: bytes
+    manifest: dict[str, Any]
+    version: str
+    files: dict[str, tuple[str, int]]  # name -> (sha256, bytes)
+
+    @property
+    def archive_budget(self) -> int:
+        """The most bytes an honest archive of these files can take."""
+        return len(self.raw) + SIGNATURE_BYTES + sum(n for _, n in self.files.values()) + TAR_OVERHEAD
+
+
+def load_public_key(path: Path) -> Any:
+    """An Ed25519 public key from a PEM file (or ``DIR/public.pem``).
+
+    Raises:
+        UsageError: missing, unreadable or not Ed25519.
+
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    if path.is_dir():
+        path = path / "public.pem"
+    try:
+        key = load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the public key ({exc.strerror})") from None
+    except ValueError as exc:
+        raise UsageError(f"{path}: not a PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise UsageError(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def verify_header(header: Header, public_key: Any, max_bytes: int) -> VerifiedManifest:
+    """Check the signature over the manifest bytes, then the manifest. Nothing else is read before.
+
+    Raises:
+        UpdateRefused: unsigned, a bad signature, or a manifest the gateway cannot accept.
+
+    """
+    from cryptography.exceptions import InvalidSignature
+
+    if not header.signature:
+        raise UpdateRefused("manifest.sig missing: the bundle is not signed (export it with --sign)")
+    try:
+        public_key.verify(header.signature, header.manifest_bytes)
+    except InvalidSignature:
+        raise UpdateRefused("signature does not match manifest.json (manifest edited, or signed with "
+                            "another key)") from None
+    try:
+        manifest = json.loads(header.manifest_bytes)
+    except (ValueError, RecursionError):
+        raise UpdateRefused("manifest.json is signed but not valid JSON") from None
+    if not isinstance(manifest, dict) or any(k not in manifest for k in REQUIRED_KEYS):
+        raise UpdateRefused("manifest.json lacks required keys")
+    if manifest["schema_version"] != MANIFEST_SCHEMA_VERSION:
+        raise UpdateRefused(f"manifest schema_version {str(manifest['schema_version'])[:20]} is not supported")
+    model = manifest.get("model")
+    version = model.get("version") if isinstance(model, dict) else None
+    check_version(version)
+    assert isinstance(version, str)
+    files_in = manifest["files"]
+    if not isinstance(files_in, dict) or not files_in:
+        raise UpdateRefused("manifest files must name the model files")
+    files: dict[str, tuple[str, int]] = {}
+    for name, info in files_in.items():
+        if not is_model_file(name):
+            raise UpdateRefused(f"manifest names an unexpected file {str(name)[:60]!r} (only model*.onnx)")
+        if (not isinstance(info, dict) or not isinstance(info.get("sha256"), str)
+                or not _HEX64.fullmatch(info["sha256"])):
+            raise UpdateRefused(f"manifest files.{name}: needs a sha256")
+        size = info.get("bytes")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= max_bytes:
+            raise UpdateRefused(f"manifest files.{name}: needs its size in bytes (at most update.max_bytes "
+                                f"= {max_bytes})")
+        files[name] = (info["sha256"], size)
+    if manifest.get("default_model") not in files:
+        raise UpdateRefused("manifest default_model is not one of its files")
+    verified = VerifiedManifest(header.manifest_bytes, header.signature, manifest, version, files)
+    if verified.archive_budget > max_bytes:
+        raise UpdateRefused(f"the bundle's {verified.archive_budget} bytes exceed update.max_bytes = {max_bytes}")
+    return verified
+
+
+def unpack_verified(archive: bytes, verified: VerifiedManifest) -> dict[str, bytes]:
+    """The bundle's files from an archive in memory, each checked against the signed manifest.
+
+    Only regular, non-sparse members named by the manifest (plus the manifest and its
+    signature, byte-identical to the verified ones), each of exactly its declared size and
+    digest; anything else refuses the whole update. Nothing is written to disk here.
+
+    Raises:
+        UpdateRefused: what was wrong, in words.
+
+    """
+    limits = {MANIFEST: len(verified.raw), SIGNATURE: SIGNATURE_BYTES} | {n: s for n, (_, s) in verified.files.items()}
+    out: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+            for member in tar:
+                name = member.name
+                if name not in limits or name in out:
+                    raise UpdateRefused(f"unexpected archive member {name[:80]!r}")
+                if not member.isreg() or member.issparse():
+                    raise UpdateRefused(f"archive member {name!r} is not a plain file")
+                if member.size != limits[name]:
+                    raise UpdateRefused(f"archive member {name!r} is {member.size} bytes, the signed manifest "
+                                        f"says {limits[name]}")
+                src = tar.extractfile(member)
+                data = src.read(limits[name] + 1) if src is not None else b""
+                if len(data) != limits[name]:
+                    raise UpdateRefused(f"archive member {name!r} is truncated")
+                out[name] = data
+    except (tarfile.TarError, EOFError, ValueError) as exc:
+        raise UpdateRefused(f"not a bundle archive ({str(exc)[:100]})") from None
+    if out.get(MANIFEST) != verified.raw or out.get(SIGNATURE) != verified.signature:
+        raise UpdateRefused("the archive's manifest or signature is not the one the header carried")
+    for name, (digest, _) in verified.files.items():
+        if name not in out:
+            raise UpdateRefused(f"{name}: missing from the archive")
+        if hashlib.sha256(out[name]).hexdigest() != digest:
+            raise UpdateRefused(f"{name}: sha256 does not match the signed manifest (corrupted or tampered)")
+    return out
+
+
+@dataclass
+class Assembly:
+    """Chunks of one verified update as they arrive (any order; only the declared digests are kept)."""
+
+    header: Header
+    verified: VerifiedManifest
+    parts: dict[int, bytes] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    held: int = 0
+
+    def add(self, index: int, data: bytes) -> bool:
+        """Keep the chunk if it is the one declared at ``index`` (and fits); True if it was kept."""
+        if (index >= self.header.count or index in self.parts
+                or self.held + len(data) > self.verified.archive_budget
+                or hashlib.sha256(data).hexdigest() != self.header.chunks[index]):
+            return False
+        self.parts[index] = data
+        self.held += len(data)
+        return True
+
+    @property
+    def complete(self) -> bool:
+        """Whether every chunk has arrived."""
+        return len(self.parts) == self.header.count
+
+    def archive(self) -> bytes:
+        """The whole archive, checked against the header's digest.
+
+        Raises:
+            UpdateRefused: the digest does not match.
+
+        """
+        data = b"".join(self.parts[i] for i in range(self.header.count))
+        if hashlib.sha256(data).hexdigest() != self.header.sha256:
+            raise UpdateRefused("archive sha256 does not match the header")
+        return data
+
+
+# ---- the models directory ---------------------------------------------------------------------
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -85,56 +428,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-@dataclass
-class Assembly:
-    """Chunks of one update as they arrive (any order, repeats ignored)."""
-
-    update_id: str
-    count: int
-    sha256: str
-    asset: str
-    parts: dict[int, bytes] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-
-    def add(self, index: int, data: bytes) -> bool:
-        """Store a chunk; True when all have arrived."""
-        self.parts.setdefault(index, data)
-        return len(self.parts) == self.count
-
-    def archive(self) -> bytes:
-        """The whole archive, checked against its sha256.
-
-        Raises:
-            UpdateRefused: the digest does not match.
-
-        """
-        data = b"".join(self.parts[i] for i in range(self.count))
-        if hashlib.sha256(data).hexdigest() != self.sha256:
-            raise UpdateRefused("archive sha256 does not match (corrupted in transit or tampered)")
-        return data
-
-
-def parse_chunk(payload: bytes, max_bytes: int) -> tuple[str, int, int, str, str, bytes]:
-    """``(update_id, index, count, sha256, asset, data)`` of one chunk message.
-
-    Raises:
-        UpdateRefused: malformed chunk.
-
-    """
-    try:
-        msg = json.loads(payload)
-        uid, index, count = str(msg["update_id"]), int(msg["index"]), int(msg["count"])
-        digest, asset = str(msg["sha256"]), str(msg.get("asset", ""))
-        data = base64.b64decode(msg["data"], validate=True)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UpdateRefused(f"malformed update chunk ({exc})") from None
-    if not uid or len(uid) > 64 or not all(c.isalnum() or c in "-_." for c in uid):
-        raise UpdateRefused("update_id must be 1-64 characters of letters, digits, '-', '_' or '.'")
-    if not 0 <= index < count or count * len(data) > max_bytes * 2 or count > 100000:
-        raise UpdateRefused(f"chunk {index} of {count} is out of range or the update exceeds {max_bytes} bytes")
-    return uid, index, count, digest, asset, data
 
 
 class ModelStore:
@@ -157,54 +450,66 @@ class ModelStore:
         except (OSError, ValueError):
             return {}
 
+    def folder(self, version: str) -> Path | None:
+        """The installed folder of ``version`` if complete (also the pre-``v`` layout of older gateways)."""
+        try:
+            derived = version_dir(version)
+        except UpdateRefused:
+            return None
+        for name in (derived, version):
+            if (self.root / name / MANIFEST).is_file():
+                return self.root / name
+        return None
+
     def installed(self, asset: str = "") -> Path | None:
         """The bundle directory currently installed for ``asset`` ('' = default), if it is complete."""
         entry = self._entry(self.pointer(), asset)
         for key in ("version", "previous"):
-            v = str(entry.get(key) or "")
-            if v and "/" not in v and (self.root / v / MANIFEST).is_file():
-                return self.root / v
+            found = self.folder(str(entry.get(key) or ""))
+            if found is not None:
+                return found
         return None
+
+    def installed_version(self, asset: str = "") -> str | None:
+        """The version ``current.json`` names for ``asset`` (None when none or not a valid version)."""
+        v = self._entry(self.pointer(), asset).get("version")
+        return v if isinstance(v, str) and version_key(v) != (-1,) else None
+
+    def previous(self, asset: str = "") -> Path | None:
+        """The folder of the version before the current one, if it is still complete."""
+        return self.folder(str(self._entry(self.pointer(), asset).get("previous") or ""))
 
     @staticmethod
     def _entry(pointer: dict[str, Any], asset: str) -> dict[str, Any]:
-        e = pointer.get("default", {}) if not asset else pointer.get("assets", {}).get(asset, {})
+        assets = pointer.get("assets", {})
+        e = pointer.get("default", {}) if not asset else (assets.get(asset, {}) if isinstance(assets, dict) else {})
         return e if isinstance(e, dict) else {}
 
-    def stage(self, update_id: str, archive: bytes) -> Path:
-        """Extract an archive into a staging folder (only the known bundle files, no paths).
-
-        Raises:
-            UpdateRefused: not a tar archive, or unexpected members.
-
-        """
+    def stage(self, update_id: str, files: dict[str, bytes]) -> Path:
+        """Write verified files (from :func:`unpack_verified`) into a fresh staging folder."""
+        if not _UPDATE_ID.fullmatch(update_id) or any(not is_model_file(n) and n not in (MANIFEST, SIGNATURE)
+                                                         for n in files):
+            raise UpdateRefused("refusing to stage unverified names")
         staging = self.root / f".staging-{update_id}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-                for member in tar.getmembers():
-                    if not member.isfile() or member.name not in BUNDLE_FILES:
-                        raise UpdateRefused(f"unexpected archive member {member.name[:80]!r}")
-                    src = tar.extractfile(member)
-                    assert src is not None
-                    target = staging / member.name
-                    with target.open("wb") as f:
-                        shutil.copyfileobj(src, f)
-                        f.flush()
-                        os.fsync(f.fileno())
-        except (tarfile.TarError, EOFError) as exc:
+            for name, data in files.items():
+                with (staging / name).open("wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+        except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            raise UpdateRefused(f"not a bundle archive ({exc})") from None
-        except UpdateRefused:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            raise UpdateRefused(f"cannot write the update to {self.root} ({exc.strerror})") from None
         _fsync_dir(staging)
         return staging
 
     def install(self, staging: Path, version: str, asset: str = "") -> Path:
         """Rename staging to its version folder, then point ``current.json`` at it (previous kept)."""
-        final = self.root / version
+        final = self.root / version_dir(version)
+        if final.parent != self.root or staging.parent != self.root:
+            raise UpdateRefused("refusing to install outside the models directory")
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -213,7 +518,9 @@ class ModelStore:
         entry = self._entry(pointer, asset)
         new_entry = {"version": version, "previous": entry.get("version")}
         if asset:
-            pointer.setdefault("assets", {})[asset] = new_entry
+            assets = pointer.get("assets")
+            pointer["assets"] = assets = assets if isinstance(assets, dict) else {}
+            assets[asset] = new_entry
         else:
             pointer["default"] = new_entry
         self._write_pointer(pointer)
@@ -228,7 +535,9 @@ class ModelStore:
             return None
         new_entry = {"version": prev, "previous": None}
         if asset:
-            pointer.setdefault("assets", {})[asset] = new_entry
+            assets = pointer.get("assets")
+            pointer["assets"] = assets = assets if isinstance(assets, dict) else {}
+            assets[asset] = new_entry
         else:
             pointer["default"] = new_entry
         self._write_pointer(pointer)
@@ -244,36 +553,57 @@ class ModelStore:
         _fsync_dir(self.root)
 
 
-def check_candidate(staging: Path, public_key: Path, current: OnnxScorer, threads: int) -> OnnxScorer:
-    """Every check before an install; returns the new scorer, opened and warmed up.
+def time_per_window_ms(scorer: OnnxScorer, windows: np.ndarray, repeats: int = 5) -> float:
+    """Median milliseconds per window of ``repeats`` runs over ``windows``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        scorer.score_windows(windows)
+        times.append((time.perf_counter() - t0) * 1e3 / len(windows))
+    return float(np.median(times))
 
-    Signature and hashes, a newer version, the same channels and window as the running
-    model, and the manifest's golden windows reproduced within their tolerance.
+
+def check_candidate(staging: Path, current: OnnxScorer, threads: int, *, max_slowdown: float = 5.0,
+                    max_model_mb: float = 512.0) -> OnnxScorer:
+    """Every check of a verified, staged bundle before it is installed; returns it opened and warmed up.
+
+    The same channels and window as the running model, the manifest's golden windows reproduced
+    within their tolerance, inference at most ``max_slowdown`` times slower than the running
+    model's on the same windows (plus 1 ms of slack), and opening it grows memory by at most
+    ``max_model_mb``.
 
     Raises:
         UpdateRefused: the first check that failed, in words.
 
     """
-    problems = verify_bundle(staging, public_key)
-    if problems:
-        raise UpdateRefused("; ".join(problems).replace(str(staging) + "/", ""))
-    manifest = read_manifest(staging)
-    new_v, old_v = str(manifest["model"]["version"]), current.bundle.version
-    if version_key(new_v) <= version_key(old_v):
-        raise UpdateRefused(f"version {new_v} is not newer than the installed {old_v}")
-    if list(manifest["channels"]) != list(current.channels) or int(manifest["window_len"]) != current.window_len:
-        raise UpdateRefused(f"channels/window {manifest['channels']}/{manifest['window_len']} do not match the "
+    manifest = json.loads((staging / MANIFEST).read_bytes())
+    channels, window_len = manifest.get("channels"), manifest.get("window_len")
+    if channels != list(current.channels) or window_len != current.window_len:
+        raise UpdateRefused(f"channels/window {str(channels)[:200]}/{window_len} do not match the "
                             f"running model's {current.channels}/{current.window_len}")
+    rss0 = rss_mb()
     try:
         scorer = OnnxScorer.open(staging, None, threads)
     except EdgeAAEError as exc:
         raise UpdateRefused(f"cannot load the model: {exc}") from None
+    grown = rss_mb() - rss0
+    if grown > max_model_mb:
+        raise UpdateRefused(f"opening the model took {grown:.0f} MB of memory (limit update.max_model_mb = "
+                            f"{max_model_mb:.0f})")
     name = scorer.bundle.model_file
     tol = float(manifest.get("golden_tolerance", {}).get(name, 1e-3))
+    goldens = []
     for k, g in enumerate(manifest.get("golden", [])):
         window = decode_array(g["window"], "golden window")[None]
+        goldens.append(window)
         score = float(scorer.score_windows(window)[0][0])
         want = float(g["expected"][name]["score"])
         if not np.isfinite(score) or abs(score - want) > tol * max(1.0, abs(want)):
             raise UpdateRefused(f"golden window {k}: score {score:.6g} differs from the expected {want:.6g}")
+    probe = (np.concatenate(goldens) if goldens
+             else np.zeros((4, current.window_len, len(current.channels)), np.float32))
+    old_ms, new_ms = time_per_window_ms(current, probe), time_per_window_ms(scorer, probe)
+    if new_ms > max_slowdown * old_ms + 1.0:
+        raise UpdateRefused(f"the model takes {new_ms:.3f} ms per window, {new_ms / max(old_ms, 1e-9):.0f}x the "
+                            f"running model's {old_ms:.3f} ms (limit update.max_slowdown = {max_slowdown:g})")
     return scorer
