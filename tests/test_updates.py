@@ -80,7 +80,8 @@ def test_update_messages_round_trip_and_versions_compare(signed):
     msgs = update_messages(signed["v2"], "u1", 30_000)
     header = parse_update_message(msgs[0], 10**8)
     chunks = [parse_update_message(m, 10**8) for m in msgs[1:]]
-    assert isinstance(header, Header) and header.count == len(chunks) >= 2
+    assert isinstance(header, Header)
+    assert header.count == len(chunks) >= 2
     assert b"".join(c.data for c in chunks) == pack_bundle(signed["v2"])
     assert "parity.json" not in unpack_verified(pack_bundle(signed["v2"]),
                                                 verify_header(header, load_public_key(signed["keys"]), 10**8))

@@ -130,10 +130,12 @@ class Updater:
         try:
             verified = verify_header(h, self.public_key, u.max_bytes)  # the signature first
             newest = self._newest(slot)
-            if version_key(verified.version) <= version_key(newest):
-                raise UpdateRefused(f"version {verified.version} is not newer than the installed {newest}")
         except UpdateRefused as exc:
-            self._refuse(h.update_id, h.asset, str(exc))
+            self._refuse(h.update_id, h.asset, str(exc), signed=exc.signed)
+            return
+        if version_key(verified.version) <= version_key(newest):
+            self._refuse(h.update_id, h.asset, f"version {verified.version} is not newer than the installed {newest}",
+                         verified.version, signed=True)
             return
         with self._lock:
             same = sum(1 for a in self._assemblies.values() if a.verified.raw == verified.raw)
@@ -147,7 +149,7 @@ class Updater:
                 problem = ""
                 self._assemblies[(h.update_id, h.digest)] = Assembly(h, verified)
         if problem:
-            self._refuse(h.update_id, h.asset, problem, verified.version)
+            self._refuse(h.update_id, h.asset, problem, verified.version, signed=True)
         else:
             log.info("update %s: signed manifest for %s %s verified; receiving %d chunk(s)", h.update_id,
                      verified.manifest.get("model", {}).get("name"), verified.version, h.count)
@@ -177,17 +179,19 @@ class Updater:
             old = [k for k, a in self._assemblies.items() if now - a.started > timeout]
             expired = [self._assemblies.pop(k) for k in old]
         for a in expired:
-            self._refuse(a.header.update_id, a.header.asset, f"incomplete after {timeout:.0f} s", a.verified.version)
+            self._refuse(a.header.update_id, a.header.asset, f"incomplete after {timeout:.0f} s", a.verified.version,
+                         signed=True)
 
-    def _refuse(self, update_id: str, asset: str, reason: str, version: str = "") -> None:
+    def _refuse(self, update_id: str, asset: str, reason: str, version: str = "", signed: bool = False) -> None:
+        """Report a refusal; those of unverified messages are rate-limited (a flood must not flood back)."""
         now = time.monotonic()
         with self._lock:
             self._tokens = min(REFUSALS_PER_S, self._tokens + (now - self._refill) * REFUSALS_PER_S)
             self._refill = now
-            publish = self._tokens >= 1
-            if publish:
+            publish = signed or self._tokens >= 1
+            if publish and not signed:
                 self._tokens -= 1
-            else:
+            elif not publish:
                 self.suppressed += 1
         if not publish:
             log.debug("update %s refused (not published, rate limit): %s", update_id, reason)
@@ -214,7 +218,7 @@ class Updater:
             except Exception as exc:  # the updater must survive anything a sender can do
                 log.exception("update install failed")
                 self._refuse(asm.header.update_id, asm.header.asset, f"internal error: {type(exc).__name__}",
-                             asm.verified.version)
+                             asm.verified.version, signed=True)
 
     def _install(self, asm: Assembly) -> None:
         h, v = asm.header, asm.verified
@@ -236,7 +240,7 @@ class Updater:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             self._refuse(h.update_id, h.asset, str(exc) if isinstance(exc, EdgeAAEError)
-                         else f"bundle unusable ({type(exc).__name__}: {str(exc)[:100]})", v.version)
+                         else f"bundle unusable ({type(exc).__name__}: {str(exc)[:100]})", v.version, signed=True)
             return
         previous = max(slot.scorer.bundle.version, self._installed.get(slot.asset, ""), key=version_key)
         final = self.store.install(staging, v.version, h.asset)

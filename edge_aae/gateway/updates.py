@@ -79,7 +79,12 @@ TAR_OVERHEAD = 16 * 1024  # member headers, PAX records, padding and end blocks 
 
 
 class UpdateRefused(EdgeAAEError):
-    """An update that must not be installed; the message says why (it is published)."""
+    """An update that must not be installed; the message says why (it is published).
+
+    ``signed`` is True when the owner's signature checked out and something after it failed.
+    """
+
+    signed = False
 
 
 def check_version(version: Any) -> tuple[int, ...]:
@@ -304,6 +309,14 @@ def verify_header(header: Header, public_key: Any, max_bytes: int) -> VerifiedMa
     except InvalidSignature:
         raise UpdateRefused("signature does not match manifest.json (manifest edited, or signed with "
                             "another key)") from None
+    try:
+        return _check_manifest(header, max_bytes)
+    except UpdateRefused as exc:
+        exc.signed = True
+        raise
+
+
+def _check_manifest(header: Header, max_bytes: int) -> VerifiedManifest:
     try:
         manifest = json.loads(header.manifest_bytes)
     except (ValueError, RecursionError):
