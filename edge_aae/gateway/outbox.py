@@ -83,7 +83,10 @@ class Outbox:
             try:
                 self._write(key, record)
             except OSError as exc:
-                (self.dir / f"{key}.tmp").unlink(missing_ok=True)
+                try:
+                    (self.dir / f"{key}.tmp").unlink(missing_ok=True)
+                except OSError:
+                    pass  # the disk that refused the write may refuse this too; a restart removes it
                 self.write_errors += 1
                 self._memory[key] = OutboxMessage(key, topic, payload, qos, retain)
                 problems.append(("outbox_error", f"cannot write {self.dir} ({exc.strerror or exc}); message {key} "
@@ -91,8 +94,11 @@ class Outbox:
             self._keys.append(key)
             while len(self._keys) > self.max_messages:
                 old = self._keys.pop(0)
-                self._memory.pop(old, None)
-                (self.dir / f"{old}.msg").unlink(missing_ok=True)
+                if self._memory.pop(old, None) is None:
+                    try:
+                        (self.dir / f"{old}.msg").unlink(missing_ok=True)
+                    except OSError:
+                        pass
                 self.dropped += 1
                 problems.append(("outbox_full", f"outbox full ({self.max_messages} messages): dropped the oldest, "
                                  f"{old}"))

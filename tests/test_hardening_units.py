@@ -1,0 +1,260 @@
+"""Hardening, piece by piece: parser, stream, queue, outbox, update verification, contained callbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge_aae.errors import ConfigError, UsageError
+from edge_aae.gateway.daemon import ReadingQueue, _Item
+from edge_aae.gateway.outbox import Outbox
+from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
+from edge_aae.gateway.stats import Stats
+from edge_aae.gateway.stream import AssetStream
+from edge_aae.gateway.updates import (
+    Header,
+    ModelStore,
+    UpdateRefused,
+    check_version,
+    load_public_key,
+    parse_update_message,
+    unpack_verified,
+    update_messages,
+    verify_header,
+    version_dir,
+)
+from tests import redteam
+from tests.daemon_harness import write_config
+
+CH = ["a", "b"]
+
+
+def reason(raw: str, **kw) -> str:
+    try:
+        parse_readings(raw.encode(), CH, {}, max_bytes=10**7, max_readings=1000, **kw)
+    except PayloadError as exc:
+        return exc.reason
+    return "accepted"
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    ('{"ts": 1' + "0" * 400 + ', "values": {"a": 1, "b": 2}}', "invalid_value"),
+    ('{"ts": 1700000000, "values": {"a": 1' + "0" * 400 + ', "b": 2}}', "invalid_value"),
+    ('{"ts": [1700000000, 1' + "0" * 400 + '], "values": {"a": [1, 1], "b": [2, 2]}}', "invalid_value"),
+    ('{"ts": 1700000000, "values": {"a": 1, "b": 2}, "seq": 1' + "0" * 30 + "}", "invalid_value"),
+    ('{"ts": 1' + "0" * 5000 + ', "values": {}}', "invalid_value"),
+    ('{"ts": 1e999, "values": {"a": 1, "b": 2}}', "bad_timestamp"),
+    ('{"ts": 1700000000, "values": {"a": 1e-400, "b": 2}}', "accepted"),
+])
+def test_numbers_out_of_range_are_rejected_not_raised(raw, why):
+    assert reason(raw) == why
+
+
+def test_future_timestamps_are_rejected():
+    now = time.time()
+    assert reason(f'{{"ts": {now + 1000}, "values": {{"a": 1, "b": 2}}}}', max_ts=now + 300) == "future_timestamp"
+    assert reason(f'{{"ts": {now + 10}, "values": {{"a": 1, "b": 2}}}}', max_ts=now + 300) == "accepted"
+
+
+def test_a_run_of_late_readings_restarts_the_stream():
+    s = AssetStream(window_len=4, n_channels=1, stride=1, sample_period_s=1.0, gap_factor=5, reorder_tolerance_s=2)
+    x = np.zeros(1, np.float32)
+    assert s.push(5000.0, x)[0] is None
+    outcomes = [s.push(100.0 + i, x)[0] for i in range(8)]
+    assert outcomes[:4] == ["late"] * 4
+    assert outcomes[4] == "stream_reset"
+    assert outcomes[5:] == [None, None, None]
+    assert s.push(108.0, x)[1] is not None  # scored again
+
+
+def readings(n: int) -> Readings:
+    return Readings(np.arange(n, dtype=np.float64), np.zeros((n, 2), np.float32))
+
+
+def test_queue_drops_from_the_largest_backlog_only():
+    q = ReadingQueue(1000, Stats())
+    q.put(_Item("good", readings(10)))
+    for _ in range(20):
+        q.put(_Item("flood", readings(200)))
+    items = q.get_all(0)
+    assert sum(len(i.readings.ts) for i in items if i.asset == "good") == 10
+    assert sum(len(i.readings.ts) for i in items) <= 1000
+    assert set(q.take_dropped()) == {"flood"}
+
+
+def test_outbox_keeps_messages_in_memory_when_the_disk_refuses(tmp_path):
+    reports = []
+    box = Outbox(tmp_path / "ob", max_messages=10, report=lambda r, d: reports.append(r))
+    (tmp_path / "ob").rename(tmp_path / "gone")
+    (tmp_path / "ob").write_text("not a folder any more")  # every write now fails
+    key = box.put("t/1", b'{"id": 1}')
+    assert reports == ["outbox_error"]
+    assert box.get(key).payload == b'{"id": 1}'
+    assert len(box) == 1
+    box.ack(key)
+    assert len(box) == 0
+
+
+def test_outbox_drops_are_reported(tmp_path):
+    reports = []
+    box = Outbox(tmp_path, max_messages=10, report=lambda r, d: reports.append(r))
+    for i in range(13):
+        box.put("t", json.dumps({"i": i}).encode())
+    assert reports.count("outbox_full") == 3
+
+
+def test_default_outbox_holds_a_day_of_alerts(tmp_path, bundle):
+    from edge_aae.gateway.config import load_gateway_config, outbox_capacity
+
+    assets = "".join(f'[models.assets.p{i}]\n' for i in range(40))
+    cfg = load_gateway_config(write_config(tmp_path / "gw.toml", bundle, tmp_path / "ob", extra=assets))
+    assert outbox_capacity(cfg) >= 40 * 2 * 86400 / (cfg.alerting.cooldown_s + cfg.alerting.min_duration_s)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    from export.signing import generate_keypair
+
+    d = tmp_path_factory.mktemp("keys")
+    generate_keypair(d)
+    return d
+
+
+def header_of(bundle_dir: Path) -> Header:
+    h = parse_update_message(update_messages(bundle_dir, "u1", 1 << 30)[0], 10**8)
+    assert isinstance(h, Header)
+    return h
+
+
+def test_versions_are_integers_and_folders_are_derived():
+    assert check_version("2026.11.23.1200") == (2026, 11, 23, 1200)
+    assert version_dir("01.2") == "v1.2"
+    for bad in ["9999.x/../../../victim", "../1", "1.2 ", "１２", "", "1..2", "1" * 10, None, 3]:
+        with pytest.raises(UpdateRefused):
+            check_version(bad)
+
+
+def test_signed_manifests_naming_paths_or_sparse_members_are_refused(bundle, keys, tmp_path):
+    pub = load_public_key(keys)
+    for files in ({"/etc/passwd": {"sha256": "0" * 64, "bytes": 10}},
+                  {"../model.onnx": {"sha256": "0" * 64, "bytes": 10}},
+                  {"model.onnx": {"sha256": "0" * 64}}):
+        evil = redteam.resign(bundle, tmp_path / "evil", keys, lambda m, f=files: m.update(files=f))
+        with pytest.raises(UpdateRefused) as exc:
+            verify_header(header_of(evil), pub, 10**8)
+        assert exc.value.signed
+    good = redteam.resign(bundle, tmp_path / "good", keys, redteam.with_version("2.0.0"))
+    verified = verify_header(header_of(good), pub, 10**8)
+    with pytest.raises(UpdateRefused, match="plain file|unexpected"):
+        unpack_verified(redteam.sparse_archive(), verified)
+    (good / "manifest.sig").unlink()
+    unsigned = header_of(good)
+    with pytest.raises(UpdateRefused, match="not signed"):
+        verify_header(unsigned, pub, 10**8)
+
+
+def test_store_never_installs_outside_its_folder(tmp_path):
+    store = ModelStore(tmp_path / "models")
+    staging = store.stage("u1", {"manifest.json": b"{}"})
+    with pytest.raises(UpdateRefused):
+        store.install(staging, "1.0/../../x")
+    with pytest.raises(UpdateRefused):
+        store.stage("u2", {"../escape": b"x"})
+
+
+def test_world_readable_secrets_are_refused(tmp_path, bundle):
+    from edge_aae.gateway.config import load_gateway_config
+    from export.signing import generate_keypair, load_private_key
+
+    pw = tmp_path / "pw"
+    pw.write_text("secret")
+    pw.chmod(0o644)
+    cfg = write_config(tmp_path / "gw.toml", bundle, tmp_path / "ob",
+                       extra=f'[broker]\nusername = "gw1"\npassword_file = "{pw}"\n')
+    with pytest.raises(ConfigError, match=f"chmod 600 {pw}"):
+        load_gateway_config(cfg)
+    res = subprocess.run([sys.executable, "-m", "edge_aae.cli", "serve", "--check-config", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert "chmod 600" in res.stderr
+    pw.chmod(0o600)
+    load_gateway_config(cfg)
+    generate_keypair(tmp_path / "k")
+    (tmp_path / "k" / "private.pem").chmod(0o644)
+    with pytest.raises(UsageError, match="chmod 600"):
+        load_private_key(tmp_path / "k")
+
+
+def test_export_refuses_a_version_that_is_not_integers(trained_run, tmp_path):
+    from export.bundle import build_bundle
+
+    with pytest.raises(UsageError, match="--model-version"):
+        build_bundle(trained_run, tmp_path / "b", version="1.0/../../x")
+
+
+def make_daemon(tmp_path, bundle, extra=""):
+    from edge_aae.gateway.config import load_gateway_config
+    from edge_aae.gateway.daemon import Daemon
+
+    cfg = write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox", extra=extra)
+    return Daemon(load_gateway_config(cfg, {"broker_url": "mqtt://127.0.0.1:1"}))
+
+
+def test_no_exception_escapes_a_callback(tmp_path, bundle, monkeypatch):
+    import edge_aae.gateway.daemon as daemon_mod
+
+    d = make_daemon(tmp_path, bundle)
+    msg = mqtt.MQTTMessage(topic=b"edge-aae/gw1/sensors/pump1")
+    msg.payload = b'{"ts": 1, "values": {}}'
+
+    def boom(*_a, **_k):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(daemon_mod, "parse_readings", boom)
+    d._on_message(d.client, None, msg)  # must not raise
+    monkeypatch.setattr(d, "_subscribe", boom)
+    rc = type("RC", (), {"is_failure": False})()
+    d._on_connect(d.client, None, None, rc, None)
+    d._on_publish(d.client, None, 1, None, None)
+    assert d.stats.counts["internal_errors"] == 2
+    assert d.stats.drops["internal_error"] == 2
+
+
+def test_repeated_non_finite_scores_roll_back_after_the_health_window(tmp_path, bundle, keys):
+    from edge_aae.gateway.updates import pack_bundle
+
+    v1 = redteam.resign(bundle, tmp_path / "v1", keys, redteam.with_version("1.0.0"))
+    v2 = redteam.resign(bundle, tmp_path / "v2", keys, redteam.with_version("2.0.0"))
+    pub = load_public_key(keys)
+    store = ModelStore(tmp_path / "models")
+    for v, uid in ((v1, "a"), (v2, "b")):
+        files = unpack_verified(pack_bundle(v), verify_header(header_of(v), pub, 10**8))
+        store.install(store.stage(uid, files), json.loads((v / "manifest.json").read_text())["model"]["version"])
+    extra = (f'[update]\nenabled = true\npublic_key = "{keys / "public.pem"}"\n'
+             f'models_dir = "{tmp_path / "models"}"\nhealth_window_s = 0\n')
+    d = make_daemon(tmp_path, v1, extra)
+    slot = d.registry.default
+    assert slot.scorer.bundle.version == "2.0.0"  # the installed update, long past its health window
+    assert slot.previous is None
+    real = slot.scorer.score_windows
+
+    def nan_scores(w):
+        s, c, z = real(w)
+        return np.full_like(s, np.nan), c, z
+
+    slot.scorer.score_windows = nan_scores
+    window = np.zeros((slot.scorer.window_len, len(slot.scorer.channels)), np.float32)
+    d.assets["pump1"] = d._state("pump1")
+    for _ in range(3):
+        d._score([("pump1", 1.0, window)])
+    assert slot.scorer.bundle.version == "1.0.0"
+    assert d.stats.drops["non_finite_score"] == 3
+    assert d.stats.counts["updates_rolled_back"] == 1
+    assert os.path.basename(store.installed()) == "v1.0.0"
