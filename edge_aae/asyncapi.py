@@ -43,6 +43,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "model_outcome": {"gateway": "rpi4-line2", "ts": 1700000400.0, "event": "refused",
                       "update_id": "9a1b2c3d4e5f6071", "asset": "", "version": "2026.11.20.0900",
                       "reason": "version 2026.11.20.0900 is not newer than the installed 2026.11.23.1200"},
+    "probe": {"probe": "5f0c2a9e1b7d4c33", "gateway": "rpi4-line2", "ts": 1700000202.0},
     "error": {"ts": 1700000201.0, "gateway": "rpi4-line2", "asset": "pump7", "reason": "missing_channel",
               "detail": "missing flow_m3h"},
 }
@@ -95,6 +96,8 @@ def build_document() -> dict[str, Any]:
         "update_chunk": ("Model update message", "A signed header, then slices of a signed bundle (`edge-aae "
                                                  "deploy`); only the model owner may publish here."),
         "model_outcome": ("Model update outcome", "Retained: installed, refused (with the reason) or rolled back."),
+        "probe": ("Readings-path probe", "The daemon's own message to itself through its readings subscription; "
+                                         "when probes stop coming back it reports itself unhealthy."),
     }
     components_messages = {}
     for name, (title, description) in messages.items():
@@ -123,6 +126,10 @@ def build_document() -> dict[str, Any]:
                         "messages": {"update_chunk": {"$ref": "#/components/messages/update_chunk"}}},
         "model": {"address": f"{base}/model", "parameters": _params("root", "gateway"),
                   "messages": {"model_outcome": {"$ref": "#/components/messages/model_outcome"}}},
+        "probe": {"address": f"{base}/sensors/_probe", "parameters": _params("root", "gateway"),
+                  "messages": {"probe": {"$ref": "#/components/messages/probe"}},
+                  "description": "Reserved: not an asset. Needs the gateway's write access to its own sensors "
+                                 "topics (the README's ACL gives it `readwrite ROOT/GW/#`)."},
     }
 
     def op(action: str, channel: str, message: str, qos: int, retain: bool, summary: str) -> dict[str, Any]:
@@ -139,6 +146,8 @@ def build_document() -> dict[str, Any]:
         "receiveModelUpdate": op("receive", "modelUpdate", "update_chunk", 1, False,
                                  "Signed bundle chunks (when updates are enabled)."),
         "sendModelOutcome": op("send", "model", "model_outcome", 1, True, "Outcome of the latest update, retained."),
+        "sendProbe": op("send", "probe", "probe", 1, False, "A probe to itself, every min(15, keepalive/2) s."),
+        "receiveProbe": op("receive", "probe", "probe", 1, False, "The probe back: readings reach the daemon."),
     }
     return {
         "asyncapi": "3.0.0",

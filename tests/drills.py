@@ -339,6 +339,7 @@ def drill_red_team(env: Env) -> Row:
         out += redteam.attack_chunk_flood(t, megabytes=375)
         out += redteam.attack_update_races(t, env.version("2.0.0"), env.version("3.0.0"))
         out += redteam.attack_version_path(t, env.bundle, tmp)
+        out += redteam.attack_slow_model(t, env.bundle, tmp)
         unsigned = redteam.resign(env.bundle, tmp / "unsigned", env.keys, redteam.with_version("7.0.0"))
         (unsigned / "manifest.sig").unlink()
         out += redteam.attack_forged_outcome(t, unsigned)

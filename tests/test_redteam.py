@@ -74,6 +74,10 @@ def test_slots_conflicts_and_back_to_back_updates(target, bundle, keys, tmp_path
     check(redteam.attack_update_races(target, v2, v3))
 
 
+def test_a_much_slower_signed_model_is_refused(target, bundle, tmp_path):
+    check(redteam.attack_slow_model(target, bundle, tmp_path))
+
+
 def test_a_version_never_becomes_a_path(target, bundle, tmp_path):
     check(redteam.attack_version_path(target, bundle, tmp_path))
 

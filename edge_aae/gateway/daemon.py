@@ -11,7 +11,11 @@ No exception escapes a paho callback: one would kill paho's network thread and l
 deaf gateway whose process still looks alive. Each callback is wrapped; what it raises is
 counted, logged and reported on the errors topic (``internal_error``), and the message is
 acknowledged. The heartbeat file is touched only while the gateway is *healthy*: connected,
-its subscriptions granted and paho's network thread alive.
+its subscriptions granted, paho's network thread alive, and its own probe, published to
+``ROOT/GW/sensors/_probe``, coming back through the readings subscription (a broker ACL that
+silently withholds readings, or a subscription lost in a broker restart, fails that last test).
+The heartbeat file holds ``<unix seconds> <keepalive_s>``: a health check fails when it is
+older than that.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import secrets
 import threading
 import time
 from collections import Counter, deque
@@ -49,11 +54,12 @@ from edge_aae.gateway.updates import ModelStore
 log = logging.getLogger(__name__)
 
 RESEND_AFTER_S = 30.0
-HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often while healthy: a container health check reads it
 MAX_ASSET_LEN = 200  # longer asset names are rejected (bad_asset)
 STATUS_MAX_ASSETS = 100  # the status lists at most this many assets and counts the rest
 NONFINITE_ROLLBACK_BATCHES = 3  # this many batches in a row with non-finite scores roll an update back
 PUBACK_RETRY_MAX_S = 60.0
+HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often while healthy: a container health check reads it
+PROBE_MAX_S = 15.0  # the readings-path probe goes out every min(15, keepalive_s / 2) seconds
 
 
 def _contained(fn: Callable[..., None]) -> Callable[..., None]:
@@ -139,11 +145,16 @@ class ReadingQueue:
             self._cond.notify()
 
     def get_all(self, timeout_s: float) -> list[_Item]:
-        """Everything queued (each asset's items in arrival order), waiting up to ``timeout_s``."""
+        """Everything queued, waiting up to ``timeout_s``.
+
+        Each asset's items stay in arrival order; assets with the smallest backlog come first, so a
+        flooding asset's windows are scored after everyone else's.
+        """
         with self._cond:
             if not self._n and not self._per:
                 self._cond.wait(timeout_s)
-            items = [it for d in self._per.values() for it in d]
+            order = sorted(self._per, key=lambda a: self._counts[a])
+            items = [it for a in order for it in self._per[a]]
             self._per.clear()
             self._counts.clear()
             self._n = 0
@@ -208,6 +219,13 @@ class Daemon:
         self._sub_mid: int | None = None
         self._resubscribe_at = 0.0
         self._loop_restarts = 0
+        self._probe_every = min(PROBE_MAX_S, cfg.broker.keepalive_s / 2)
+        self._probe_nonces: deque[str] = deque(maxlen=8)
+        self._probe_back = -float("inf")  # monotonic time the last probe came back
+        self._next_probe = 0.0
+        self._reported_health: bool | None = None
+        self._next_heartbeat = 0.0
+        self._unhealthy_logged = ("", 0.0)
         self._error_tokens = cfg.publish.errors_per_s
         self._error_refill = time.monotonic()
         self._internal_logged = 0
@@ -257,10 +275,11 @@ class Daemon:
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
                     _props: Any) -> None:
         if reason_code.is_failure:
-            hint = (" (check broker.username and the password)" if "authori" in str(reason_code).lower()
-                    or "password" in str(reason_code).lower() else "")
+            value = getattr(reason_code, "value", 0)
+            auth = value in (0x86, 0x87, 4, 5) or "authori" in str(reason_code).lower()
             log.error("broker %s:%d refused the connection: %s%s; retrying", self.cfg.broker.host,
-                      self.cfg.broker.port, str(reason_code).lower(), hint)
+                      self.cfg.broker.port, "not authorized" if auth else str(reason_code),
+                      f" ({reason_code}; check broker.username and the password)" if auth else "")
             self.stats.add("connections_refused")
             return
         log.info("connected to %s:%d", self.cfg.broker.host, self.cfg.broker.port)
@@ -298,12 +317,13 @@ class Daemon:
                   if getattr(rc, "is_failure", False)]
         if failed:
             self.stats.add("subscriptions_refused")
-            self._resubscribe_at = time.monotonic() + 5.0
+            k = self.stats.counts["subscriptions_refused"]
+            self._resubscribe_at = time.monotonic() + min(30.0, 2.5 * 2 ** min(k, 4))
             log.error("the broker refused the subscription(s) %s: the gateway cannot receive and reports itself "
                       "unhealthy; retrying", ", ".join(f"{t} ({rc})" for t, rc in failed))
             return
         self.subscribed.set()
-        _client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+        self._send_probe()
 
     @_contained
     def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: Any, _props: Any) -> None:
@@ -338,6 +358,9 @@ class Daemon:
         if msg.topic == self.topics.model_update:
             if self.updater is not None:
                 self.updater.submit(bytes(msg.payload))
+            return
+        if msg.topic == self.topics.probe:
+            self._probe_returned(bytes(msg.payload))
             return
         asset = self.topics.asset_of(msg.topic)
         if asset is None:
@@ -391,8 +414,24 @@ class Daemon:
         self.stats.drop(reason)
         self._pending_reports.append(("", reason, detail))
 
+    def _send_probe(self) -> None:
+        """Publish a probe to ourselves through the readings subscription (QoS 1)."""
+        nonce = secrets.token_hex(8)
+        self._probe_nonces.append(nonce)
+        self._next_probe = time.monotonic() + self._probe_every
+        payload = {"probe": nonce, "gateway": self.cfg.gateway_id, "ts": time.time()}
+        self.client.publish(self.topics.probe, json.dumps(payload), qos=1)
+
+    def _probe_returned(self, raw: bytes) -> None:
+        try:
+            nonce = json.loads(raw).get("probe")
+        except (ValueError, AttributeError, RecursionError):
+            return
+        if nonce in self._probe_nonces:
+            self._probe_back = time.monotonic()
+
     def _healthy(self) -> tuple[bool, str]:
-        """Whether the gateway can receive: connected, subscribed, network loop alive; else why not."""
+        """Whether readings reach the gateway: network loop alive, connected, subscribed, probe back."""
         thread = getattr(self.client, "_thread", None)
         if thread is None or not thread.is_alive():
             return False, "MQTT network loop not running"
@@ -400,6 +439,9 @@ class Daemon:
             return False, "not connected to the broker"
         if not self.subscribed.is_set():
             return False, "subscriptions not granted"
+        if time.monotonic() - self._probe_back > 2 * self._probe_every + 2:
+            return False, (f"readings do not reach the gateway: its probe on {self.topics.probe} did not come "
+                           "back (a broker ACL without read access to the sensors topics?)")
         return True, ""
 
     def _status_payload(self, state: str) -> str:
@@ -522,7 +564,7 @@ class Daemon:
             return self._maybe_roll_back(slot, f"memory grew by {grown:.0f} MB (update.max_model_mb = "
                                                f"{u.max_model_mb:.0f})")
         if (slot.baseline_ms is not None and slot.latency_ms is not None and slot.health_batches >= 5
-                and slot.latency_ms > u.max_slowdown * slot.baseline_ms + 1.0):
+                and slot.latency_ms > u.max_slowdown * slot.baseline_ms + 0.2):
             return self._maybe_roll_back(slot, f"inference {slot.latency_ms:.2f} ms per window, over "
                                                f"{u.max_slowdown:g}x the previous model's {slot.baseline_ms:.2f} ms")
         return False
@@ -716,7 +758,7 @@ class Daemon:
                     self._service_outbox()
                     self._flush_reports()
                 if now >= next_heartbeat:
-                    next_heartbeat = now + HEARTBEAT_S
+                    next_heartbeat = now + 1.0
                     self._watchdog(now)
                 if now >= next_stats:
                     next_stats = now + self.cfg.publish.stats_interval_s
@@ -736,12 +778,22 @@ class Daemon:
                                f"of runtime.queue_max_readings = {self.cfg.runtime.queue_max_readings}")
 
     def _watchdog(self, now: float) -> None:
-        """Heartbeat while healthy; restart a dead network loop; retry refused subscriptions."""
+        """Heartbeat while healthy; probes; restart a dead network loop; retry refused subscriptions."""
+        if self.subscribed.is_set() and now >= self._next_probe:
+            self._send_probe()
         healthy, why = self._healthy()
+        if healthy != self._reported_health and self.connected.is_set():
+            self._reported_health = healthy  # the retained status says so at once, not at the next stats
+            self.client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
         if healthy:
-            self.heartbeat.write_text(f"{time.time():.0f} {self.cfg.broker.keepalive_s}\n", encoding="ascii")
+            if now >= self._next_heartbeat:  # an SD card need not be written every second
+                self._next_heartbeat = now + HEARTBEAT_S
+                self.heartbeat.write_text(f"{time.time():.0f} {self.cfg.broker.keepalive_s}\n", encoding="ascii")
+            self._unhealthy_logged = ("", 0.0)
             return
-        log.warning("unhealthy: %s", why)
+        if why != self._unhealthy_logged[0] or now - self._unhealthy_logged[1] > 60:
+            self._unhealthy_logged = (why, now)
+            log.warning("unhealthy: %s", why)
         thread = getattr(self.client, "_thread", None)
         if (thread is None or not thread.is_alive()) and not self._stop.is_set():
             self._loop_restarts += 1
@@ -750,7 +802,7 @@ class Daemon:
             self.client._thread = None  # paho refuses loop_start() while it holds a dead thread
             self.client.loop_start()
         elif self.connected.is_set() and not self.subscribed.is_set() and now >= self._resubscribe_at:
-            self._resubscribe_at = now + 30.0
+            self._resubscribe_at = now + 30.0  # the refusal, if it comes, sets the next attempt
             self._subscribe(self.client)
 
     def _report_stats(self) -> None:

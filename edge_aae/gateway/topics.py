@@ -6,7 +6,8 @@ With ROOT the topic root and GW the gateway id:
     out  ROOT/GW/anomaly/ASSET/alert      QoS 1, through the durable outbox
     out  ROOT/GW/status                   retained; ``offline`` is also the last will
     out  ROOT/GW/errors                   QoS 0, rate-limited
-    in   ROOT/GW/model/update             signed bundle chunks (when updates are enabled)
+    in   ROOT/GW/model/update             signed bundle header and chunks (when updates are enabled)
+    both ROOT/GW/sensors/_probe           the daemon's probe to itself (health of the readings path)
     out  ROOT/GW/model                    retained outcome of the latest update
 """
 
@@ -19,6 +20,7 @@ ALERT_QOS = 1
 STATUS_QOS = 1
 ERRORS_QOS = 0
 SENSOR_QOS = 1
+PROBE_ASSET = "_probe"  # reserved: not an asset
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ class Topics:
     def errors(self) -> str:
         """Rejected inputs."""
         return f"{self.base}/errors"
+
+    @property
+    def probe(self) -> str:
+        """The daemon's own probe, received back through the readings subscription."""
+        return f"{self.base}/sensors/{PROBE_ASSET}"
 
     def asset_of(self, topic: str) -> str | None:
         """The ASSET of a readings topic, or None if ``topic`` is not one."""
