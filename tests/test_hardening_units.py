@@ -258,3 +258,17 @@ def test_repeated_non_finite_scores_roll_back_after_the_health_window(tmp_path, 
     assert d.stats.drops["non_finite_score"] == 3
     assert d.stats.counts["updates_rolled_back"] == 1
     assert os.path.basename(store.installed()) == "v1.0.0"
+
+
+def test_health_check_reads_the_heartbeat(tmp_path):
+    from edge_aae.gateway.health import heartbeat_age, main
+
+    hb = tmp_path / "heartbeat"
+    assert heartbeat_age(hb)[0] is False
+    hb.write_text(f"{time.time():.0f} 30\n")
+    assert main([str(hb)]) == 0
+    hb.write_text(f"{time.time() - 31:.0f} 30\n")
+    ok, why = heartbeat_age(hb)
+    assert not ok
+    assert "limit 30 s" in why
+    assert main([str(hb)]) == 1
