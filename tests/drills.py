@@ -343,7 +343,7 @@ def drill_red_team(env: Env) -> Row:
         unsigned = redteam.resign(env.bundle, tmp / "unsigned", env.keys, redteam.with_version("7.0.0"))
         (unsigned / "manifest.sig").unlink()
         out += redteam.attack_forged_outcome(t, unsigned)
-        out += redteam.attack_long_asset_names(t)
+        out += redteam.attack_long_asset_names(t, channels, rows_)
         out += redteam.attack_flood(t, channels, rows_, seconds=30)
         time.sleep(1.5)
         stats = t.status().get("stats", {})

@@ -257,19 +257,23 @@ def attack_flood(t: Target, channels: list[str], rows_: np.ndarray, seconds: flo
                 else "no drops needed", t, since)]
 
 
-def attack_long_asset_names(t: Target) -> list[Row]:
-    """Many huge asset names: rejected (bad_asset); the retained status stays small."""
+def attack_long_asset_names(t: Target, channels: list[str], rows_: np.ndarray) -> list[Row]:
+    """Many huge asset names: rejected (bad_asset); many valid assets: the retained status stays small."""
     since = time.time()
     for i in range(200):
         t.attacker.publish(f"{BASE}/sensors/{'x' * 60000}{i}", b"{}", qos=1)
+    reading = json.dumps({"ts": time.time() - 60, "values": dict(zip(channels, map(float, rows_[0]), strict=True))})
     for i in range(150):
-        t.attacker.publish(f"{BASE}/sensors/{'a' * 150}{i:03d}", b'{"ts": 1700000000, "values": {}}', qos=1)
+        t.attacker.publish(f"{BASE}/sensors/{'a' * 150}{i:03d}", reading, qos=1)
     t.rec.wait_for(lambda r: sum(e["reason"] == "bad_asset" for e in t.errors(since)) >= 1, 10)
     time.sleep(2.5)
     status = t.status()
     size = len(json.dumps(status))
+    t.rec.wait_for(lambda r: t.status().get("assets_total", 0) >= 150, 10)
+    status = t.status()
+    size = len(json.dumps(status))
     ok = (any(e["reason"] == "bad_asset" for e in t.errors(since)) and size < 64_000
-          and len(status.get("assets", [])) <= 100 and t.wait_good(5))
+          and len(status.get("assets", [])) == 100 and status.get("assets_total", 0) >= 150 and t.wait_good(5))
     return [row("long asset names", "200 names of 60 KB, then 150 valid new assets",
                 ok, f"bad_asset; status {size / 1000:.1f} KB, lists {len(status.get('assets', []))} of "
                     f"{status.get('assets_total')}", t, since)]

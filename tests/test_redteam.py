@@ -90,8 +90,9 @@ def test_a_forged_outcome_does_not_fool_deploy(target, bundle, tmp_path):
     assert redteam.insecure_warning(target), "serve did not warn about updates on an open broker"
 
 
-def test_long_asset_names_and_a_bounded_status(target):
-    check(redteam.attack_long_asset_names(target))
+def test_long_asset_names_and_a_bounded_status(target, synth_dir):
+    check(redteam.attack_long_asset_names(target, list(load_series(synth_dir / "train.csv").channels),
+                                          load_series(synth_dir / "train.csv").values[:5]))
 
 
 def test_a_flood_on_one_asset_does_not_starve_another(target, synth_dir):

@@ -160,6 +160,26 @@ class ReadingQueue:
             self._n = 0
             return items
 
+    def admits(self, asset: str) -> bool:
+        """Whether ``asset`` is within its fair share of the queue (checked before a message is parsed).
+
+        An asset is over its share once it holds half the queue, or more than an equal split among
+        the assets with readings waiting. Refusing its messages unparsed keeps the MQTT callback fast
+        under a flood, so the other assets' messages behind it in the same connection still get in.
+        """
+        with self._cond:
+            held = self._counts.get(asset, 0)
+            if held == 0:
+                return True
+            others = len(self._per) - (1 if asset in self._per else 0)
+            return held < self.max_readings / (2 + others)
+
+    def refuse(self, asset: str) -> None:
+        """Count a message refused unparsed for being over its asset's share."""
+        self._stats.drop("queue_full")
+        with self._cond:
+            self._dropped[asset] += 1
+
     def take_dropped(self) -> dict[str, int]:
         """Readings dropped per asset since the last call."""
         with self._cond:
@@ -373,6 +393,9 @@ class Daemon:
         binding = state.binding if state is not None else self.registry.binding(asset)
         if binding is None:
             self._reject(asset, "unknown_asset", "no model configured for this asset")
+            return
+        if not self.queue.admits(asset):
+            self.queue.refuse(asset)
             return
         channels = binding.slot.scorer.channels
         try:
@@ -774,8 +797,9 @@ class Daemon:
             asset, reason, detail = self._pending_reports.popleft()
             self._report_error(asset, reason, detail)
         for asset, n in self.queue.take_dropped().items():
-            self._report_error(asset, "queue_full", f"{n} reading(s) dropped: this asset's backlog exceeded its share "
-                               f"of runtime.queue_max_readings = {self.cfg.runtime.queue_max_readings}")
+            self._report_error(asset, "queue_full", f"{n} reading(s) or message(s) dropped: this asset's backlog "
+                               f"exceeded its share of runtime.queue_max_readings = "
+                               f"{self.cfg.runtime.queue_max_readings}")
 
     def _watchdog(self, now: float) -> None:
         """Heartbeat while healthy; probes; restart a dead network loop; retry refused subscriptions."""
