@@ -155,8 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
     b.set_defaults(func=cmd_bench_speed)
     b = bench.add_parser("quality", help="a public protocol (SKAB or SMD layout): AAE, INT8, plain AE, PCA")
-    b.add_argument("--dataset", required=True, choices=["skab", "smd"])
+    b.add_argument("--dataset", required=True, choices=["skab", "smd", "folder"],
+                   help="skab: SKAB's leaderboard protocol; smd: train/, test/, test_label/ (SMD/ASD layout); "
+                        "folder: PATH/<unit>/train.csv and test.csv (with a label column) and optionally "
+                        "interpretation.txt")
     b.add_argument("--path", required=True, type=Path, help="dataset folder, e.g. ../shared/data/skab")
+    b.add_argument("--interpretation-inclusive", action="store_true",
+                   help="interpretation intervals are [start, end] (ASD) rather than SMD's [start, end)")
     b.add_argument("--out", type=Path, default=Path("bench-out/quality"))
     b.add_argument("--limit", type=int, help="only the first N files/entities (a quick look)")
     b.add_argument("--epochs", type=int, help="training epochs (default: the TrainConfig default)")
@@ -303,7 +308,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     if data.labels is not None:
         from edge_aae.metrics import auroc
 
-        print(f"window AUROC (label of each window's last sample): {auroc(data.labels[result.ends], result.score):.4f}")
+        y = data.labels[result.ends]
+        if y.any() and not y.all():
+            print(f"window AUROC (label of each window's last sample): {auroc(y, result.score):.4f}")
+        else:
+            print(f"window AUROC: not defined: every window is labelled {int(y[0]) if y.size else '-'} "
+                  "(it needs normal and anomalous windows)")
     return 0
 
 
@@ -536,8 +546,12 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
                + ("" if args.score_stat == "error" else f"-{args.score_stat}")
                + ("-custom" if args.set else ""))
     out = args.out / section.removeprefix("quality-")
-    _, table = run_quality_bench(args.dataset, args.path, out, cfg, args.limit)
-    title = "SKAB" if args.dataset == "skab" else f"{args.path.resolve().name.upper()} (SMD layout)"
+    if args.interpretation_inclusive:
+        command += " --interpretation-inclusive"
+    _, table = run_quality_bench(args.dataset, args.path, out, cfg, args.limit,
+                                 interpretation_inclusive=args.interpretation_inclusive)
+    layout = "SMD layout" if args.dataset == "smd" else "folder layout"
+    title = "SKAB" if args.dataset == "skab" else f"{args.path.resolve().name.upper()} ({layout})"
     details = ([f"{args.relative_channels} scored by shape"] if args.relative_channels else []) + (
         [f"{args.score_stat} score, threshold {args.threshold}"] if args.score_stat != "error" else [])
     title += "".join(f", {d}" for d in details)

@@ -97,6 +97,50 @@ def smd_units(path: Path, end_inclusive: bool = True) -> list[Unit]:
     return units
 
 
+def folder_units(path: Path, end_inclusive: bool = False) -> list[Unit]:
+    """Any labelled set laid out as ``PATH/<unit>/train.csv`` and ``test.csv`` (with a ``label`` column).
+
+    An optional ``PATH/<unit>/interpretation.txt`` (SMD style ``start-end:c1,c2``, rows of the test
+    file, channels 1-based) gives the channels to blame.
+    """
+    dirs = sorted(d for d in path.iterdir() if d.is_dir() and (d / "train.csv").is_file())
+    if not dirs:
+        raise DataError(f"{path}: no unit folders with train.csv (layout: PATH/<unit>/train.csv, test.csv)")
+    units = []
+    for d in dirs:
+        test_file = d / "test.csv"
+        if not test_file.is_file():
+            raise DataError(f"{test_file}: missing for unit {d.name}")
+        train = load_series(d / "train.csv")
+        test = load_series(test_file, label_col="label")
+        if test.labels is None:
+            raise DataError(f"{test_file}: needs a 'label' column of 0/1")
+        if list(test.channels) != list(train.channels):
+            test = test.select_channels(list(train.channels))
+        if test.timestamps[0] <= train.timestamps[-1]:  # keep time increasing across train -> test
+            offset = train.timestamps[-1] + train.sample_period_s - test.timestamps[0]
+            test = dataclasses.replace(test, timestamps=test.timestamps + offset)
+        interp = d / "interpretation.txt"
+        truth = (read_interpretation(interp, len(test.timestamps), len(test.channels), end_inclusive)
+                 if interp.is_file() else None)
+        units.append(Unit(d.name, train, test, None, truth))
+    return units
+
+
+class _UnitTag(logging.Filter):
+    """Prefixes every log record of a bench unit with the unit's name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unit = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.unit and not getattr(record, "_unit_tagged", False):
+            record.msg = f"[{self.unit}] {record.msg}"
+            record._unit_tagged = True
+        return True
+
+
 def pca_scores(train: np.ndarray, test: np.ndarray, variance: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
     """T²/mean(T²) + Q/mean(Q) of points under a PCA fitted on ``train`` (both as ``(n, C)``)."""
     return _pca(train, test, variance)[:2]
@@ -189,12 +233,35 @@ def _score_unit(unit: Unit, cfg: TrainConfig, work: Path
 
 
 def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig | None = None,
-                      limit: int | None = None) -> tuple[dict[str, Any], str]:
-    """Run the protocol; writes ``results.json`` and ``results.md`` into ``out_dir``."""
+                      limit: int | None = None, interpretation_inclusive: bool = False) -> tuple[dict[str, Any], str]:
+    """Run the protocol; writes ``results.json`` and ``results.md`` into ``out_dir``.
+
+    ``dataset``: ``skab``, ``smd`` or ``folder``; interpretation intervals are ``[start, end)`` unless
+    ``interpretation_inclusive`` (ASD's convention).
+    """
     cfg = cfg or TrainConfig()
-    units = skab_units(path) if dataset == "skab" else smd_units(path)
+    if dataset == "skab":
+        units = skab_units(path)
+    elif dataset == "smd":
+        units = smd_units(path, end_inclusive=interpretation_inclusive)
+    elif dataset == "folder":
+        units = folder_units(path, end_inclusive=interpretation_inclusive)
+    else:
+        raise DataError(f"--dataset {dataset!r}: expected skab, smd or folder")
     units = units[:limit] if limit else units
     out_dir.mkdir(parents=True, exist_ok=True)
+    tag = _UnitTag()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)
+    try:
+        return _run_units(dataset, path, out_dir, cfg, units, tag)
+    finally:
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(tag)
+
+
+def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units: list[Unit],
+               tag: _UnitTag) -> tuple[dict[str, Any], str]:
     per_file: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
     counts = {m: {"tp": 0, "fp": 0, "fn": 0, "tn": 0} for m in METHODS}
     cps: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -202,6 +269,7 @@ def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig 
     t0 = time.monotonic()
     offset = 0.0
     for i, unit in enumerate(units):
+        tag.unit = unit.name
         with tempfile.TemporaryDirectory() as work:
             scored, info = _score_unit(unit, cfg, Path(work))
         y = unit.test.labels
@@ -213,6 +281,9 @@ def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig 
             row: dict[str, Any] = {"f1": f1, "precision": p, "recall": r, "threshold": float(thr)}
             if y.any() and not y.all():
                 row |= {"auroc": auroc(y, s), "auprc": auprc(y, s), "oracle_best_f1": best_f1(y, s)[0]}
+            elif method == METHODS[0]:
+                log.warning("%s: every test point is labelled %d: AUROC, AUPRC and best F1 are not defined "
+                            "for it (left out of the means)", unit.name, int(y[0]))
             if unit.truth is not None and contrib.shape[1]:
                 row |= localization(contrib, unit.truth)
             if method == SHIPPED:
@@ -228,6 +299,7 @@ def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig 
                 cps[method] += (unit.changepoints - ts[0] + offset).tolist()
                 dets[method] += (ts[rising] - ts[0] + offset).tolist()
         offset += float(ts[-1] - ts[0]) + 10_000.0  # files never share a NAB window
+        tag.unit = ""
         log.info("%s %d/%d done (%.0f s)", unit.name, i + 1, len(units), time.monotonic() - t0)
         print(f"  {i + 1}/{len(units)} {unit.name}: " + ", ".join(
             f"{m.split(' (')[0]} F1 {per_file[m][unit.name]['f1']:.3f}" for m in METHODS), flush=True)
@@ -258,7 +330,8 @@ def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig 
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
     table = _table(dataset, summary, len(units)) + (
         f"\n\nINT8 passed the parity gate on {passed} of {len(units)} "
-        f"{'files' if dataset == 'skab' else 'entities'} ({passed - weights_only} static, {weights_only} "
+        f"{ {'skab': 'files', 'folder': 'units'}.get(dataset, 'entities')} ({passed - weights_only} static, "
+        f"{weights_only} "
         "weights-only after static failed); elsewhere the bundle ships FP32 as `model.onnx`. The INT8 row "
         "scores the export's INT8 model regardless: the first form that passed, or the last one tried.")
     if cfg.threshold == "t2":
@@ -289,6 +362,7 @@ def _table(dataset: str, summary: dict[str, dict[str, Any]], n: int) -> str:
         rows = [[m, f(s.get("mean_auroc")), f(s.get("mean_auprc")), f(s.get("mean_f1")),
                  f(s.get("mean_oracle_best_f1")), f(s.get("mean_hitrate@100")), f(s.get("mean_hitrate@150")),
                  f(s.get("mean_ndcg@150"))] for m, s in summary.items()]
-        note = (f"SMD layout, {n} entities, trained on train/, scored on test/, no point adjustment; oracle F1 uses "
-                "the labels (for comparison only).")
+        layout = ("SMD layout, {n} entities, trained on train/, scored on test/" if dataset == "smd"
+                  else "folder layout, {n} units, trained on UNIT/train.csv, scored on UNIT/test.csv").format(n=n)
+        note = f"{layout}, no point adjustment; oracle F1 uses the labels (for comparison only)."
     return markdown_table(head, [list(r) for r in rows]) + "\n\n" + note

@@ -92,6 +92,8 @@ class Target:
         self.broker = Mosquitto(tmp / "broker", extra_conf=broker_conf)
         self.broker.start()
         self.rec = Recorder(self.broker.port, "edge-aae/#")
+        # the good asset's scores on a connection of their own: the one above also carries every flood
+        self.good_rec = Recorder(self.broker.port, f"{BASE}/anomaly/good/score")
         update = (f'[update]\nenabled = true\npublic_key = "{keys / "public.pem"}"\n'
                   f'models_dir = "{self.models}"\nhealth_window_s = 5\nchunk_timeout_s = 60\n')
         self.config = write_config(tmp / "gw.toml", bundle, tmp / "outbox", extra=update + extra)
@@ -108,12 +110,12 @@ class Target:
 
     def good_score_times(self) -> list[float]:
         """Arrival order is publish order; the score's ``ts`` is the reading's time (gateway clock)."""
-        return [m["ts"] for m in self.rec.json("/anomaly/good/score")]
+        return [m["ts"] for m in self.good_rec.json("/anomaly/good/score")]
 
     def wait_good(self, timeout_s: float = 10.0, after: float | None = None) -> bool:
         """Whether the good asset gets a score for a reading newer than ``after`` (default: now)."""
         t = time.time() if after is None else after
-        return self.rec.wait_for(lambda r: any(ts > t for ts in self.good_score_times()[-50:]), timeout_s)
+        return self.good_rec.wait_for(lambda r: any(ts > t for ts in self.good_score_times()[-50:]), timeout_s)
 
     def unscored_s(self, since: float) -> float:
         """The longest gap between good-asset scores since ``since`` (up to now)."""
@@ -164,6 +166,7 @@ class Target:
         self.attacker.disconnect()
         self.attacker.loop_stop()
         self.rec.close()
+        self.good_rec.close()
         self.daemon.close()
         self.broker.stop()
 
@@ -250,9 +253,9 @@ def attack_flood(t: Target, channels: list[str], rows_: np.ndarray, seconds: flo
     gap = t.unscored_s(since)
     during = sum(1 for ts in t.good_score_times() if since <= ts <= flood_end)
     dropped = [e for e in t.errors(since) if e["reason"] == "queue_full"]
-    # "not starved": scored all through the flood, never silent for long (2 shared cores run the flooder too)
+    # "not starved": scored all through the flood, never silent for more than a few seconds
     return [row("flood at 10x capacity", f"{k} messages x {n} readings on one asset in {seconds:.0f} s",
-                ok and gap < 10 and during >= seconds and all(e["asset"] == "flood" for e in dropped),
+                ok and gap < 3 and during >= seconds and all(e["asset"] == "flood" for e in dropped),
                 f"queue_full reported for the flooding asset only ({len(dropped)} reports)" if dropped
                 else "no drops needed", t, since)]
 

@@ -20,8 +20,8 @@ def write_smd(root, seed=0):
     np.savetxt(root / "train" / "m-1.txt", res.train, delimiter=",", fmt="%.5f")
     np.savetxt(root / "test" / "m-1.txt", res.test, delimiter=",", fmt="%.5f")
     np.savetxt(root / "test_label" / "m-1.txt", res.labels, fmt="%d")
-    lines = [f"{f.start}-{f.end - 1}:{','.join(str(synth.CHANNELS.index(c) + 1) for c in f.channels)}"
-             for f in res.faults]
+    lines = [f"{f.start}-{f.end}:{','.join(str(synth.CHANNELS.index(c) + 1) for c in f.channels)}"
+             for f in res.faults]  # SMD's own convention: [start, end)
     (root / "interpretation_label" / "m-1.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -39,6 +39,29 @@ def test_quality_bench_smd_layout_runs_all_methods(tmp_path):
     assert saved["units"] == 1
     assert saved["int8_gate_passed_units"] in (0, 1)
     assert "parity gate" in table
+
+
+def test_quality_bench_folder_layout(tmp_path):
+    from export.bench_quality import folder_units
+
+    root = tmp_path / "sets"
+    res = synth.generate(seed=3, train_rows=6000, test_rows=3600, faults_per_kind=1)
+    synth.write_dataset(root / "pump-a", res, seed=3)
+    lines = [f"{f.start}-{f.end}:{','.join(str(synth.CHANNELS.index(c) + 1) for c in f.channels)}"
+             for f in res.faults]
+    (root / "pump-a" / "interpretation.txt").write_text("\n".join(lines) + "\n")
+    units = folder_units(root)
+    assert [u.name for u in units] == ["pump-a"]
+    assert units[0].truth is not None
+    assert units[0].test.timestamps[0] > units[0].train.timestamps[-1]
+    cfg = TrainConfig(epochs=4, patience=2, max_train_windows=3000)
+    results, table = run_quality_bench("folder", root, tmp_path / "out", cfg)
+    assert results["pooled"]["AAE (torch)"]["mean_auroc"] > 0.8
+    assert "folder layout, 1 units" in table
+    (root / "empty").mkdir()
+    (root / "empty" / "train.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="test.csv: missing for unit empty"):
+        folder_units(root)
 
 
 def test_missing_parts_are_named(tmp_path):

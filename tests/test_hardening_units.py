@@ -90,6 +90,19 @@ def test_queue_drops_from_the_largest_backlog_only():
     assert set(q.take_dropped()) == {"flood"}
 
 
+def test_a_worker_cycle_is_bounded_and_shared_across_assets():
+    q = ReadingQueue(100_000, Stats())
+    q.put(_Item("flood", readings(5000)))
+    q.put(_Item("good", readings(3)))
+    taken = q.get_all(0, budget=256)
+    assert [i.asset for i in taken][0] == "good"
+    assert sum(len(i.readings.ts) for i in taken if i.asset == "good") == 3
+    assert sum(len(i.readings.ts) for i in taken if i.asset == "flood") == 128
+    assert len(q) == 5000 - 128
+    rest = q.get_all(0)
+    assert np.array_equal(rest[0].readings.ts, np.arange(128, 5000, dtype=np.float64))  # in order, nothing lost
+
+
 def test_outbox_keeps_messages_in_memory_when_the_disk_refuses(tmp_path):
     reports = []
     box = Outbox(tmp_path / "ob", max_messages=10, report=lambda r, d: reports.append(r))

@@ -58,6 +58,7 @@ MAX_ASSET_LEN = 200  # longer asset names are rejected (bad_asset)
 STATUS_MAX_ASSETS = 100  # the status lists at most this many assets and counts the rest
 NONFINITE_ROLLBACK_BATCHES = 3  # this many batches in a row with non-finite scores roll an update back
 PUBACK_RETRY_MAX_S = 60.0
+CYCLE_READINGS_PER_BATCH = 4  # the worker takes about 4 x runtime.batch_max readings per cycle, across assets
 HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often while healthy: a container health check reads it
 PROBE_MAX_S = 15.0  # the readings-path probe goes out every min(15, keepalive_s / 2) seconds
 
@@ -144,20 +145,44 @@ class ReadingQueue:
                 self._dropped[victim] += m
             self._cond.notify()
 
-    def get_all(self, timeout_s: float) -> list[_Item]:
-        """Everything queued, waiting up to ``timeout_s``.
+    def get_all(self, timeout_s: float, budget: int | None = None) -> list[_Item]:
+        """What is queued, waiting up to ``timeout_s`` for the first item.
 
-        Each asset's items stay in arrival order; assets with the smallest backlog come first, so a
-        flooding asset's windows are scored after everyone else's.
+        With a ``budget`` (readings), at most about that many are taken, shared round-robin
+        across the assets (an item is split if need be; the rest stays queued in order): one
+        asset's backlog cannot make the worker's cycle long while the others' readings wait.
+        Each asset's readings stay in arrival order; the smallest backlogs come first.
         """
         with self._cond:
             if not self._n and not self._per:
                 self._cond.wait(timeout_s)
             order = sorted(self._per, key=lambda a: self._counts[a])
-            items = [it for a in order for it in self._per[a]]
-            self._per.clear()
-            self._counts.clear()
-            self._n = 0
+            if budget is None:
+                items = [it for a in order for it in self._per[a]]
+                self._per.clear()
+                self._counts.clear()
+                self._n = 0
+                return items
+            items = []
+            quota = max(1, budget // max(1, len(order)))
+            for a in order:
+                dq, taken = self._per[a], 0
+                while dq and taken < quota:
+                    item = dq.popleft()
+                    k = len(item.readings.ts)
+                    if taken + k > quota and taken > 0 or k > quota:
+                        cut = max(1, quota - taken)
+                        if cut < k:
+                            r = item.readings
+                            dq.appendleft(_Item(a, Readings(r.ts[cut:], r.values[cut:], r.seq)))
+                            item = _Item(a, Readings(r.ts[:cut], r.values[:cut], r.seq))
+                            k = cut
+                    items.append(item)
+                    taken += k
+                self._counts[a] -= taken
+                self._n -= taken
+                if not dq:
+                    del self._per[a], self._counts[a]
             return items
 
     def admits(self, asset: str) -> bool:
@@ -767,7 +792,8 @@ class Daemon:
         while not self._stop.is_set():
             try:
                 self._apply_swaps()
-                self._ingest(self.queue.get_all(wait_s), due)
+                self._ingest(self.queue.get_all(wait_s, budget=CYCLE_READINGS_PER_BATCH * self.cfg.runtime.batch_max),
+                             due)
                 if due:
                     self._score(due)
             except Exception:  # one bad batch must not stop the gateway
