@@ -87,6 +87,11 @@ class AAEDetector:
         for e in train_ends:
             rows[e - cfg.window_len + 1:e + 1] = True
         self.scaler_ = RobustScaler().fit(data.values[rows])
+        constant = [c for c, k in zip(data.channels, self.scaler_.constant_, strict=True) if k]
+        if constant:
+            log.warning("%s: channel(s) %s are constant in the training data: any change in them scores as "
+                        "anomalous; drop them with --channels if they are not meant to move", data.path,
+                        ", ".join(constant))
         rng = np.random.default_rng(cfg.seed)
         if train_ends.size > cfg.max_train_windows:
             train_ends = np.sort(rng.choice(train_ends, cfg.max_train_windows, replace=False))
@@ -97,6 +102,7 @@ class AAEDetector:
         log.info("training on %d windows, validating on %d (window_len=%d, %d channels)",
                  train_w.shape[0], val_w.shape[0], cfg.window_len, len(data.channels))
         result = train_aae(train_w, val_w, cfg, progress=progress)
+        _check_validation_fit(result, val_w, list(data.channels), str(data.path))
         self.channels_ = list(data.channels)
         self.sample_period_s_ = float(data.sample_period_s)
         self.fingerprint_ = data.fingerprint()
@@ -116,13 +122,26 @@ class AAEDetector:
         reference = normal_reference(self.val_scores_, lambda: self.score_windows(train_raw)[0],
                                      cfg.pot_init_quantile)
         methods = ("pot", "quantile", "t2") if cfg.score_stat == "shift" else ("pot", "quantile")
-        self.thresholds_ = {m: compute_threshold(reference, m, cfg.target_far, cfg.pot_init_quantile)
+        # overlapping windows' scores are correlated over about 1 / sum(w^2) windows (the time weights)
+        self.threshold_span_ = max(1.0, 1.0 / float((self.scorer_.time_weights.double() ** 2).sum()) / cfg.stride)
+        self.thresholds_ = {m: compute_threshold(reference, m, cfg.target_far, cfg.pot_init_quantile,
+                                                 warn=m == cfg.threshold, span=self.threshold_span_)
                             for m in methods}
-        self.threshold_ = self.thresholds_[cfg.threshold]
+        self.threshold_rule_ = cfg.threshold
+        if cfg.threshold == "t2" and self.shift_n_eff_ < 2 * len(data.channels):
+            # too few independent windows for the covariance of this many channels: the T² limit
+            # comes out wide enough never to fire; the empirical tail of the same scores is used
+            self.threshold_rule_ = "pot"
+            log.warning("threshold t2: about %.0f independent reference windows for %d channels (needs %d); "
+                        "using the POT threshold of the same scores instead", self.shift_n_eff_,
+                        len(data.channels), 2 * len(data.channels))
+            self.thresholds_["pot"] = compute_threshold(reference, "pot", cfg.target_far, cfg.pot_init_quantile,
+                                                        span=self.threshold_span_)
+        self.threshold_ = self.thresholds_[self.threshold_rule_]
         self.train_seconds_ = time.monotonic() - t0
         self.report_ = self._make_report(result, val_w)
         log.info("fitted in %.1f s; threshold %.3f (%s, target false-alarm rate %g)",
-                 self.train_seconds_, self.threshold_, cfg.threshold, cfg.target_far)
+                 self.train_seconds_, self.threshold_, self.threshold_rule_, cfg.target_far)
         self._train_result = result
         return self
 
@@ -173,6 +192,7 @@ class AAEDetector:
             log.warning("shift score: %d reference windows are about %.0f independent observations for "
                         "%d channels; the covariance is rough and the T² limit wide", ref.shape[0], n_eff,
                         cov.shape[0])
+        self.shift_n_eff_ = n_eff
         self.scorer_.set_shift(center, np.linalg.inv(cov))
         self.scorer_.set_normalization(np.diag(cov).copy(), 0.0, limit, *_robust_stats(nll))
         log.info("shift score: T² limit %.2f for %d channels from %d windows (%.0f effective)",
@@ -193,7 +213,9 @@ class AAEDetector:
             "warnings": result.warnings,
             "mmd_codes_vs_prior": codes_vs_prior_mmd(codes, prior),
             "threshold": self.threshold_,
+            "threshold_rule": self.threshold_rule_,
             "thresholds": self.thresholds_,
+            "constant_channels": [c for c, k in zip(self.channels_, self.scaler_.constant_, strict=True) if k],
             "val_windows": int(val_scaled.shape[0]),
         }
 
@@ -281,7 +303,10 @@ class AAEDetector:
                 "latent_center": stats[2], "latent_scale": stats[3],
             },
             "threshold": self.threshold_,
+            "threshold_rule": self.threshold_rule_,
+            "threshold_span": self.threshold_span_,
             "thresholds": self.thresholds_,
+            "constant_channels": [c for c, k in zip(self.channels_, self.scaler_.constant_, strict=True) if k],
             "score_direction": "higher_is_anomalous",
             "training_data_fingerprint": self.fingerprint_,
             "versions": {"edge_aae": __version__, "torch": torch.__version__,
@@ -320,6 +345,8 @@ class AAEDetector:
             det.scaler_ = RobustScaler.from_dict(meta["scaler"])
             det.threshold_ = float(meta["threshold"])
             det.thresholds_ = {k: float(v) for k, v in meta["thresholds"].items()}
+            det.threshold_rule_ = str(meta.get("threshold_rule", det.config.threshold))
+            det.threshold_span_ = float(meta.get("threshold_span", 1.0))
             det.fingerprint_ = str(meta["training_data_fingerprint"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptModelError(f"{meta_path}: missing or invalid field ({exc})") from None
@@ -379,6 +406,36 @@ def _robust_stats(x: np.ndarray) -> tuple[float, float]:
     med = float(np.median(x))
     q75, q25 = np.percentile(x, [75, 25])
     return med, float(max((q75 - q25) / 1.349, 1e-6, 1e-3 * abs(med)))
+
+
+VAL_TRAIN_RATIO_LIMIT = 100.0
+
+
+@torch.no_grad()
+def _check_validation_fit(result: TrainResult, val_scaled: np.ndarray, channels: list[str], where: str) -> None:
+    """A validation loss orders of magnitude above the training loss is an error, not a number.
+
+    It means the validation stretch (the end of the training data) holds values the scaler and
+    the model never saw: a near-constant channel that moves, a unit change, a fault in the
+    "normal" data. Thresholds fitted on it would be meaningless.
+
+    Raises:
+        DataError: naming the channels whose validation error is largest.
+
+    """
+    best = result.history[result.best_epoch - 1]
+    if not best.val_loss > VAL_TRAIN_RATIO_LIMIT * max(best.recon_loss, 1e-3):
+        return
+    x = torch.from_numpy(val_scaled[:4096]).to(next(result.encoder.parameters()).device)
+    err = (result.decoder(result.encoder(x)) - x).pow(2).mean(dim=(0, 1)).float().cpu().numpy()
+    worst = np.argsort(err)[::-1][:3]
+    names = ", ".join(f"{channels[i]} ({err[i]:.3g})" for i in worst)
+    ratio = best.val_loss / max(best.recon_loss, 1e-3)
+    raise DataError(f"{where}: validation loss {best.val_loss:.4g} is {ratio:.0f}x the training loss "
+                    f"{best.recon_loss:.4g}: the end of the training data is unlike the rest; "
+                    f"largest errors (mean squared, scaled units): {names}. Check those channels (a near-constant "
+                    "channel that moves, a unit change, a fault in the training data), drop them with --channels, "
+                    "or train on a cleaner stretch")
 
 
 def _as_series(data: SensorData | np.ndarray, cfg: TrainConfig,

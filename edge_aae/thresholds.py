@@ -149,13 +149,38 @@ def fit_gpd(excesses: np.ndarray) -> tuple[float, float]:
     return xi, xi / theta
 
 
-def pot_threshold(scores: np.ndarray, target_far: float, init_quantile: float = 0.98) -> float:
+def t_quantile(q: float, df: float) -> float:
+    """One-sided quantile ``q`` (> 0.5) of Student's t with ``df`` degrees of freedom (via F(1, df))."""
+    return math.sqrt(f_quantile(2 * q - 1, 1.0, df))
+
+
+def prediction_limit(scores: np.ndarray, target_far: float, n_effective: float) -> float:
+    """Upper prediction limit of a new normal score, for few independent normal scores.
+
+    Log scores are taken as normal, with mean and spread estimated from ``n_effective``
+    independent observations (overlapping windows count as fewer): ``exp(m + t(1 - far;
+    n - 1) * s * sqrt(1 + 1/n))``. With many observations this is the log-normal quantile;
+    with few it widens as far as the estimate is uncertain. The empirical quantile of a few
+    hundred strongly correlated window scores is about their maximum, which new normal data
+    exceeds often; this does not.
+    """
+    x = _finite(scores)
+    x = np.log(np.maximum(x, max(float(np.median(np.abs(x))) * 1e-6, 1e-12)))
+    n = max(float(n_effective), 3.0)
+    sd = float(x.std(ddof=1)) if x.size > 1 else 0.0
+    return float(np.exp(x.mean() + t_quantile(1.0 - target_far, n - 1.0) * sd * math.sqrt(1.0 + 1.0 / n)))
+
+
+def pot_threshold(scores: np.ndarray, target_far: float, init_quantile: float = 0.98, warn: bool = True,
+                  span: float = 1.0) -> float:
     """Peaks-over-threshold threshold (Siffer et al. 2017) for a target risk.
 
     Fits a generalized Pareto distribution to the excesses over the
     ``init_quantile`` of the scores and solves for the level exceeded with
-    probability ``target_far``. Falls back to the empirical quantile when the
-    tail has fewer than 10 points or the target is not in the tail.
+    probability ``target_far``. When the tail has fewer than 10 points or the
+    target is not in the tail, falls back to :func:`prediction_limit` with the
+    scores counted as ``len(scores) / span`` independent observations (``span``:
+    how many consecutive windows one window's score is correlated with).
     """
     x = _finite(scores)
     if not 0 < target_far < 1:
@@ -165,9 +190,11 @@ def pot_threshold(scores: np.ndarray, target_far: float, init_quantile: float = 
     n, n_t = x.size, excess.size
     ratio = target_far * n / max(n_t, 1)
     if n_t < MIN_EXCESSES or ratio >= 1:
-        log.warning("POT: %d excesses over the %.3f quantile of %d scores; using the empirical quantile",
-                    n_t, init_quantile, n)
-        return quantile_threshold(x, target_far)
+        limit = max(prediction_limit(x, target_far, n / span), quantile_threshold(x, target_far))
+        (log.warning if warn else log.debug)(
+            "POT: %d excesses over the %.3f quantile of %d scores (about %.0f independent): too few for a tail "
+            "fit; using the small-sample prediction limit %.4g", n_t, init_quantile, n, n / span, limit)
+        return limit
     xi, sigma = fit_gpd(excess)
     if abs(xi) < 1e-9:
         return t - sigma * math.log(ratio)
@@ -175,8 +202,10 @@ def pot_threshold(scores: np.ndarray, target_far: float, init_quantile: float = 
 
 
 def compute_threshold(scores: np.ndarray, method: str, target_far: float,
-                      init_quantile: float = 0.98) -> float:
-    """Dispatch to ``pot`` or ``quantile``; ``t2`` is 1.0.
+                      init_quantile: float = 0.98, warn: bool = True, span: float = 1.0) -> float:
+    """Dispatch to ``pot`` or ``quantile``; ``t2`` is 1.0. ``warn``: log a POT fallback as a warning.
+
+    ``span``: consecutive windows one score is correlated with (POT's small-sample fallback).
 
     ``t2`` needs no scores: the ``shift`` score is T² divided by its limit
     (:func:`t2_limit`, fitted with the model), so that limit is 1.0 in score units.
@@ -184,7 +213,7 @@ def compute_threshold(scores: np.ndarray, method: str, target_far: float,
     if method == "t2":
         return 1.0
     if method == "pot":
-        return pot_threshold(scores, target_far, init_quantile)
+        return pot_threshold(scores, target_far, init_quantile, warn, span)
     if method == "quantile":
         return quantile_threshold(scores, target_far)
     raise ValueError(f"unknown threshold method {method!r} (pot, quantile, t2)")

@@ -36,6 +36,17 @@ def series_windows(data: SensorData, window_len: int, stride: int = 1) -> tuple[
     return gather_windows(data.values, ends, window_len), ends
 
 
+def resolution(values: np.ndarray, max_rows: int = 20000) -> np.ndarray:
+    """Per channel of ``(n, C)`` values: the smallest step between distinct values (0 if constant)."""
+    x = values[:max_rows]
+    out = np.zeros(x.shape[1])
+    for c in range(x.shape[1]):
+        u = np.unique(x[:, c])
+        if u.size > 1:
+            out[c] = float(np.diff(u).min())
+    return out
+
+
 class RobustScaler:
     """Per-channel ``(x - median) / (IQR / 1.349)``, fitted on training rows only.
 
@@ -56,6 +67,9 @@ class RobustScaler:
         scale = (q75 - q25) / 1.349
         std = finite.std(axis=0)
         scale = np.where(scale > 1e-8 * (1 + np.abs(self.center_)), scale, std)
+        # a quantized channel (whole L/min, 0.1 degC) is never scaled finer than half its step
+        scale = np.maximum(scale, 0.5 * resolution(finite))
+        self.constant_ = (finite.max(axis=0) - finite.min(axis=0)) <= 1e-12 * (1 + np.abs(self.center_))
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
         return self
 
@@ -65,7 +79,8 @@ class RobustScaler:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"center": self.center_.tolist(), "scale": self.scale_.tolist()}
+        return {"center": self.center_.tolist(), "scale": self.scale_.tolist(),
+                "constant": np.asarray(getattr(self, "constant_", np.zeros(self.scale_.shape, bool))).tolist()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RobustScaler:
@@ -73,6 +88,7 @@ class RobustScaler:
         s = cls()
         s.center_ = np.asarray(d["center"], dtype=np.float64)
         s.scale_ = np.asarray(d["scale"], dtype=np.float64)
+        s.constant_ = np.asarray(d.get("constant", np.zeros(s.scale_.shape, bool)), dtype=bool)
         return s
 
 

@@ -173,7 +173,8 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
             val8 = run_onnx(int8_path, calib["val"].astype(np.float32), 64)[0]
             val8 = normal_reference(val8, lambda: run_onnx(int8_path, train_w.astype(np.float32), 64)[0],
                                     cfg.pot_init_quantile)  # the detector's rule, on INT8's own scores
-            thresholds["int8"] = compute_threshold(val8, cfg.threshold, cfg.target_far, cfg.pot_init_quantile)
+            thresholds["int8"] = compute_threshold(val8, det.threshold_rule_, cfg.target_far, cfg.pot_init_quantile,
+                                                   span=det.threshold_span_)
             out8 = run_onnx(int8_path, gate_windows, 64)
             int8_gate = check_int8(out32, out8, thresholds["fp32"], thresholds["int8"], n_normal=len(val))
             log.info("INT8 (%s) with FP32 layers %s, calibrated on %s: gate %s", quantization,
@@ -244,7 +245,7 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
         "default_model": DEFAULT_MODEL,
         "default_reason": reason,
         "models": models,
-        "threshold_method": cfg.threshold,
+        "threshold_method": det.threshold_rule_,
         "target_far": cfg.target_far,
         "target": target,
         "opset": OPSET,

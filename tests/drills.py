@@ -32,9 +32,7 @@ Row = dict[str, Any]
 
 
 def _pub(port: int, cid: str = "") -> mqtt.Client:
-    c = publisher(port, cid)
-    c.max_inflight_messages_set(1000)
-    return c
+    return publisher(port, cid, max_inflight=1000)
 
 
 def _last_stats(rec: Recorder) -> dict[str, Any]:

@@ -60,11 +60,13 @@ class Recorder:
         self.client.loop_stop()
 
 
-def publisher(port: int, client_id: str = "") -> mqtt.Client:
+def publisher(port: int, client_id: str = "", max_inflight: int | None = None) -> mqtt.Client:
     """A connected MQTT v5 client on the loopback broker, network loop running, unbounded queue."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c.reconnect_delay_set(1, 2)
     c.max_queued_messages_set(0)
+    if max_inflight is not None:
+        c.max_inflight_messages_set(max_inflight)  # paho refuses this once connected
     c.connect("127.0.0.1", port)
     c.loop_start()
     return c

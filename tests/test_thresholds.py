@@ -60,7 +60,8 @@ def test_small_training_set_fits_its_threshold_on_training_and_validation_scores
     det = AAEDetector(cfg).fit(load_series(synth_dir / "train.csv").slice_rows(0, 400))
     assert det.val_scores_.size < 500
     train_scores = det.score_windows(det.load_calibration()["train"])[0]
-    expected = compute_threshold(np.r_[det.val_scores_, train_scores], "pot", cfg.target_far)
+    assert 5 < det.threshold_span_ < 32  # overlapping windows: one score per ~1/sum(w^2) windows is independent
+    expected = compute_threshold(np.r_[det.val_scores_, train_scores], "pot", cfg.target_far, span=det.threshold_span_)
     assert det.threshold_ == pytest.approx(expected)
     assert det.threshold_ >= np.quantile(train_scores, 0.99)
 
@@ -105,3 +106,18 @@ def test_t2_limit_holds_its_false_alarm_rate_with_an_estimated_covariance():
 
 def test_t2_threshold_is_one_in_shift_score_units():
     assert compute_threshold(np.arange(10.0), "t2", 1e-3) == 1.0
+
+
+def test_small_sample_limit_widens_for_few_independent_scores_and_holds_its_rate():
+    from edge_aae.thresholds import prediction_limit, t_quantile
+
+    assert t_quantile(0.975, 10) == pytest.approx(2.228, abs=2e-3)
+    rng = np.random.default_rng(0)
+    few = prediction_limit(rng.lognormal(0, 1, 300), 1e-3, 20)
+    many = prediction_limit(rng.lognormal(0, 1, 300), 1e-3, 300)
+    assert few > many > np.exp(3.0)
+    exceed = []
+    for _ in range(300):  # 20 independent normal scores each time; new scores over the limit: about the target
+        ref = rng.lognormal(0, 1, 20)
+        exceed.append((rng.lognormal(0, 1, 2000) > prediction_limit(ref, 0.01, 20)).mean())
+    assert np.mean(exceed) == pytest.approx(0.01, abs=0.004)
