@@ -26,6 +26,7 @@ TRAIN_FLAGS = {
     "prior": str, "n_components": int, "adversarial_weight": float, "latent_weight": float,
     "batch_size": int, "lr": float, "seed": int, "device": str, "threshold": str, "target_far": float,
     "patience": int, "max_train_windows": int, "relative_channels": str, "score_stat": str, "score_tail": float,
+    "preset": str,
 }
 
 
@@ -171,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="error: squared reconstruction error (default); shift: T² of the mean residual")
     b.add_argument("--threshold", choices=THRESHOLD_METHODS, default="pot",
                    help="label-free threshold rule (t2: the shift score's Hotelling limit)")
+    b.add_argument("--preset", choices=["auto", "none"], default="auto",
+                   help="auto (default): settings chosen from each unit's training data alone; none: the defaults")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig key for every model, e.g. --set window_len=16 (repeatable)")
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
@@ -527,7 +530,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     if not args.path.is_dir():
         raise UsageError(f"--path {args.path}: no such folder")
     cfg = TrainConfig(relative_channels=args.relative_channels, score_stat=args.score_stat,
-                      threshold=args.threshold)
+                      threshold=args.threshold, preset=args.preset)
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     if args.set:
@@ -542,7 +545,10 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     if args.threshold != "pot":
         command += f" --threshold {args.threshold}"
     command += "".join(f" --set {kv}" for kv in args.set)
-    section = (f"quality-{args.dataset}" + ("-relative" if args.relative_channels else "")
+    if args.preset != "auto":
+        command += f" --preset {args.preset}"
+    section = (f"quality-{args.dataset}" + ("-preset-none" if args.preset == "none" else "")
+               + ("-relative" if args.relative_channels else "")
                + ("" if args.score_stat == "error" else f"-{args.score_stat}")
                + ("-custom" if args.set else ""))
     out = args.out / section.removeprefix("quality-")

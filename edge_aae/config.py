@@ -15,6 +15,7 @@ PRIORS = ("gaussian", "mixture")
 THRESHOLD_METHODS = ("pot", "quantile", "t2")
 SCORE_STATS = ("error", "shift")
 DEVICES = ("auto", "cpu", "cuda")
+PRESETS = ("auto", "none")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class TrainConfig:
     # Comma-separated channels scored on their shape within each window, not their level:
     # for slow channels (temperatures) whose level drifts beyond what training saw.
     relative_channels: str = ""
+    # "auto": settings left at their defaults are chosen from the training series alone
+    # (edge_aae.preset: channels scored by shape, score and threshold rule, latent size), each
+    # decision recorded with its reason; "none": the defaults as they are.
+    preset: str = "auto"
 
     def __post_init__(self) -> None:
         """Check values once, naming the key at fault."""
@@ -69,7 +74,7 @@ class TrainConfig:
         if isinstance(self.window_len, int) and self.window_len < 4:
             problems.append(f"window_len must be at least 4, got {self.window_len}")
         choices = (("arch", ARCHITECTURES), ("prior", PRIORS), ("score_stat", SCORE_STATS),
-                   ("threshold", THRESHOLD_METHODS), ("device", DEVICES))
+                   ("threshold", THRESHOLD_METHODS), ("device", DEVICES), ("preset", PRESETS))
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

@@ -68,6 +68,10 @@ class AAEDetector:
 
         """
         data = _as_series(data, self.config)
+        from edge_aae.preset import choose_settings
+
+        self.config, decisions = choose_settings(data, self.config)  # labels are never read
+        self.preset_ = [d.to_dict() for d in decisions]
         if self.config.latent_dim == 0:
             self.config = self.config.replace(latent_dim=auto_latent_dim(len(data.channels)))
         cfg = self.config
@@ -216,6 +220,7 @@ class AAEDetector:
             "threshold_rule": self.threshold_rule_,
             "thresholds": self.thresholds_,
             "constant_channels": [c for c, k in zip(self.channels_, self.scaler_.constant_, strict=True) if k],
+            "preset": {"name": self.config.preset, "decisions": self.preset_},
             "val_windows": int(val_scaled.shape[0]),
         }
 
@@ -305,6 +310,7 @@ class AAEDetector:
             "threshold": self.threshold_,
             "threshold_rule": self.threshold_rule_,
             "threshold_span": self.threshold_span_,
+            "preset": {"name": self.config.preset, "decisions": getattr(self, "preset_", [])},
             "thresholds": self.thresholds_,
             "constant_channels": [c for c, k in zip(self.channels_, self.scaler_.constant_, strict=True) if k],
             "score_direction": "higher_is_anomalous",

@@ -218,7 +218,8 @@ def drill_flood(env: Env, seconds: float = 30.0) -> Row:
                            f"({achieved / capacity:.1f}x) in 50-reading messages; RSS {base_rss:.0f} -> max "
                            f"{rss_max:.0f} MB; readings in {stats.get('readings_in', 0):,} = processed "
                            f"{stats.get('readings_processed', 0):,} + dropped (queue full) "
-                           f"{drops.get('queue_full', 0):,}: {'yes' if accounted else 'NO'}; {alerts_during} alerts "
+                           f"{drops.get('queue_full', 0):,}: {'yes' if accounted else 'NO'} (and "
+                           f"{drops.get('over_share', 0):,} messages refused unparsed); {alerts_during} alerts "
                            f"during the flood; normal stream scored afterwards: {'yes' if recovered else 'NO'}"}
     finally:
         rec.close()

@@ -84,10 +84,14 @@ def test_queue_drops_from_the_largest_backlog_only():
     q.put(_Item("good", readings(10)))
     for _ in range(20):
         q.put(_Item("flood", readings(200)))
+    assert not q.admits("flood")  # over its share: the next message is refused before parsing
+    assert q.admits("good")
     items = q.get_all(0)
     assert sum(len(i.readings.ts) for i in items if i.asset == "good") == 10
     assert sum(len(i.readings.ts) for i in items) <= 1000
     assert set(q.take_dropped()) == {"flood"}
+    q.refuse("flood")
+    assert q.take_dropped() == {"flood": (0, 1)}
 
 
 def test_a_worker_cycle_is_bounded_and_shared_across_assets():

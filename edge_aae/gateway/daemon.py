@@ -124,7 +124,8 @@ class ReadingQueue:
         self._n = 0
         self._cond = threading.Condition()
         self._stats = stats
-        self._dropped: Counter[str] = Counter()  # per asset, since the last take_dropped()
+        self._dropped: Counter[str] = Counter()  # readings per asset, since the last take_dropped()
+        self._refused: Counter[str] = Counter()  # messages refused unparsed per asset, likewise
 
     def put(self, item: _Item) -> None:
         """Enqueue; may drop the oldest readings of the largest backlog to stay within the bound."""
@@ -200,16 +201,17 @@ class ReadingQueue:
             return held < self.max_readings / (2 + others)
 
     def refuse(self, asset: str) -> None:
-        """Count a message refused unparsed for being over its asset's share."""
-        self._stats.drop("queue_full")
+        """Count a message refused unparsed for being over its asset's share (``over_share``, in messages)."""
+        self._stats.drop("over_share")
         with self._cond:
-            self._dropped[asset] += 1
+            self._refused[asset] += 1
 
-    def take_dropped(self) -> dict[str, int]:
-        """Readings dropped per asset since the last call."""
+    def take_dropped(self) -> dict[str, tuple[int, int]]:
+        """``asset -> (readings dropped, messages refused unparsed)`` since the last call."""
         with self._cond:
-            out = dict(self._dropped)
+            out = {a: (self._dropped.get(a, 0), self._refused.get(a, 0)) for a in {*self._dropped, *self._refused}}
             self._dropped.clear()
+            self._refused.clear()
             return out
 
     def __len__(self) -> int:
@@ -822,9 +824,9 @@ class Daemon:
         while self._pending_reports:
             asset, reason, detail = self._pending_reports.popleft()
             self._report_error(asset, reason, detail)
-        for asset, n in self.queue.take_dropped().items():
-            self._report_error(asset, "queue_full", f"{n} reading(s) or message(s) dropped: this asset's backlog "
-                               f"exceeded its share of runtime.queue_max_readings = "
+        for asset, (n, m) in self.queue.take_dropped().items():
+            self._report_error(asset, "queue_full", f"{n} reading(s) dropped and {m} message(s) refused unparsed: "
+                               "this asset's backlog exceeded its share of runtime.queue_max_readings = "
                                f"{self.cfg.runtime.queue_max_readings}")
 
     def _watchdog(self, now: float) -> None:

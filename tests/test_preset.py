@@ -1,0 +1,78 @@
+"""The auto preset: settings from the training series alone, recorded with reasons, never from labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from edge_aae import synth
+from edge_aae.config import TrainConfig
+from edge_aae.data import assemble_series
+from edge_aae.detector import AAEDetector
+from edge_aae.preset import choose_settings, drift_and_slowness
+
+FAST = {"epochs": 3, "patience": 2, "max_train_windows": 1500}
+
+
+def pump(rows: int, warm_channel: bool, seed: int = 0, labels: np.ndarray | None = None):
+    res = synth.generate(seed=seed, train_rows=max(rows, 1000), test_rows=2400, faults_per_kind=1)
+    x = res.train[:rows].copy()
+    if warm_channel:  # a bearing temperature that warms up through the normal run
+        j = synth.CHANNELS.index("bearing_temp_c")
+        x[:, j] += np.linspace(0, 12 * x[:, j].std(), rows)
+    ts = np.arange(rows, dtype=np.float64)
+    return assemble_series("pump.csv", list(synth.CHANNELS), ts, x, labels)
+
+
+def test_a_drifting_slow_channel_is_scored_by_shape_and_a_stationary_one_is_not():
+    cfg, decisions = choose_settings(pump(14400, warm_channel=True), TrainConfig())
+    assert cfg.relative_channels == "bearing_temp_c"
+    why = {d.key: d.reason for d in decisions}
+    assert "drift" in why["relative_channels"]
+    cfg, decisions = choose_settings(pump(14400, warm_channel=False), TrainConfig())
+    assert cfg.relative_channels == ""
+    assert "no channel" in {d.key: d.reason for d in decisions}["relative_channels"]
+
+
+def test_short_training_picks_the_shift_score_long_training_keeps_the_error_score():
+    short, d = choose_settings(pump(400, warm_channel=False), TrainConfig())
+    assert (short.score_stat, short.threshold) == ("shift", "t2")
+    long, _ = choose_settings(pump(9000, warm_channel=False), TrainConfig())
+    assert (long.score_stat, long.threshold) == ("error", "pot")
+    wide = assemble_series("wide.csv", [f"c{i}" for i in range(52)], np.arange(500.0),
+                           np.random.default_rng(0).normal(size=(500, 52)), None)
+    plant, d = choose_settings(wide, TrainConfig())  # 52 channels, ~28 independent windows: no T² limit
+    assert (plant.score_stat, plant.threshold) == ("error", "pot")
+    assert "too few for a T² limit" in {x.key: x.reason for x in d}["score_stat"]
+
+
+def test_explicit_settings_and_preset_none_are_left_alone():
+    data = pump(400, warm_channel=True)
+    cfg, _ = choose_settings(data, TrainConfig(relative_channels="flow_m3h", score_stat="shift"))
+    assert cfg.relative_channels == "flow_m3h"
+    assert cfg.threshold == "pot"
+    none, decisions = choose_settings(data, TrainConfig(preset="none"))
+    assert none == TrainConfig(preset="none")
+    assert decisions == []
+
+
+def test_stationary_noise_is_neither_drifting_nor_slow():
+    drift, slow = drift_and_slowness(np.random.default_rng(1).normal(size=(4000, 3)))
+    assert (drift < 1).all()
+    assert (slow > 0.8).all()
+
+
+def test_the_preset_never_reads_labels_and_is_recorded(tmp_path):
+    labels = np.zeros(3000, np.int8)
+    labels[1000:1200] = 1
+    a = AAEDetector(TrainConfig(**FAST)).fit(pump(3000, True, labels=labels))
+    shuffled = np.random.default_rng(0).permutation(labels)
+    b = AAEDetector(TrainConfig(**FAST)).fit(pump(3000, True, labels=shuffled))
+    assert a.config == b.config
+    assert a.threshold_ == b.threshold_
+    a.save(tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["preset"]["name"] == "auto"
+    assert {d["key"] for d in meta["preset"]["decisions"]} >= {"relative_channels", "score_stat", "latent_dim"}
+    assert "bearing_temp_c" in meta["config"]["relative_channels"].split(",")
