@@ -10,7 +10,10 @@ Decisions:
   normal data (the spread of its block medians over four consecutive blocks exceeds three times
   its typical within-block spread) *and* that moves slowly (its step-to-step noise is under half
   its spread: a temperature, not a noisy flow meter). Its level then says more about warm-up
-  than about faults, and the test data will carry it further than training did.
+  than about faults, and the test data will carry it further than training did. If more than
+  half the channels qualify, the whole process moved and none is picked. Very slow channels
+  (step noise under 0.3 of their spread) that move with a picked one (|correlation| over 0.9)
+  join it: a thermal family warms together even where one member drifted less in training.
 * **Score and threshold** (``score_stat``, ``threshold``): when the validation split is too
   short for a tail fit (fewer windows than POT needs), the ``shift`` score with its ``t2`` limit,
   provided there are at least twice as many independent windows as channels; otherwise the
@@ -39,6 +42,8 @@ PRESETS = ("auto", "none")
 DRIFT_BLOCKS = 4
 DRIFT_LIMIT = 3.0  # block medians spread over this many within-block spreads: the level drifts
 SLOW_LIMIT = 0.5  # step noise / (sqrt 2 * spread) under this: a slow channel
+FAMILY_LIMIT = 0.3  # once a slow channel drifts, very slow channels that move with it join it
+FAMILY_CORR = 0.9  # "move with it": |correlation| over the normal data above this
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,19 @@ def drift_and_slowness(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return drift, slowness
 
 
+def _joins(values: np.ndarray, channels: list[str], c: str, picked: list[str], slow: np.ndarray) -> bool:
+    """Whether channel ``c`` is very slow and moves with one of the ``picked`` drifting channels."""
+    i = channels.index(c)
+    if slow[i] >= FAMILY_LIMIT:
+        return False
+    x = values[np.isfinite(values).all(axis=1)]
+    for p in picked:
+        j = channels.index(p)
+        if x[:, i].std() > 0 and x[:, j].std() > 0 and abs(float(np.corrcoef(x[:, i], x[:, j])[0, 1])) > FAMILY_CORR:
+            return True
+    return False
+
+
 def choose_settings(data: SensorData, cfg: TrainConfig) -> tuple[TrainConfig, list[Decision]]:
     """The configuration ``auto`` trains with, and its decisions (``cfg`` unchanged for ``none``)."""
     if cfg.preset == "none":
@@ -95,6 +113,8 @@ def choose_settings(data: SensorData, cfg: TrainConfig) -> tuple[TrainConfig, li
         picked = [c for c, d, s in zip(channels, drift, slow, strict=True) if d > DRIFT_LIMIT and s < SLOW_LIMIT]
         if len(picked) > len(channels) // 2:  # most channels drift: the whole process moved, keep levels
             picked = []
+        if picked:  # the thermal family: very slow channels that move with a drifting one
+            picked = [c for c in channels if c in picked or _joins(data.values, channels, c, picked, slow)]
         detail = ", ".join(f"{c} drift {d:.1f} slowness {s:.2f}" for c, d, s in zip(channels, drift, slow,
                                                                                  strict=True) if c in picked)
         changes["relative_channels"] = ",".join(picked)

@@ -157,9 +157,10 @@ def t_quantile(q: float, df: float) -> float:
 def prediction_limit(scores: np.ndarray, target_far: float, n_effective: float) -> float:
     """Upper prediction limit of a new normal score, for few independent normal scores.
 
-    Log scores are taken as normal, with mean and spread estimated from ``n_effective``
-    independent observations (overlapping windows count as fewer): ``exp(m + t(1 - far;
-    n - 1) * s * sqrt(1 + 1/n))``. With many observations this is the log-normal quantile;
+    Log scores are taken as normal, with centre and spread (median and MAD, robust to the
+    few high scores a normal stretch holds) estimated from ``n_effective`` independent
+    observations (overlapping windows count as fewer): ``exp(m + t(1 - far; n - 1) * s *
+    sqrt(1 + 1/n))``. With many observations this is the log-normal quantile;
     with few it widens as far as the estimate is uncertain. The empirical quantile of a few
     hundred strongly correlated window scores is about their maximum, which new normal data
     exceeds often; this does not.
@@ -167,8 +168,9 @@ def prediction_limit(scores: np.ndarray, target_far: float, n_effective: float) 
     x = _finite(scores)
     x = np.log(np.maximum(x, max(float(np.median(np.abs(x))) * 1e-6, 1e-12)))
     n = max(float(n_effective), 3.0)
-    sd = float(x.std(ddof=1)) if x.size > 1 else 0.0
-    return float(np.exp(x.mean() + t_quantile(1.0 - target_far, n - 1.0) * sd * math.sqrt(1.0 + 1.0 / n)))
+    center = float(np.median(x))
+    sd = 1.4826 * float(np.median(np.abs(x - center)))  # robust: a few high scores must not widen it
+    return float(np.exp(center + t_quantile(1.0 - target_far, n - 1.0) * sd * math.sqrt(1.0 + 1.0 / n)))
 
 
 def pot_threshold(scores: np.ndarray, target_far: float, init_quantile: float = 0.98, warn: bool = True,
