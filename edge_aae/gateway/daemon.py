@@ -149,9 +149,10 @@ class ReadingQueue:
     def get_all(self, timeout_s: float, budget: int | None = None) -> list[_Item]:
         """What is queued, waiting up to ``timeout_s`` for the first item.
 
-        With a ``budget`` (readings), at most about that many are taken, shared round-robin
-        across the assets (an item is split if need be; the rest stays queued in order): one
-        asset's backlog cannot make the worker's cycle long while the others' readings wait.
+        With a ``budget`` (readings), at most about that many are taken, shared across the
+        assets (whole messages; only one larger than an asset's whole share is split, the rest
+        staying queued in order): one asset's backlog cannot make the worker's cycle long while
+        the others' readings wait.
         Each asset's readings stay in arrival order; the smallest backlogs come first.
         """
         with self._cond:
@@ -171,13 +172,13 @@ class ReadingQueue:
                 while dq and taken < quota:
                     item = dq.popleft()
                     k = len(item.readings.ts)
-                    if taken + k > quota and taken > 0 or k > quota:
-                        cut = max(1, quota - taken)
-                        if cut < k:
-                            r = item.readings
-                            dq.appendleft(_Item(a, Readings(r.ts[cut:], r.values[cut:], r.seq)))
-                            item = _Item(a, Readings(r.ts[:cut], r.values[:cut], r.seq))
-                            k = cut
+                    if k > quota and taken == 0:  # only a message larger than the whole share is split
+                        r = item.readings
+                        dq.appendleft(_Item(a, Readings(r.ts[quota:], r.values[quota:], r.seq)))
+                        item, k = _Item(a, Readings(r.ts[:quota], r.values[:quota], r.seq)), quota
+                    elif k > quota - taken and taken > 0:
+                        dq.appendleft(item)  # whole messages only: it goes first next cycle
+                        break
                     items.append(item)
                     taken += k
                 self._counts[a] -= taken
