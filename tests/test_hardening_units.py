@@ -289,3 +289,41 @@ def test_health_check_reads_the_heartbeat(tmp_path):
     assert not ok
     assert "limit 30 s" in why
     assert main([str(hb)]) == 1
+
+
+def test_a_model_much_slower_in_its_health_window_is_rolled_back(tmp_path, bundle, keys):
+    from edge_aae.gateway.scorer import OnnxScorer
+    from edge_aae.gateway.updater import PendingSwap
+    from edge_aae.gateway.updates import pack_bundle
+
+    v1 = redteam.resign(bundle, tmp_path / "v1", keys, redteam.with_version("1.0.0"))
+    v2 = redteam.resign(bundle, tmp_path / "v2", keys, redteam.with_version("2.0.0"))
+    pub = load_public_key(keys)
+    store = ModelStore(tmp_path / "models")
+    store.install(store.stage("a", unpack_verified(pack_bundle(v1), verify_header(header_of(v1), pub, 10**8))),
+                  "1.0.0")
+    extra = (f'[update]\nenabled = true\npublic_key = "{keys / "public.pem"}"\n'
+             f'models_dir = "{tmp_path / "models"}"\nhealth_window_s = 60\n')
+    d = make_daemon(tmp_path, v1, extra)
+    slot = d.registry.default
+    window = np.zeros((slot.scorer.window_len, len(slot.scorer.channels)), np.float32)
+    d.assets["pump1"] = d._state("pump1")
+    for _ in range(5):
+        d._score([("pump1", 1.0, window)])  # the running model's latency is the baseline
+    final = store.install(store.stage("b", unpack_verified(pack_bundle(v2), verify_header(header_of(v2), pub, 10**8))),
+                          "2.0.0")
+    d.updater.swaps.put(PendingSwap(slot, OnnxScorer.open(final), "b", "2.0.0", "1.0.0"))
+    d._apply_swaps()
+    assert slot.scorer.bundle.version == "2.0.0"
+    real = slot.scorer.score_windows
+
+    def slow(w):
+        time.sleep(0.02)  # 20 ms per call: far over 5x the baseline plus 0.2 ms
+        return real(w)
+
+    slot.scorer.score_windows = slow
+    for _ in range(6):
+        d._score([("pump1", 2.0, window)])
+    assert slot.scorer.bundle.version == "1.0.0"
+    assert d.stats.counts["updates_rolled_back"] == 1
+    assert os.path.basename(store.installed()) == "v1.0.0"
