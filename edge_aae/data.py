@@ -111,6 +111,8 @@ def load_series(path: str | Path, *, time_col: str | None = None,
 
     """
     p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{p}: is a folder; give a CSV or text file")
     if not p.is_file():
         raise UsageError(f"{p}: file not found")
     try:

@@ -24,6 +24,8 @@ def window_ends(segments: list[tuple[int, int]], window_len: int, stride: int = 
 
 def gather_windows(values: np.ndarray, ends: np.ndarray, window_len: int) -> np.ndarray:
     """Stack windows ending at ``ends``: ``(n_rows, C)`` -> ``(n_windows, window_len, C)`` float32."""
+    if len(ends) == 0 or values.shape[0] < window_len:  # too few rows: no window (callers say so)
+        return np.zeros((0, window_len, values.shape[1]), dtype=np.float32)
     view = np.lib.stride_tricks.sliding_window_view(values, window_len, axis=0)
     # view: (n_rows - window_len + 1, C, window_len)
     out = view[ends - window_len + 1].transpose(0, 2, 1)

@@ -199,7 +199,7 @@ def attack_deafening_numbers(t: Target, channel: str) -> list[Row]:
         since = time.time()
         t.send([text.replace("CH", channel).encode()], topic=f"{BASE}/sensors/pump9")
         ok = t.wait_good(10)
-        t.rec.wait_for(lambda r: any(e["asset"] == "pump9" for e in t.errors(since)), 10)
+        t.rec.wait_for(lambda r, s=since: any(e["asset"] == "pump9" for e in t.errors(s)), 10)
         errs = [e["reason"] for e in t.errors(since) if e["asset"] == "pump9"]
         rows.append(row("deafening number", variant, ok and bool(errs),
                         f"rejected as {errs[0] if errs else '?'}; still scoring" if ok else "DEAF", t, since))

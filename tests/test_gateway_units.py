@@ -192,7 +192,9 @@ def test_config_bad_toml_and_missing_file(tmp_path):
 
 @pytest.mark.parametrize("url", ["http://x:1", "mqtt://:1883", "mqtt://host:notaport"])
 def test_broker_url_errors(url):
-    with pytest.raises(ConfigError, match="--broker"):
+    from edge_aae.errors import UsageError
+
+    with pytest.raises(UsageError, match="--broker"):
         parse_broker_url(url)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge_aae.errors import ConfigError
+from edge_aae.errors import ConfigError, UsageError
 
 SCORE_PUBLISHING = ("every", "every_nth", "none")
 SECRET_MODE_MASK = 0o007  # a secret readable or writable by every user on the device is refused
@@ -222,19 +222,19 @@ def parse_broker_url(url: str) -> tuple[str, int, bool]:
     """``mqtt://HOST:PORT`` or ``mqtts://HOST:PORT`` -> ``(host, port, tls)``.
 
     Raises:
-        ConfigError: another scheme, no host, or a bad port.
+        UsageError: another scheme, no host, or a bad port (a command-line flag: exit status 2).
 
     """
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts"):
-        raise ConfigError(f"--broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        raise UsageError(f"--broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
     tls = parts.scheme == "mqtts"
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError:
-        raise ConfigError(f"--broker {url!r}: the port is not a number in 1..65535") from None
+        raise UsageError(f"--broker {url!r}: the port is not a number in 1..65535") from None
     if not parts.hostname:
-        raise ConfigError(f"--broker {url!r}: no host")
+        raise UsageError(f"--broker {url!r}: no host")
     return parts.hostname, port, tls
 
 
@@ -424,7 +424,7 @@ def read_gateway_config(path: Path, overrides: dict[str, Any] | None = None) -> 
     if overrides.get("broker_url"):
         try:
             host, port, tls = parse_broker_url(overrides["broker_url"])
-        except ConfigError as exc:
+        except UsageError as exc:
             problems.append(str(exc))
         else:
             raw.setdefault("broker", {})

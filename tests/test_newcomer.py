@@ -1,0 +1,54 @@
+"""A newcomer's path: one-line errors with the right exit status, and nothing secret committed by accident."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_aae.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def one_line_error(res: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    assert res.returncode == code, res.stderr
+    assert "Traceback" not in res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+    assert len(lines) == 1, res.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_scoring_fewer_rows_than_a_window_says_so(bundle, trained_run, tmp_path):
+    few = tmp_path / "few.csv"
+    rows = np.random.default_rng(0).normal(size=(10, 8))
+    header = ",".join(["timestamp", *[f"c{i}" for i in range(8)]])
+    import json
+
+    channels = json.loads((bundle / "manifest.json").read_text())["channels"]
+    header = ",".join(["timestamp", *channels])
+    few.write_text(header + "\n" + "\n".join(f"{1700000000 + i}," + ",".join(f"{v:.3f}" for v in r)
+                                             for i, r in enumerate(rows)) + "\n")
+    for model in (bundle, trained_run):
+        one_line_error(cli("score", str(model), "--data", str(few), "--out", str(tmp_path / "s.csv")), 1,
+                       "too few rows")
+
+
+def test_a_folder_for_data_and_a_bad_broker_url_are_usage_errors(bundle, tmp_path):
+    one_line_error(cli("score", str(bundle), "--data", str(tmp_path), "--out", str(tmp_path / "s.csv")), 2,
+                   "is a folder")
+    one_line_error(cli("alerts", "--broker", "http://nowhere:1"), 2, "--broker")
+
+
+def test_gitignore_covers_the_journeys_outputs_and_a_license_ships():
+    paths = ["keys/private.pem", "data/train.csv", "bundles/pump/model.onnx", "runs/pump/model.json",
+             ".edge-aae/x", "scores.csv", "samples.csv", "demo-out/report.md", "eval-out/metrics.json"]
+    res = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert sorted(res.stdout.split()) == sorted(paths)
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
