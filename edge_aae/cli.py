@@ -425,6 +425,13 @@ def cmd_export(args: argparse.Namespace) -> int:
                  ["INT8: unfused weight DequantizeLinear", str(rep.unfused_dequant), "0",
                   _ok(rep.unfused_dequant == 0)]]
     _print_table(["parity gate", "value", "limit", ""], rows)
+    if len(rep.int8_attempts) > 1 or (rep.int8_attempts and not rep.int8_attempts[0]["passed"]):
+        print("INT8 variants tried, in order (the first that passes ships):")
+        _print_table(["form", "FP32 layers", "calibration", "gate", "missed by"],
+                     [[a["quantization"], ", ".join(a["fp32_layers"]) or "none", a["calibration"],
+                       "pass" if a["passed"] else "FAIL",
+                       "; ".join(f"{f['criterion']} {f['value']} < {f['limit']} (by {f['short_by']})"
+                                 for f in a["failed"]) or "-"] for a in rep.int8_attempts])
     sizes = ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in rep.sizes.items())
     print(f"model.onnx = {rep.default_kind.upper()}: {rep.default_reason}")
     print(f"sizes: {sizes}" + ("; batch-1 latency: " + ", ".join(f"{k} {v:.0f} us" for k, v in rep.latency_us.items())

@@ -76,6 +76,7 @@ class ExportReport:
     latency_us: dict[str, float] = field(default_factory=dict)
     signed: bool = False
     int8_quantization: str = ""  # static, weights, or empty without INT8
+    int8_attempts: list[dict[str, Any]] = field(default_factory=list)  # every INT8 variant tried, and why it failed
 
 
 def host_target() -> str:
@@ -153,6 +154,7 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
     keep_fp32: tuple[str, ...] = ()
     calibration = ""
     quantization = ""
+    tried: list[dict[str, Any]] = []
     if int8:
         int8_path = tmp / INT8_MODEL
         train_w = calib["train"]
@@ -177,8 +179,13 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
                                                    span=det.threshold_span_)
             out8 = run_onnx(int8_path, gate_windows, 64)
             int8_gate = check_int8(out32, out8, thresholds["fp32"], thresholds["int8"], n_normal=len(val))
-            log.info("INT8 (%s) with FP32 layers %s, calibrated on %s: gate %s", quantization,
-                     list(keep_fp32) or "none", calibration, "passed" if int8_gate.passed else "failed")
+            failed = int8_gate.failures()
+            tried.append({"quantization": quantization, "fp32_layers": list(keep_fp32), "calibration": calibration,
+                          "passed": int8_gate.passed, "failed": failed})
+            log.info("INT8 (%s) with FP32 layers %s, calibrated on %s: gate %s%s", quantization,
+                     list(keep_fp32) or "none", calibration, "passed" if int8_gate.passed else "failed",
+                     "" if not failed else " (" + ", ".join(f"{f['criterion']} {f['value']} < {f['limit']}"
+                                                           for f in failed) + ")")
             if int8_gate.passed:
                 break
         assert int8_gate is not None
@@ -263,12 +270,13 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     sizes = {name: (tmp / name).stat().st_size for name in (FP32_MODEL, INT8_MODEL) if (tmp / name).exists()}
     report = ExportReport(tmp, default_kind, reason, fp32_gate, int8_gate, sizes, unfused, latency,
-                          int8_quantization=quantization)
+                          int8_quantization=quantization, int8_attempts=tried)
     parity = {"fp32_vs_torch": as_dict(fp32_gate), "int8_vs_fp32": as_dict(int8_gate),
               "default_model": default_kind, "default_reason": reason, "thresholds": thresholds,
               "int8_quantization": quantization or None,
               "int8_fp32_layers": list(keep_fp32) if int8 else None,
               "int8_calibration": calibration if int8 else None,
+              "int8_attempts": tried,
               "unfused_weight_dequantize_linear": unfused, "latency_us_batch1": latency,
               "file_bytes": sizes, "gate_windows": {"validation": int(len(val)),
                                                     "injected_faults": int(len(gate_windows) - len(val))}}

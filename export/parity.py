@@ -87,6 +87,13 @@ class Int8Parity:
     limits: dict[str, float]
     spearman_normal: float = 1.0
 
+    def failures(self) -> list[dict[str, float | str]]:
+        """Each criterion missed: its value, its limit and the shortfall (empty when the gate passed)."""
+        values = {"decision_agreement": self.decision_agreement, "spearman": self.spearman,
+                  "spearman_normal": self.spearman_normal, "top_channel_agreement": self.top_channel_agreement}
+        return [{"criterion": k, "value": round(v, 4), "limit": self.limits[k],
+                 "short_by": round(self.limits[k] - v, 4)} for k, v in values.items() if v < self.limits[k]]
+
 
 def check_fp32(scorer: AAEScorer, fp32_path: Any, windows: np.ndarray) -> Fp32Parity:
     """Max |score difference| at batch 1 and 64, relative to the score's standard deviation."""

@@ -288,3 +288,19 @@ def test_shift_score_exports_with_its_precision_left_in_fp32(synth_dir, tmp_path
     int8_res = BundleScorer(tmp_path / "b", "model.int8.onnx").score(test)
     y = test.labels[torch_res.ends]
     assert abs(auroc(y, int8_res.score) - auroc(y, torch_res.score)) <= 0.005
+
+
+def test_parity_json_says_why_each_int8_variant_failed(bundle):
+    from export.parity import Int8Parity
+
+    parity = json.loads((bundle / "parity.json").read_text())
+    attempts = parity["int8_attempts"]
+    assert attempts, parity
+    for a in attempts[:-1]:  # every variant before the one that shipped (or the last) failed, and says how
+        assert not a["passed"]
+        assert a["failed"]
+        assert all(f["value"] < f["limit"] and f["short_by"] > 0 for f in a["failed"])
+    assert attempts[-1]["passed"] == (parity["int8_quantization"] is not None and not attempts[-1]["failed"])
+    gate = Int8Parity(0.99, 0.95, 1.0, 3, 100, False, {"decision_agreement": 0.995, "spearman": 0.99,
+                                                        "spearman_normal": 0.99, "top_channel_agreement": 0.9}, 0.999)
+    assert [f["criterion"] for f in gate.failures()] == ["decision_agreement", "spearman"]
