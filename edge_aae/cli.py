@@ -257,11 +257,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     rep = det.report_
     assert rep is not None  # set by fit()
     last = rep["history"][rep["best_epoch"] - 1]
+    cfg = det.config
+    if len(rep["history"]) < cfg.epochs:
+        print(f"stopped early at epoch {len(rep['history'])} of {cfg.epochs}: no better validation loss for "
+              f"{cfg.patience} epochs; best epoch {rep['best_epoch']} (validation loss {last['val_loss']:.5f})")
+    for d in rep.get("preset", {}).get("decisions", []):
+        print(f"preset {cfg.preset}: {d['key']} = {d['value']!r} ({d['reason']})")
     rows = [("epochs run / best", f"{len(rep['history'])} / {rep['best_epoch']}"),
             ("validation loss", f"{last['val_loss']:.5f}"),
             ("discriminator accuracy", f"{last['disc_acc']:.2f}"),
             ("MMD² codes vs prior", f"{rep['mmd_codes_vs_prior']:.4f}"),
-            (f"threshold ({config.threshold}, far {config.target_far:g})", f"{det.threshold_:.4f}"),
+            (f"threshold ({det.threshold_rule_}, far {cfg.target_far:g})", f"{det.threshold_:.4f}"),
             ("device / time", f"{rep['device']} / {rep['train_seconds']:.1f} s")]
     _print_table(["", "value"], rows)
     for w in rep["warnings"]:

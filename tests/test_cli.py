@@ -30,6 +30,11 @@ def test_synth_train_score_sample(tmp_path, synth_dir, trained_run):
     p = run_cli("train", "--data", out / "train.csv", "--out", run, "--epochs", "2", "--quiet")
     assert p.returncode == 0, p.stderr
     assert {"model.json", "weights.pt", "report.json", "report.png"} <= {f.name for f in run.iterdir()}
+    assert "preset auto: relative_channels" in p.stdout  # each choice of the preset, with its reason
+    p = run_cli("train", "--data", out / "train.csv", "--out", tmp_path / "run2", "--epochs", "30", "--patience", "1",
+                "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert "stopped early at epoch" in p.stdout  # one line, not a progress bar frozen at 7/30
     scores = tmp_path / "scores.csv"
     p = run_cli("score", trained_run, "--data", synth_dir / "test.csv", "--out", scores, "--label-col", "label")
     assert p.returncode == 0, p.stderr
