@@ -199,9 +199,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeAAEError as exc:
         print(f"edge-aae {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ImportError as exc:
+        missing = _missing_extra(exc)
+        if missing is None:
+            raise
+        print(f"edge-aae {args.command}: error: this needs {missing}, which the base (gateway) install leaves out: "
+              "pip install 'edge-aae[train]'", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+TRAIN_EXTRA = ("torch", "onnx", "matplotlib", "tqdm")
+
+
+def _missing_extra(exc: ImportError) -> str | None:
+    """The ``[train]`` extra's module an ImportError is about, if it is one."""
+    name = (exc.name or "").split(".")[0]
+    if name in TRAIN_EXTRA:
+        return name
+    text = str(exc)
+    return next((m for m in TRAIN_EXTRA if f"'{m}'" in text or text.startswith(m) or f" {m} " in text), None)
 
 
 def _channels(args: argparse.Namespace) -> list[str] | None:
@@ -337,7 +356,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = evaluate(data, result, truth)
     args.out.mkdir(parents=True, exist_ok=True)
     write_metrics(args.out / "metrics.json", metrics)
-    plots = plot_eval(args.out, data, result, alerts_from_scores(result))
+    try:
+        plots = plot_eval(args.out, data, result, alerts_from_scores(result))
+    except ImportError:  # the base (gateway) install has no matplotlib: the numbers still stand
+        plots = []
+        print("note: plots skipped (matplotlib is not installed: pip install 'edge-aae[train]')", file=sys.stderr)
     ev = metrics["events"]
     rows = [
         ("AUROC", f"{metrics['auroc']:.4f}"), ("AUPRC", f"{metrics['auprc']:.4f}"),
