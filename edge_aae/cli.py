@@ -30,6 +30,55 @@ TRAIN_FLAGS = {
 }
 
 
+TRAIN_HELP = {
+    "epochs": "training epochs (early stopping may end sooner)",
+    "window_len": "samples per window",
+    "stride": "new samples between windows",
+    "arch": "encoder/decoder architecture",
+    "hidden": "hidden width of the encoder and decoder",
+    "latent_dim": "latent code size; 0: half the channels, 2 to 8",
+    "prior": "prior the discriminator pushes the codes towards",
+    "n_components": "components of the mixture prior",
+    "adversarial_weight": "weight of the adversarial loss; 0 trains the plain autoencoder",
+    "latent_weight": "weight of the latent score in the combined score",
+    "batch_size": "windows per training batch",
+    "lr": "learning rate of the autoencoder",
+    "seed": "random seed (runs are deterministic on the CPU)",
+    "device": "training device; auto picks CUDA when present (mixed precision there)",
+    "threshold": "label-free threshold rule (t2 needs --score-stat shift)",
+    "target_far": "false-alarm rate per window on normal data the threshold is set for",
+    "patience": "epochs without a better validation loss before stopping",
+    "max_train_windows": "most training windows used (a random subset beyond)",
+    "relative_channels": "comma-separated channels scored by their shape within a window, not their level",
+    "score_stat": "error: squared reconstruction error; shift: T² of the mean residual (sustained shifts)",
+    "score_tail": "how much the score favours a window's most recent samples (smaller: more)",
+    "preset": "auto: choose settings left at their defaults from the training data (reasons in model.json); "
+              "none: the plain defaults",
+}
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig key in TRAIN_FLAGS, with help, choices and the default."""
+    from edge_aae.config import (
+        ARCHITECTURES,
+        DEVICES,
+        PRESETS,
+        PRIORS,
+        SCORE_STATS,
+        THRESHOLD_METHODS,
+        TrainConfig,
+    )
+
+    choices = {"arch": ARCHITECTURES, "prior": PRIORS, "device": DEVICES, "threshold": THRESHOLD_METHODS,
+               "score_stat": SCORE_STATS, "preset": PRESETS}
+    defaults = TrainConfig().to_dict()
+    for name, typ in TRAIN_FLAGS.items():
+        shown = defaults[name] if defaults[name] != "" else "none"
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, dest=name, choices=choices.get(name),
+                       metavar=None if name in choices else name.upper(),
+                       help=f"{TRAIN_HELP[name]} (default: {shown})")
+
+
 def _add_data_args(p: argparse.ArgumentParser, label: bool = False) -> None:
     p.add_argument("--data", required=True, type=Path, help="CSV (header; , ; or tab) or headerless numeric text")
     p.add_argument("--time-col", help="timestamp column (default: detected by name; else one row per second)")
@@ -57,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--out", required=True, type=Path, help="run directory to write")
     p.add_argument("--config", type=Path, help="TOML with training settings (flags override it)")
-    for name, typ in TRAIN_FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, dest=name)
+    _add_train_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -76,3 +76,17 @@ def test_base_install_says_which_extra_to_install(tmp_path, synth_dir, bundle):
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "ev" / "metrics.json").is_file()
     assert "plots skipped" in res.stderr
+
+
+def test_every_train_option_says_what_it_does_and_its_default():
+    res = cli("train", "--help")
+    assert res.returncode == 0
+    from edge_aae.cli import TRAIN_FLAGS
+
+    text = " ".join(res.stdout.split())
+    for name in TRAIN_FLAGS:
+        flag = "--" + name.replace("_", "-")
+        assert flag in text
+    assert text.count("(default:") >= len(TRAIN_FLAGS)
+    assert "{conv,mlp}" in text
+    assert "{auto,none}" in text
