@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -57,3 +58,26 @@ def test_dockerfile_runs_serve_as_non_root_with_volumes_and_health_check():
     entry = [rest for word, rest in ins if word == "ENTRYPOINT"]
     assert entry
     assert '"edge-aae", "serve"' in entry[-1]
+
+
+def test_image_and_firmware_configs_agree_on_paths():
+    """The health check reads the heartbeat the configs' outbox writes; everything written is in the state volume."""
+    ins = instructions()
+    volumes = json.loads(next(rest for word, rest in ins if word == "VOLUME"))
+    health = next(rest for word, rest in ins if word == "HEALTHCHECK")
+    heartbeat = re.search(r"(/\S+/heartbeat)", health)[1]
+    state = next(v for v in volumes if v.endswith("/state"))
+    config_volume = next(v for v in volumes if v.endswith("/config"))
+    for path in sorted((ROOT / "firmware_configs").glob("*.toml")):
+        cfg = tomllib.loads(path.read_text())
+        if path.stem == "x86-dev":  # a workstation, not the image: paths relative to the repository
+            assert cfg["models"]["default"] == "../bundles/pump", "x86-dev must serve the README's bundles/pump"
+            continue
+        outbox = cfg["outbox"]["dir"]
+        assert f"{outbox}/heartbeat" == heartbeat, f"{path.name}: outbox.dir {outbox} vs health check {heartbeat}"
+        assert outbox.startswith(state + "/"), f"{path.name}: outbox.dir must be in the state volume {state}"
+        models_dir = cfg["update"]["models_dir"]
+        assert models_dir.startswith(state + "/"), f"{path.name}: update.models_dir must be writable ({state})"
+        assert not models_dir.startswith(config_volume), path.name
+        default = cfg["models"]["default"]
+        assert any(default.startswith(v + "/") for v in volumes), f"{path.name}: models.default outside the volumes"
