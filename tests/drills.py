@@ -346,10 +346,14 @@ def drill_red_team(env: Env) -> Row:
         out += redteam.attack_flood(t, channels, rows_, seconds=30)
         time.sleep(1.5)
         stats = t.status().get("stats", {})
+        sent = stats.get("alerts_raised", 0) + stats.get("alerts_cleared", 0)
+        received = len({a["id"] for a in t.rec.json("/alert")})
         out.append({"attack": "afterwards", "variant": "status of the same daemon",
-                    "ok": stats.get("internal_errors", 0) == 0 and bool(t.status().get("healthy")),
-                    "outcome": f"healthy, internal errors {stats.get('internal_errors', 0)}, outbox "
-                               f"{stats.get('outbox_depth')}", "good asset unscored (s)": "-"})
+                    "ok": stats.get("internal_errors", 0) == 0 and bool(t.status().get("healthy"))
+                    and received == sent and stats.get("outbox_depth", 1) == 0,
+                    "outcome": f"healthy, internal errors {stats.get('internal_errors', 0)}; alerts sent {sent}, "
+                               f"received {received} (lost {sent - received}), outbox {stats.get('outbox_depth')}",
+                    "good asset unscored (s)": "-"})
     finally:
         t.close()
     RED_TEAM_ROWS[:] = out
