@@ -27,7 +27,7 @@ from edge_aae import __version__
 from edge_aae.config import TrainConfig, auto_latent_dim
 from edge_aae.data import SensorData, assemble_series
 from edge_aae.errors import CorruptModelError, DataError, ModelMismatchError
-from edge_aae.model import AAEScorer, LatentPrior, build_autoencoder
+from edge_aae.model import AAEScorer, LatentPrior, build_autoencoder, time_weight_span
 from edge_aae.scores import WindowScores
 from edge_aae.thresholds import compute_threshold, normal_reference, pot_min_scores, t2_limit
 from edge_aae.train import TrainResult, train_aae
@@ -127,7 +127,7 @@ class AAEDetector:
                                      cfg.pot_init_quantile)
         methods = ("pot", "quantile", "t2") if cfg.score_stat == "shift" else ("pot", "quantile")
         # overlapping windows' scores are correlated over about 1 / sum(w^2) windows (the time weights)
-        self.threshold_span_ = max(1.0, 1.0 / float((self.scorer_.time_weights.double() ** 2).sum()) / cfg.stride)
+        self.threshold_span_ = time_weight_span(cfg.window_len, cfg.score_tail, cfg.stride)
         self.thresholds_ = {m: compute_threshold(reference, m, cfg.target_far, cfg.pot_init_quantile,
                                                  warn=m == cfg.threshold, span=self.threshold_span_)
                             for m in methods}
@@ -189,8 +189,7 @@ class AAEDetector:
         center = b.mean(axis=0)
         cov = np.atleast_2d(np.cov(b, rowvar=False))
         cov += np.eye(cov.shape[0]) * (1e-4 * float(np.mean(np.diag(cov))) + 1e-10)  # constant channels
-        span = 1.0 / float((self.scorer_.time_weights.double() ** 2).sum())
-        n_eff = ref.shape[0] / span
+        n_eff = ref.shape[0] / time_weight_span(cfg.window_len, cfg.score_tail)
         limit = t2_limit(cov.shape[0], n_eff, cfg.target_far)
         if n_eff < 2 * cov.shape[0]:
             log.warning("shift score: %d reference windows are about %.0f independent observations for "

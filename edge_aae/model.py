@@ -164,6 +164,16 @@ def tail_weights(window_len: int, score_tail: float) -> np.ndarray:
     return w / w.sum()
 
 
+def time_weight_span(window_len: int, score_tail: float, stride: int = 1) -> float:
+    """How many consecutive windows one window's score is correlated with: ``1 / sum(w^2) / stride``, at least 1.
+
+    The effective number of samples the time weights average over; overlapping windows' scores
+    count as one independent observation per this many windows.
+    """
+    w = tail_weights(window_len, score_tail)
+    return max(1.0, 1.0 / float((w ** 2).sum()) / stride)
+
+
 class AAEScorer(nn.Module):
     """Raw window in, scores out: the whole scoring path as one module.
 

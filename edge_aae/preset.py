@@ -33,6 +33,7 @@ import numpy as np
 
 from edge_aae.config import TrainConfig, auto_latent_dim
 from edge_aae.data import SensorData
+from edge_aae.model import time_weight_span
 from edge_aae.thresholds import pot_min_scores
 from edge_aae.windows import window_ends
 
@@ -127,8 +128,7 @@ def choose_settings(data: SensorData, cfg: TrainConfig) -> tuple[TrainConfig, li
     if cfg.score_stat == default.score_stat and cfg.threshold == default.threshold:
         ends = window_ends(data.segments, cfg.window_len, cfg.stride)
         n_val = int(round(ends.size * cfg.val_fraction))
-        weights = _time_weight_span(cfg)
-        n_eff = ends.size / weights
+        n_eff = ends.size / time_weight_span(cfg.window_len, cfg.score_tail, cfg.stride)
         p = len(channels)
         if n_val < pot_min_scores(cfg.pot_init_quantile) and n_eff >= 2 * p:
             changes |= {"score_stat": "shift", "threshold": "t2"}
@@ -152,11 +152,3 @@ def choose_settings(data: SensorData, cfg: TrainConfig) -> tuple[TrainConfig, li
     for d in decisions:
         log.info("preset auto: %s = %r (%s)", d.key, d.value, d.reason)
     return dataclasses.replace(cfg, **changes), decisions
-
-
-def _time_weight_span(cfg: TrainConfig) -> float:
-    """``1 / sum(w^2)`` of the scorer's recent-first time weights, in windows (numpy twin of the model's)."""
-    from edge_aae.model import tail_weights
-
-    w = tail_weights(cfg.window_len, cfg.score_tail)
-    return max(1.0, 1.0 / float((w ** 2).sum()) / cfg.stride)

@@ -43,6 +43,7 @@ from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.homeassistant import Announcements, discovery_messages
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
+from edge_aae.gateway.ratelimit import TokenBucket
 from edge_aae.gateway.registry import AssetBinding, ModelRegistry, ModelSlot
 from edge_aae.gateway.scorer import OnnxScorer
 from edge_aae.gateway.stats import Stats, rss_mb
@@ -266,7 +267,6 @@ class Daemon:
         self._retry: dict[str, tuple[int, float]] = {}  # outbox key -> (refusals, next attempt)
         self._sub_mid: int | None = None
         self._resubscribe_at = 0.0
-        self._loop_restarts = 0
         self._probe_every = min(PROBE_MAX_S, cfg.broker.keepalive_s / 2)
         self._probe_nonces: deque[str] = deque(maxlen=8)
         self._probe_back = -float("inf")  # monotonic time the last probe came back
@@ -274,8 +274,7 @@ class Daemon:
         self._reported_health: bool | None = None
         self._next_heartbeat = 0.0
         self._unhealthy_logged = ("", 0.0)
-        self._error_tokens = cfg.publish.errors_per_s
-        self._error_refill = time.monotonic()
+        self._errors_limit = TokenBucket(cfg.publish.errors_per_s)
         self._internal_logged = 0
         self._started = time.time()
         self.client = self._make_client()
@@ -333,7 +332,7 @@ class Daemon:
         log.info("connected to %s:%d", self.cfg.broker.host, self.cfg.broker.port)
         self.connected.set()
         self._subscribe(client)
-        client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+        self._publish_status()
         if self.cfg.homeassistant.enabled:
             for asset, state in list(self.assets.items()):
                 self._announce(asset, state.binding.slot)
@@ -445,15 +444,7 @@ class Daemon:
 
     def _report_error(self, asset: str, reason: str, detail: str) -> None:
         """Publish on the errors topic (QoS 0, token-bucket rate limit; the excess is counted)."""
-        now = time.monotonic()
-        rate = self.cfg.publish.errors_per_s
-        with self._lock:
-            self._error_tokens = min(rate, self._error_tokens + (now - self._error_refill) * rate)
-            self._error_refill = now
-            allowed = self._error_tokens >= 1
-            if allowed:
-                self._error_tokens -= 1
-        if not allowed:
+        if not self._errors_limit.take():
             self.stats.add("errors_suppressed")
             return
         payload = {"ts": time.time(), "gateway": self.cfg.gateway_id, "asset": asset[:MAX_ASSET_LEN],
@@ -495,6 +486,10 @@ class Daemon:
                            "back (a broker ACL without read access to the sensors topics?)")
         return True, ""
 
+    def _publish_status(self) -> None:
+        """The retained ``online`` status, now (health, models in service, stats)."""
+        self.client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+
     def _status_payload(self, state: str) -> str:
         out: dict[str, Any] = {"state": state, "gateway": self.cfg.gateway_id, "ts": time.time()}
         if state == "online":
@@ -522,10 +517,10 @@ class Daemon:
         if len(self.assets) >= self.cfg.runtime.max_assets:
             return None
         b = binding.slot.scorer.bundle
-        s, a = self.cfg.stream, self.cfg.alerting
+        s = self.cfg.stream
         stream = AssetStream(b.window_len, len(b.channels), b.stride,
                              float(b.manifest.get("sample_period_s") or 1.0), s.gap_factor, s.reorder_tolerance_s)
-        state = _AssetState(binding, stream, AlertTracker(a.k, a.n, a.m, a.min_duration_s, a.cooldown_s))
+        state = _AssetState(binding, stream, self._new_tracker())
         self.assets[asset] = state
         log.info("new asset %s -> %s %s", asset[:MAX_ASSET_LEN], b.name, b.version)
         if self.cfg.homeassistant.enabled:
@@ -549,7 +544,7 @@ class Daemon:
                     self.stats.add("gap_resets")
                 elif outcome == "stream_reset":
                     self.stats.add("stream_resets")
-                    state.tracker = AlertTracker(*self._tracker_args())
+                    state.tracker = self._new_tracker()
                     self._report_error(item.asset, "stream_reset", f"more than {state.stream.window_len} readings "
                                        "in a row were older than the newest one (a clock jump?); the stream starts "
                                        f"over at {float(ts):.3f}")
@@ -562,9 +557,9 @@ class Daemon:
                 self._score(due)
                 due.clear()
 
-    def _tracker_args(self) -> tuple[int, int, int, float, float]:
+    def _new_tracker(self) -> AlertTracker:
         a = self.cfg.alerting
-        return a.k, a.n, a.m, a.min_duration_s, a.cooldown_s
+        return AlertTracker(a.k, a.n, a.m, a.min_duration_s, a.cooldown_s)
 
     def _score(self, due: list[tuple[str, float, np.ndarray]]) -> None:
         groups: dict[int, tuple[ModelSlot, list[int]]] = {}
@@ -647,7 +642,7 @@ class Daemon:
             self._report_update({"event": "installed", "update_id": swap.update_id, "asset": slot.asset,
                                  "version": swap.version, "previous": swap.previous_version})
         if swapped and self.connected.is_set():  # the model in service, for deploy's cross-check
-            self.client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+            self._publish_status()
         now = time.monotonic()
         for slot in self.registry.slots():
             if slot.previous is not None and now > slot.health_until:
@@ -675,7 +670,7 @@ class Daemon:
         self._report_update({"event": "rolled_back", "update_id": slot.update_id, "asset": slot.asset,
                              "version": bad, "previous": slot.scorer.bundle.version, "reason": reason})
         if self.connected.is_set():
-            self.client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+            self._publish_status()
         return True
 
     def _publish_result(self, asset: str, ts: float, score: float, channel_scores: np.ndarray,
@@ -837,7 +832,7 @@ class Daemon:
         healthy, why = self._healthy()
         if healthy != self._reported_health and self.connected.is_set():
             self._reported_health = healthy  # the retained status says so at once, not at the next stats
-            self.client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+            self._publish_status()
         if healthy:
             if now >= self._next_heartbeat:  # an SD card need not be written every second
                 self._next_heartbeat = now + HEARTBEAT_S
@@ -849,9 +844,9 @@ class Daemon:
             log.warning("unhealthy: %s", why)
         thread = getattr(self.client, "_thread", None)
         if (thread is None or not thread.is_alive()) and not self._stop.is_set():
-            self._loop_restarts += 1
             self.stats.add("network_loop_restarts")
-            log.error("the MQTT network loop is not running; restarting it (#%d)", self._loop_restarts)
+            log.error("the MQTT network loop is not running; restarting it (#%d)",
+                      self.stats.counts["network_loop_restarts"])
             self.client._thread = None  # paho refuses loop_start() while it holds a dead thread
             self.client.loop_start()
         elif self.connected.is_set() and not self.subscribed.is_set() and now >= self._resubscribe_at:
@@ -862,7 +857,7 @@ class Daemon:
         snap = self.stats.snapshot(len(self.queue), len(self.outbox))
         log.info("stats: %s", json.dumps(snap))
         if self.connected.is_set():
-            self.client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+            self._publish_status()
 
     def _shutdown(self) -> None:
         """Stop intake, drain the queue, flush the outbox (bounded), publish offline, disconnect."""

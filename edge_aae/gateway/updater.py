@@ -26,6 +26,7 @@ from typing import Any
 
 from edge_aae.errors import EdgeAAEError
 from edge_aae.gateway.config import GatewayConfig
+from edge_aae.gateway.ratelimit import TokenBucket
 from edge_aae.gateway.registry import ModelRegistry, ModelSlot
 from edge_aae.gateway.scorer import OnnxScorer
 from edge_aae.gateway.updates import (
@@ -80,8 +81,7 @@ class Updater:
         self._assemblies: dict[tuple[str, str], Assembly] = {}
         self._lock = threading.Lock()
         self._installed: dict[str, str] = {}  # asset -> version installed by this process
-        self._tokens = REFUSALS_PER_S
-        self._refill = time.monotonic()
+        self._refusals_limit = TokenBucket(REFUSALS_PER_S)
         self.suppressed = 0
         self.chunks_dropped = 0
         self._thread = threading.Thread(target=self._run, name="edge-aae-updater", daemon=True)
@@ -184,16 +184,10 @@ class Updater:
 
     def _refuse(self, update_id: str, asset: str, reason: str, version: str = "", signed: bool = False) -> None:
         """Report a refusal; those of unverified messages are rate-limited (a flood must not flood back)."""
-        now = time.monotonic()
-        with self._lock:
-            self._tokens = min(REFUSALS_PER_S, self._tokens + (now - self._refill) * REFUSALS_PER_S)
-            self._refill = now
-            publish = signed or self._tokens >= 1
-            if publish and not signed:
-                self._tokens -= 1
-            elif not publish:
-                self.suppressed += 1
+        publish = signed or self._refusals_limit.take()
         if not publish:
+            with self._lock:
+                self.suppressed += 1
             log.debug("update %s refused (not published, rate limit): %s", update_id, reason)
             return
         log.warning("update %s refused: %s", update_id, reason)
