@@ -22,6 +22,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check edge_aae export tests
 	$(VENV)/bin/mypy edge_aae export
+	$(VENV)/bin/mypy --strict edge_aae/core edge_aae/gateway
 
 check: lint test
 
@@ -33,7 +34,7 @@ bench-quality: install
 	$(VENV)/bin/edge-aae bench quality --dataset smd --path $(DATA)/asd --interpretation-inclusive --update BENCHMARKS.md
 
 drills: install
-	$(VENV)/bin/python -m tests.drills --update BENCHMARKS.md
+	$(VENV)/bin/python -m export.bench.drills --update BENCHMARKS.md
 
 demo: install
 	$(VENV)/bin/edge-aae demo

@@ -7,6 +7,7 @@ previous one stood.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -22,19 +23,22 @@ import onnx
 import onnxruntime as ort
 
 from edge_aae import __version__
-from edge_aae.detector import AAEDetector
-from edge_aae.errors import EdgeAAEError, UsageError
-from edge_aae.gateway.bundle import (
+from edge_aae.core.errors import EdgeAAEError, UsageError
+from edge_aae.core.manifest import (
     DEFAULT_MODEL,
     FP32_MODEL,
+    INT8_MODEL,
     MANIFEST,
-    MANIFEST_SCHEMA_VERSION,
     METADATA_KEY,
+    Manifest,
+    ModelEntry,
+    ModelInfo,
     encode_array,
     sha256_file,
 )
-from edge_aae.gateway.updates import UpdateRefused, check_version
-from edge_aae.thresholds import compute_threshold, normal_reference
+from edge_aae.core.thresholds import compute_threshold, normal_reference
+from edge_aae.core.update_format import UpdateRefused, check_version
+from edge_aae.train.detector import AAEDetector
 from export import OPSET
 from export.parity import Fp32Parity, Int8Parity, as_dict, check_fp32, check_int8, inject_faults, run_onnx
 from export.quantize import (
@@ -50,7 +54,6 @@ from export.to_onnx import export_fp32
 
 log = logging.getLogger(__name__)
 
-INT8_MODEL = "model.int8.onnx"  # working name; shipped as model.onnx when chosen
 GATE_WINDOWS = 2000
 STATIC = "static"  # int8 weights and activations (QDQ), integer kernels
 WEIGHTS_ONLY = "weights"  # int8 weights, FP32 activations and arithmetic
@@ -133,7 +136,7 @@ def build_bundle(run_dir: Path, out: Path, *, target: str | None = None, int8: b
 def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np.ndarray,
               gate_windows: np.ndarray, target: str, int8: bool, force: bool,
               version: str | None, keep_int8: bool = False) -> ExportReport:
-    cfg = det.config
+    cfg = det.config_
     n_ch = len(det.channels_)
     fp32_path = tmp / FP32_MODEL
     export_fp32(det.scorer_, fp32_path, cfg.window_len, n_ch)
@@ -217,16 +220,15 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
                               f", {latency['fp32'] / latency['int8']:.2f}x FP32's speed here" if latency else ""))
     shutil.copyfile(tmp / (INT8_MODEL if default_kind == "int8" else FP32_MODEL), tmp / DEFAULT_MODEL)
 
-    models = {DEFAULT_MODEL: {"kind": default_kind, "threshold": thresholds[default_kind]},
-              FP32_MODEL: {"kind": "fp32", "threshold": thresholds["fp32"]}}
     int8_facts: dict[str, Any] = {"quantization": quantization}
     if quantization == STATIC:
         int8_facts |= {"activation_type": ACTIVATION_TYPE[target].name, "fp32_layers": list(keep_fp32),
                        "calibration": calibration}
-    if default_kind == "int8":
-        models[DEFAULT_MODEL] |= int8_facts
+    models = {DEFAULT_MODEL: ModelEntry(default_kind, thresholds[default_kind],
+                                        int8_facts if default_kind == "int8" else {}),
+              FP32_MODEL: ModelEntry("fp32", thresholds["fp32"])}
     if keep_int8 and "int8" in thresholds:  # for evaluation: the INT8 model even when it is not the default
-        models[INT8_MODEL] = {"kind": "int8", "threshold": thresholds["int8"]} | int8_facts
+        models[INT8_MODEL] = ModelEntry("int8", thresholds["int8"], int8_facts)
     golden_idx = [0, 1, len(val), len(val) + 1][:N_GOLDEN]
     golden_windows = gate_windows[golden_idx]
     golden = []
@@ -235,39 +237,22 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
         golden.append({"window": encode_array(golden_windows[k]),
                        "expected": {name: {"score": float(o[0][k]), "channel_scores": o[1][k].tolist(),
                                            "latent_score": float(o[2][k])} for name, o in expected.items()}})
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    manifest: dict[str, Any] = {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "model": {"name": det.name, "version": version or time.strftime("%Y.%m.%d.%H%M%S", time.gmtime()),
-                  "created": created, "arch": cfg.arch, "prior": cfg.prior},
-        "channels": det.channels_,
-        "window_len": cfg.window_len,
-        "stride": cfg.stride,
-        "sample_period_s": det.sample_period_s_,
-        "score_direction": "higher_is_anomalous",
-        "score_stat": cfg.score_stat,  # error: squared reconstruction error; shift: T² of mean residuals / limit
-        "inputs": {"window": {"dtype": "float32", "shape": ["batch", cfg.window_len, n_ch],
-                              "units": "raw sensor units"}},
-        "outputs": {"score": ["batch"], "channel_scores": ["batch", n_ch], "latent_score": ["batch"]},
-        "default_model": DEFAULT_MODEL,
-        "default_reason": reason,
-        "models": models,
-        "threshold_method": det.threshold_rule_,
-        "target_far": cfg.target_far,
-        "target": target,
-        "opset": OPSET,
-        "data": {"max_nan_run": cfg.max_nan_run, "max_gap_factor": cfg.max_gap_factor},
-        "training_data_fingerprint": det.fingerprint_,
-        "versions": {"edge_aae": __version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
-        "golden": golden,
-        "golden_tolerance": {DEFAULT_MODEL: 1e-3 if default_kind == "int8" else 1e-4, FP32_MODEL: 1e-4},
-    }
+    manifest = Manifest(
+        model=ModelInfo(det.name, version or time.strftime("%Y.%m.%d.%H%M%S", time.gmtime()),
+                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cfg.arch, cfg.prior),
+        channels=tuple(det.channels_), window_len=cfg.window_len, stride=cfg.stride,
+        sample_period_s=det.sample_period_s_, models=models, default_model=DEFAULT_MODEL, default_reason=reason,
+        score_stat=cfg.score_stat, threshold_method=det.threshold_rule_, target_far=cfg.target_far, target=target,
+        opset=OPSET, stream=det.stream_rule, training_data_fingerprint=det.fingerprint_,
+        versions={"edge_aae": __version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        golden=golden,
+        golden_tolerance={DEFAULT_MODEL: 1e-3 if default_kind == "int8" else 1e-4, FP32_MODEL: 1e-4})
     for name in dict.fromkeys([*models, INT8_MODEL]):
         if (tmp / name).exists():
-            _embed_manifest(tmp / name, manifest)  # the INT8 working copy too, so sizes compare
-    manifest["files"] = {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
-                         for name in models}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+            _embed_manifest(tmp / name, manifest.to_json(with_files=False))  # the INT8 working copy too
+    manifest = dataclasses.replace(manifest, files={
+        name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in models})
+    (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1) + "\n", encoding="utf-8")
     sizes = {name: (tmp / name).stat().st_size for name in (FP32_MODEL, INT8_MODEL) if (tmp / name).exists()}
     report = ExportReport(tmp, default_kind, reason, fp32_gate, int8_gate, sizes, unfused, latency,
                           int8_quantization=quantization, int8_attempts=tried)

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge_aae.core.manifest import GRAPH_INPUT, GRAPH_OUTPUTS
 from edge_aae.gateway.scorer import make_session
-from edge_aae.model import AAEScorer
+from edge_aae.train.model import AAEScorer
 
 FP32_MAX_REL_DIFF = 1e-4
 INT8_MIN_DECISION_AGREEMENT = 0.995
@@ -52,7 +53,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 def run_onnx(model_path: Any, windows: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score windows with an ONNX file at a fixed batch size."""
     session = make_session(model_path)
-    parts = [session.run(None, {"window": windows[i:i + batch]}) for i in range(0, len(windows), batch)]
+    parts = [session.run(list(GRAPH_OUTPUTS), {GRAPH_INPUT: windows[i:i + batch]})
+             for i in range(0, len(windows), batch)]
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))  # type: ignore[return-value]
 
 

@@ -25,7 +25,8 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from edge_aae.errors import UsageError
+from edge_aae.core.errors import UsageError
+from edge_aae.core.manifest import GRAPH_INPUT
 from edge_aae.gateway.scorer import make_session
 from export.compact import compact_names
 
@@ -44,7 +45,7 @@ class _WindowReader(CalibrationDataReader):
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._batches, None)
-        return None if batch is None else {"window": batch}
+        return None if batch is None else {GRAPH_INPUT: batch}
 
 
 # Below this many weights per output channel, per-channel scales, zero points and int32
@@ -202,7 +203,7 @@ def median_latency_us(model_path: Path, window: np.ndarray, repeats: int = 200) 
     import time
 
     session = make_session(model_path, threads=1)
-    feed = {"window": np.ascontiguousarray(window, dtype=np.float32)}
+    feed = {GRAPH_INPUT: np.ascontiguousarray(window, dtype=np.float32)}
     for _ in range(20):
         session.run(None, feed)
     times = []

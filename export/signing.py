@@ -8,8 +8,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_aae.errors import UsageError
-from edge_aae.gateway.bundle import MANIFEST, SIGNATURE
+from edge_aae.core.errors import UsageError
+from edge_aae.core.manifest import MANIFEST, SIGNATURE
 
 
 def generate_keypair(key_dir: Path) -> tuple[Path, Path]:

@@ -9,14 +9,13 @@ from pathlib import Path
 import onnx
 import torch
 
-from edge_aae.model import AAEScorer
+from edge_aae.core.manifest import GRAPH_INPUT, GRAPH_OUTPUTS
+from edge_aae.train.model import AAEScorer
 from export import OPSET
 from export.compact import compact_names
 
 log = logging.getLogger(__name__)
 
-INPUT = "window"
-OUTPUTS = ["score", "channel_scores", "latent_score"]
 
 
 def export_fp32(scorer: AAEScorer, path: Path, window_len: int, n_channels: int) -> None:
@@ -27,10 +26,10 @@ def export_fp32(scorer: AAEScorer, path: Path, window_len: int, n_channels: int)
     """
     scorer = scorer.eval()
     dummy = torch.zeros(2, window_len, n_channels)
-    dynamic = {INPUT: {0: "batch"}} | {name: {0: "batch"} for name in OUTPUTS}
+    dynamic = {GRAPH_INPUT: {0: "batch"}} | {name: {0: "batch"} for name in GRAPH_OUTPUTS}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(scorer, (dummy,), str(path), input_names=[INPUT], output_names=OUTPUTS,
+        torch.onnx.export(scorer, (dummy,), str(path), input_names=[GRAPH_INPUT], output_names=list(GRAPH_OUTPUTS),
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
     onnx.save(compact_names(onnx.load(str(path))), str(path))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_aae import synth
+from edge_aae.train import synth
 
 # Small but real: enough for the quality floors, fast on a 2-core CPU.
 FAST_TRAIN = {"epochs": 12, "patience": 4, "max_train_windows": 6000}
@@ -15,7 +15,7 @@ FAST_TRAIN = {"epochs": 12, "patience": 4, "max_train_windows": 6000}
 @pytest.fixture
 def broker(tmp_path: Path):
     """A real mosquitto on a free loopback port, stopped after the test."""
-    from edge_aae.mosquitto import Mosquitto
+    from edge_aae.devtools.mosquitto import Mosquitto
 
     b = Mosquitto(tmp_path / "broker")
     b.start()
@@ -32,9 +32,9 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edge_aae.config import TrainConfig
-    from edge_aae.data import load_series
-    from edge_aae.detector import AAEDetector
+    from edge_aae.core.data import load_series
+    from edge_aae.train.config import TrainConfig
+    from edge_aae.train.detector import AAEDetector
 
     run = tmp_path_factory.mktemp("run")
     det = AAEDetector(TrainConfig(**FAST_TRAIN)).fit(load_series(synth_dir / "train.csv"))

@@ -15,21 +15,21 @@ import jsonschema
 import pytest
 import yaml
 
-from edge_aae.asyncapi import EXAMPLES, inline_refs, render_yaml
-from edge_aae.client import Alert, AlertSubscriber, BrokerRefused, GatewayStatus, InvalidMessage
-from edge_aae.contract import SCHEMAS, load_schema, schema_for_topic, validation_errors
-from edge_aae.data import load_series
-from edge_aae.mosquitto import Mosquitto
-from edge_aae.replay import publish_series
-from tests.daemon_harness import DaemonProcess, write_config
-from tests.mqtt_client import Recorder, publisher
+from edge_aae.client.subscriber import Alert, AlertSubscriber, BrokerRefused, GatewayStatus, InvalidMessage
+from edge_aae.core.asyncapi import EXAMPLES, inline_refs, render_yaml
+from edge_aae.core.contract import SCHEMAS, load_schema, schema_for_topic, validation_errors
+from edge_aae.core.data import load_series
+from edge_aae.devtools.daemon_process import DaemonProcess, write_config
+from edge_aae.devtools.mosquitto import Mosquitto
+from edge_aae.devtools.mqtt_recorder import Recorder, publisher
+from edge_aae.devtools.replay import publish_series
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "asyncapi.yaml"
 
 
 def test_asyncapi_document_is_current_and_well_formed():
-    stale = "docs/asyncapi.yaml is stale: python -m edge_aae.asyncapi > docs/asyncapi.yaml"
+    stale = "docs/asyncapi.yaml is stale: python -m edge_aae.core.asyncapi > docs/asyncapi.yaml"
     assert DOC.read_text() == render_yaml(), stale
     doc = yaml.safe_load(DOC.read_text())
     assert doc["asyncapi"] == "3.0.0"

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from edge_aae import synth
-from edge_aae.config import TrainConfig
-from edge_aae.errors import DataError
-from export.bench_quality import METHODS, pca_scores, run_quality_bench, smd_units
+from edge_aae.core.errors import DataError
+from edge_aae.train import synth
+from edge_aae.train.config import TrainConfig
+from export.bench.quality import METHODS, pca_scores, run_quality_bench, smd_units
 
 
 def write_smd(root, seed=0):
@@ -42,7 +42,7 @@ def test_quality_bench_smd_layout_runs_all_methods(tmp_path):
 
 
 def test_quality_bench_folder_layout(tmp_path):
-    from export.bench_quality import folder_units
+    from export.bench.quality import folder_units
 
     root = tmp_path / "sets"
     res = synth.generate(seed=3, train_rows=6000, test_rows=3600, faults_per_kind=1)

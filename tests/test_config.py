@@ -1,7 +1,7 @@
 import pytest
 
-from edge_aae.config import TrainConfig, auto_latent_dim, load_train_config
-from edge_aae.errors import ConfigError, UsageError
+from edge_aae.core.errors import ConfigError, UsageError
+from edge_aae.train.config import TrainConfig, auto_latent_dim, load_train_config
 
 
 def test_unknown_key_is_named(tmp_path):

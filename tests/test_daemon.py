@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_aae.contract import schema_for_topic, validation_errors
-from edge_aae.data import load_series
+from edge_aae.core.contract import schema_for_topic, validation_errors
+from edge_aae.core.data import load_series
+from edge_aae.devtools.daemon_process import DaemonProcess, write_config
+from edge_aae.devtools.mosquitto import Mosquitto
+from edge_aae.devtools.mqtt_recorder import Recorder, publisher
+from edge_aae.devtools.replay import publish_acked, publish_series, reading_batches
 from edge_aae.gateway.scorer import BundleScorer
-from edge_aae.mosquitto import Mosquitto
-from edge_aae.replay import publish_acked, publish_series, reading_batches
-from tests.daemon_harness import DaemonProcess, write_config
-from tests.mqtt_client import Recorder, publisher
 
 ROOT = Path(__file__).resolve().parents[1]
 

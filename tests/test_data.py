@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edge_aae.data import load_series
-from edge_aae.errors import DataError, ModelMismatchError, UsageError
+from edge_aae.core.data import load_series
+from edge_aae.core.errors import DataError, ModelMismatchError, UsageError
 
 
 def write(tmp_path, name, text):

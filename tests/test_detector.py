@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from edge_aae.config import TrainConfig
-from edge_aae.data import load_series
-from edge_aae.detector import AAEDetector
-from edge_aae.errors import CorruptModelError, DataError, ModelMismatchError
-from edge_aae.metrics import auroc
+from edge_aae.core.data import load_series
+from edge_aae.core.errors import CorruptModelError, DataError, ModelMismatchError
+from edge_aae.core.metrics import auroc
+from edge_aae.train.config import TrainConfig
+from edge_aae.train.detector import AAEDetector
 
 
 def test_trained_model_clears_auroc_floor_and_blames_fault_channels(trained_run, synth_dir):
@@ -67,7 +67,7 @@ def test_plain_autoencoder_and_mixture_prior_and_mlp_train(synth_dir):
 def test_sample_decodes_prior_into_plausible_windows(trained_run, synth_dir):
     det = AAEDetector.load(trained_run)
     windows = det.sample(64, seed=1)
-    assert windows.shape == (64, det.config.window_len, 8)
+    assert windows.shape == (64, det.config_.window_len, 8)
     train = load_series(synth_dir / "train.csv").values
     lo, hi = train.min(0), train.max(0)
     span = hi - lo
@@ -106,7 +106,7 @@ def test_corrupt_run_directory(trained_run, tmp_path):
 
 
 def test_relative_channels_ignore_a_level_offset_and_export_in_graph(synth_dir, tmp_path):
-    from edge_aae.errors import ConfigError
+    from edge_aae.core.errors import ConfigError
     from export.parity import check_fp32
     from export.to_onnx import export_fp32
 
@@ -160,7 +160,7 @@ def test_shift_score_finds_small_sustained_shifts_the_error_score_misses(synth_d
 
 
 def test_t2_threshold_needs_the_shift_score():
-    from edge_aae.errors import ConfigError
+    from edge_aae.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match='needs score_stat = "shift"'):
         TrainConfig(threshold="t2")

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from edge_aae.errors import DataError
-from edge_aae.evaluate import read_interpretation
+from edge_aae.core.errors import DataError
+from edge_aae.core.evaluate import read_interpretation
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

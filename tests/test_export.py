@@ -10,12 +10,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edge_aae.data import load_series
-from edge_aae.detector import AAEDetector
-from edge_aae.errors import CorruptModelError, UsageError
-from edge_aae.gateway.bundle import METADATA_KEY, decode_array, verify_bundle
+from edge_aae.core.data import load_series
+from edge_aae.core.errors import CorruptModelError, UsageError
+from edge_aae.core.manifest import METADATA_KEY, decode_array
+from edge_aae.core.metrics import auroc
+from edge_aae.gateway.bundle import verify_bundle
 from edge_aae.gateway.scorer import BundleScorer, OnnxScorer
-from edge_aae.metrics import auroc
+from edge_aae.train.detector import AAEDetector
 from export.bundle import build_bundle
 from export.parity import check_fp32, inject_faults
 from export.signing import generate_keypair, load_private_key, sign_bundle
@@ -28,7 +29,7 @@ def test_bundle_files_and_manifest(bundle, trained_run):
     m = json.loads((bundle / "manifest.json").read_text())
     det = AAEDetector.load(trained_run)
     assert m["channels"] == det.channels_
-    assert m["window_len"] == det.config.window_len
+    assert m["window_len"] == det.config_.window_len
     assert m["score_direction"] == "higher_is_anomalous"
     assert m["score_stat"] == "error"
     assert m["model"]["version"] == "1.0.0"
@@ -81,7 +82,7 @@ def test_gate_refuses_perturbed_weights(trained_run, tmp_path):
     det = AAEDetector.load(trained_run)
     windows = det.load_calibration()["val"][:200]
     path = tmp_path / "m.onnx"
-    export_fp32(det.scorer_, path, det.config.window_len, len(det.channels_))
+    export_fp32(det.scorer_, path, det.config_.window_len, len(det.channels_))
     assert check_fp32(det.scorer_, path, windows).passed
     with torch.no_grad():
         for p in det.scorer_.decoder.parameters():
@@ -264,7 +265,7 @@ def test_export_falls_back_to_weights_only_int8(trained_run, synth_dir, tmp_path
 
 
 def test_shift_score_exports_with_its_precision_left_in_fp32(synth_dir, tmp_path):
-    from edge_aae.config import TrainConfig
+    from edge_aae.train.config import TrainConfig
 
     train = load_series(synth_dir / "train.csv")
     det = AAEDetector(TrainConfig(epochs=2, max_train_windows=1500, score_stat="shift", threshold="t2")).fit(train)

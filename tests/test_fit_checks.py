@@ -7,12 +7,12 @@ import logging
 import numpy as np
 import pytest
 
-from edge_aae.config import TrainConfig
-from edge_aae.data import assemble_series
-from edge_aae.detector import AAEDetector
-from edge_aae.errors import DataError
-from edge_aae.thresholds import compute_threshold
-from edge_aae.windows import RobustScaler, resolution
+from edge_aae.core.data import assemble_series
+from edge_aae.core.errors import DataError
+from edge_aae.core.thresholds import compute_threshold
+from edge_aae.core.windows import RobustScaler, resolution
+from edge_aae.train.config import TrainConfig
+from edge_aae.train.detector import AAEDetector
 
 FAST = {"epochs": 4, "patience": 2, "max_train_windows": 1500}
 

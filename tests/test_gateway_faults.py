@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_aae.data import load_series
-from edge_aae.mosquitto import Mosquitto
-from edge_aae.replay import publish_series
-from tests import redteam
-from tests.daemon_harness import DaemonProcess, write_config
-from tests.mqtt_client import Recorder, publisher
+from edge_aae.core.data import load_series
+from edge_aae.devtools.daemon_process import DaemonProcess, write_config
+from edge_aae.devtools.mosquitto import Mosquitto
+from edge_aae.devtools.mqtt_recorder import Recorder, publisher
+from edge_aae.devtools.replay import publish_series
+from export.bench import redteam
 
 OPEN_EXCEPT_ALERTS = """
 topic readwrite edge-aae/gw1/sensors/#

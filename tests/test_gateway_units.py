@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_aae.errors import ConfigError
-from edge_aae.gateway.alerting import AlertTracker, top_channels
+from edge_aae.core.alerting import AlertTracker, top_channels
+from edge_aae.core.errors import ConfigError
 from edge_aae.gateway.config import device_problems, load_gateway_config, parse_broker_url, read_gateway_config
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.payload import PayloadError, parse_readings
@@ -192,7 +192,7 @@ def test_config_bad_toml_and_missing_file(tmp_path):
 
 @pytest.mark.parametrize("url", ["http://x:1", "mqtt://:1883", "mqtt://host:notaport"])
 def test_broker_url_errors(url):
-    from edge_aae.errors import UsageError
+    from edge_aae.core.errors import UsageError
 
     with pytest.raises(UsageError, match="--broker"):
         parse_broker_url(url)

@@ -13,26 +13,23 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_aae.errors import ConfigError, UsageError
+from edge_aae.core.errors import ConfigError, UsageError
+from edge_aae.core.update_format import (
+    Header,
+    UpdateRefused,
+    check_version,
+    parse_update_message,
+    update_messages,
+    version_dir,
+)
+from edge_aae.devtools.daemon_process import write_config
 from edge_aae.gateway.daemon import ReadingQueue, _Item
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
 from edge_aae.gateway.stats import Stats
 from edge_aae.gateway.stream import AssetStream
-from edge_aae.gateway.updates import (
-    Header,
-    ModelStore,
-    UpdateRefused,
-    check_version,
-    load_public_key,
-    parse_update_message,
-    unpack_verified,
-    update_messages,
-    verify_header,
-    version_dir,
-)
-from tests import redteam
-from tests.daemon_harness import write_config
+from edge_aae.gateway.updates import ModelStore, load_public_key, unpack_verified, verify_header
+from export.bench import redteam
 
 CH = ["a", "b"]
 
@@ -245,7 +242,7 @@ def test_no_exception_escapes_a_callback(tmp_path, bundle, monkeypatch):
 
 
 def test_repeated_non_finite_scores_roll_back_after_the_health_window(tmp_path, bundle, keys):
-    from edge_aae.gateway.updates import pack_bundle
+    from edge_aae.core.update_format import pack_bundle
 
     v1 = redteam.resign(bundle, tmp_path / "v1", keys, redteam.with_version("1.0.0"))
     v2 = redteam.resign(bundle, tmp_path / "v2", keys, redteam.with_version("2.0.0"))
@@ -292,9 +289,9 @@ def test_health_check_reads_the_heartbeat(tmp_path):
 
 
 def test_a_model_much_slower_in_its_health_window_is_rolled_back(tmp_path, bundle, keys):
+    from edge_aae.core.update_format import pack_bundle
     from edge_aae.gateway.scorer import OnnxScorer
     from edge_aae.gateway.updater import PendingSwap
-    from edge_aae.gateway.updates import pack_bundle
 
     v1 = redteam.resign(bundle, tmp_path / "v1", keys, redteam.with_version("1.0.0"))
     v2 = redteam.resign(bundle, tmp_path / "v2", keys, redteam.with_version("2.0.0"))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_aae.metrics import auroc, precision_recall_f1
+from edge_aae.core.metrics import auroc, precision_recall_f1
 
 
 def test_auroc_hand_computed():
@@ -22,7 +22,7 @@ def test_precision_recall_f1():
     assert (p, r, f) == (0.5, 0.5, 0.5)
 
 
-from edge_aae.metrics import (  # noqa: E402
+from edge_aae.core.metrics import (  # noqa: E402
     auprc,
     best_f1,
     event_metrics,

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 
-from edge_aae import synth
-from edge_aae.config import TrainConfig
-from edge_aae.data import assemble_series
-from edge_aae.detector import AAEDetector
-from edge_aae.preset import choose_settings, drift_and_slowness
+from edge_aae.core.data import assemble_series
+from edge_aae.train import synth
+from edge_aae.train.config import TrainConfig
+from edge_aae.train.detector import AAEDetector
+from edge_aae.train.preset import choose_settings, drift_and_slowness
 
 FAST = {"epochs": 3, "patience": 2, "max_train_windows": 1500}
 

@@ -1,6 +1,6 @@
 """The red-team report against one live daemon on a real mosquitto: each attack as reported, plus variants.
 
-The attacks live in ``tests/redteam.py`` (``make drills`` runs them too and writes the table).
+The attacks live in ``export/bench/redteam.py`` (``make drills`` runs them too and writes the table).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_aae.data import load_series
-from tests import redteam
-from tests.daemon_harness import DaemonProcess
+from edge_aae.core.data import load_series
+from edge_aae.devtools.daemon_process import DaemonProcess
+from export.bench import redteam
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from edge_aae import synth
+from edge_aae.train import synth
 
 
 def test_deterministic_for_a_seed():

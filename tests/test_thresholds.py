@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_aae.thresholds import compute_threshold, f_quantile, fit_gpd, pot_threshold, quantile_threshold, t2_limit
+from edge_aae.core.thresholds import compute_threshold, f_quantile, fit_gpd, pot_threshold, quantile_threshold, t2_limit
 
 
 @pytest.mark.parametrize("risk", [1e-3, 1e-4])
@@ -42,7 +42,7 @@ def test_threshold_needs_finite_scores():
 
 
 def test_normal_reference_adds_training_scores_only_when_validation_is_too_small_for_pot():
-    from edge_aae.thresholds import normal_reference, pot_min_scores
+    from edge_aae.core.thresholds import normal_reference, pot_min_scores
 
     assert pot_min_scores(0.98) == 500
     train = np.arange(1000.0)
@@ -52,9 +52,9 @@ def test_normal_reference_adds_training_scores_only_when_validation_is_too_small
 
 
 def test_small_training_set_fits_its_threshold_on_training_and_validation_scores(synth_dir):
-    from edge_aae.config import TrainConfig
-    from edge_aae.data import load_series
-    from edge_aae.detector import AAEDetector
+    from edge_aae.core.data import load_series
+    from edge_aae.train.config import TrainConfig
+    from edge_aae.train.detector import AAEDetector
 
     cfg = TrainConfig(epochs=2, preset="none")  # the error score and POT rule, not the preset's shift score
     det = AAEDetector(cfg).fit(load_series(synth_dir / "train.csv").slice_rows(0, 400))
@@ -109,7 +109,7 @@ def test_t2_threshold_is_one_in_shift_score_units():
 
 
 def test_small_sample_limit_widens_for_few_independent_scores_and_holds_its_rate():
-    from edge_aae.thresholds import prediction_limit, t_quantile
+    from edge_aae.core.thresholds import prediction_limit, t_quantile
 
     assert t_quantile(0.975, 10) == pytest.approx(2.228, abs=2e-3)
     rng = np.random.default_rng(0)

@@ -13,11 +13,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_aae.client import AlertSubscriber, BrokerRefused
-from edge_aae.data import load_series
-from edge_aae.mosquitto import Mosquitto
-from edge_aae.replay import publish_series
-from tests.daemon_harness import DaemonProcess, write_config
+from edge_aae.client.subscriber import AlertSubscriber, BrokerRefused
+from edge_aae.core.data import load_series
+from edge_aae.devtools.daemon_process import DaemonProcess, write_config
+from edge_aae.devtools.mosquitto import Mosquitto
+from edge_aae.devtools.replay import publish_series
 from tests.tls_certs import make_ca_and_server
 
 USERS = {"gw1": "gw1-secret", "ops": "ops-secret", "plc": "plc-secret", "owner": "owner-secret"}

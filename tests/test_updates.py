@@ -11,25 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_aae.contract import schema_for_topic, validation_errors
-from edge_aae.data import load_series
-from edge_aae.gateway.updates import (
-    Header,
-    ModelStore,
-    load_public_key,
-    pack_bundle,
-    parse_update_message,
-    unpack_verified,
-    update_messages,
-    verify_header,
-    version_key,
-)
-from edge_aae.mosquitto import Mosquitto
-from edge_aae.replay import publish_series
+from edge_aae.core.contract import schema_for_topic, validation_errors
+from edge_aae.core.data import load_series
+from edge_aae.core.update_format import Header, pack_bundle, parse_update_message, update_messages, version_key
+from edge_aae.devtools.daemon_process import DaemonProcess, write_config
+from edge_aae.devtools.mosquitto import Mosquitto
+from edge_aae.devtools.mqtt_recorder import Recorder
+from edge_aae.devtools.replay import publish_series
+from edge_aae.gateway.updates import ModelStore, load_public_key, unpack_verified, verify_header
 from export.bundle import build_bundle
 from export.signing import generate_keypair, load_private_key, sign_bundle
-from tests.daemon_harness import DaemonProcess, write_config
-from tests.mqtt_client import Recorder
 from tests.test_daemon import publisher
 
 

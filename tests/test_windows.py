@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_aae.windows import RobustScaler, gather_windows, window_ends
+from edge_aae.core.windows import RobustScaler, gather_windows, window_ends
 
 
 def test_window_ends_stay_inside_segments():

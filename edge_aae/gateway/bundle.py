@@ -1,75 +1,20 @@
-"""Reading and verifying an exported bundle (torch-free).
+"""Reading and verifying an exported bundle on disk (torch-free).
 
-A bundle directory holds ``model.onnx`` (the default model for the device),
-``model.fp32.onnx``, ``manifest.json`` and, when signed, ``manifest.sig`` (an
-Ed25519 signature over the exact bytes of ``manifest.json``). The manifest
-lists the sha256 of every model file; the same manifest, minus that ``files``
-table (a file cannot hold its own hash), is stored in each ONNX file's
-``metadata_props`` under :data:`METADATA_KEY`.
+The contract itself (what ``manifest.json`` holds) is :mod:`edge_aae.core.manifest`.
+The manifest lists the sha256 of every model file; the same manifest, minus that
+``files`` table (a file cannot hold its own hash), is stored in each ONNX file's
+``metadata_props`` under :data:`~edge_aae.core.manifest.METADATA_KEY`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from edge_aae.errors import CorruptModelError, UsageError
-
-MANIFEST_SCHEMA_VERSION = 1
-METADATA_KEY = "edge_aae_manifest"
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.sig"
-DEFAULT_MODEL = "model.onnx"
-FP32_MODEL = "model.fp32.onnx"
-MODEL_FILE_RE = re.compile(r"model(\.[a-z0-9]{1,16})?\.onnx")
-
-
-def is_model_file(name: object) -> bool:
-    """Whether a manifest ``files`` key is a plain model file name of a bundle (no paths)."""
-    return isinstance(name, str) and MODEL_FILE_RE.fullmatch(name) is not None
-
-
-REQUIRED_KEYS = ("schema_version", "model", "channels", "window_len", "stride", "sample_period_s",
-                 "models", "default_model", "score_direction", "files")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def encode_array(a: np.ndarray) -> dict[str, Any]:
-    """A float32 array as ``{"dtype", "shape", "b64"}``: exact and far shorter than a JSON list."""
-    a32 = np.ascontiguousarray(a, dtype="<f4")
-    return {"dtype": "float32", "shape": list(a32.shape), "b64": base64.b64encode(a32.tobytes()).decode("ascii")}
-
-
-def decode_array(obj: Any, where: str = "array") -> np.ndarray:
-    """Inverse of :func:`encode_array`; also accepts a plain nested list.
-
-    Raises:
-        CorruptModelError: the object is not a well-formed encoded array.
-
-    """
-    if isinstance(obj, list):
-        return np.asarray(obj, dtype=np.float32)
-    try:
-        raw = base64.b64decode(obj["b64"], validate=True)
-        arr = np.frombuffer(raw, dtype="<f4").reshape([int(d) for d in obj["shape"]])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptModelError(f"{where}: not an encoded float32 array ({exc})") from None
-    return arr.astype(np.float32)
+from edge_aae.core.errors import CorruptModelError, UsageError
+from edge_aae.core.manifest import MANIFEST, SIGNATURE, Manifest, is_model_file, sha256_file
+from edge_aae.core.streaming import StreamRule
 
 
 @dataclass(frozen=True)
@@ -77,7 +22,7 @@ class Bundle:
     """A bundle whose manifest parsed; ``model_path`` is the model file to run."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     model_file: str
 
     @property
@@ -88,36 +33,41 @@ class Bundle:
     @property
     def threshold(self) -> float:
         """The threshold calibrated for the selected model file."""
-        return float(self.manifest["models"][self.model_file]["threshold"])
+        return self.manifest.threshold(self.model_file)
 
     @property
     def channels(self) -> list[str]:
         """Channel names in input order."""
-        return list(self.manifest["channels"])
+        return list(self.manifest.channels)
 
     @property
     def window_len(self) -> int:
         """Samples per window."""
-        return int(self.manifest["window_len"])
+        return self.manifest.window_len
 
     @property
     def stride(self) -> int:
         """New samples between scored windows."""
-        return int(self.manifest["stride"])
+        return self.manifest.stride
+
+    @property
+    def stream_rule(self) -> StreamRule:
+        """How the model windows a raw series (offline and live alike)."""
+        return self.manifest.stream
 
     @property
     def name(self) -> str:
         """Model name."""
-        return str(self.manifest["model"]["name"])
+        return self.manifest.model.name
 
     @property
     def version(self) -> str:
         """Model version (dot-separated integers; larger is newer)."""
-        return str(self.manifest["model"]["version"])
+        return self.manifest.model.version
 
 
-def read_manifest(bundle_dir: Path) -> dict[str, Any]:
-    """Parse ``manifest.json`` and check its required keys.
+def read_manifest(bundle_dir: Path) -> Manifest:
+    """Parse ``manifest.json`` and check it against the contract.
 
     Raises:
         UsageError: the directory does not exist.
@@ -128,29 +78,18 @@ def read_manifest(bundle_dir: Path) -> dict[str, Any]:
         raise UsageError(f"{bundle_dir}: no such bundle directory")
     path = bundle_dir / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CorruptModelError(f"{path}: missing; not an edge-aae bundle") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CorruptModelError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise CorruptModelError(f"{path}: not a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise CorruptModelError(f"{path}: missing key(s) {', '.join(missing)}")
-    if manifest["schema_version"] != MANIFEST_SCHEMA_VERSION:
-        raise CorruptModelError(f"{path}: schema_version {manifest['schema_version']!r} is not supported "
-                                f"(expects {MANIFEST_SCHEMA_VERSION})")
-    return manifest
+    return Manifest.from_json(raw, str(path))
 
 
-def check_hashes(bundle_dir: Path, manifest: dict[str, Any]) -> list[str]:
+def check_hashes(bundle_dir: Path, manifest: Manifest) -> list[str]:
     """Problems with the model files against the manifest's hashes (empty list: all good)."""
     problems = []
-    files = manifest["files"]
-    if not isinstance(files, dict):
-        return [f"{bundle_dir / MANIFEST}: files is not a table of file names"]
-    for name, info in files.items():
+    for name, info in manifest.files.items():
         if not is_model_file(name) or not isinstance(info, dict):
             # never hash or report on a path the manifest names outside the bundle
             problems.append(f"{bundle_dir / MANIFEST}: files names {str(name)[:60]!r}, not a bundle model file")
@@ -217,8 +156,8 @@ def open_bundle(bundle_dir: Path, model_file: str | None = None, check: bool = T
         problems = check_hashes(bundle_dir, manifest)
         if problems:
             raise CorruptModelError("; ".join(problems))
-    chosen = model_file or str(manifest["default_model"])
-    if chosen not in manifest["models"]:
+    chosen = model_file or manifest.default_model
+    if chosen not in manifest.models:
         raise CorruptModelError(f"{bundle_dir / MANIFEST}: no model entry {chosen!r} "
-                                f"(has {', '.join(manifest['models'])})")
+                                f"(has {', '.join(manifest.models)})")
     return Bundle(bundle_dir, manifest, chosen)

@@ -17,9 +17,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from edge_aae.errors import ConfigError, UsageError
+from edge_aae.core.errors import ConfigError, UsageError
+from edge_aae.core.protocol import parse_broker_url
 
 SCORE_PUBLISHING = ("every", "every_nth", "none")
 SECRET_MODE_MASK = 0o007  # a secret readable or writable by every user on the device is refused
@@ -114,14 +114,15 @@ class RuntimeConfig:
 class StreamConfig:
     """How readings become windows.
 
-    ``gap_factor``: a time step over this many sample periods resets the asset's window.
+    ``gap_factor``: a time step over this many sample periods resets the asset's window; 0 (the
+    default) takes the bundle's streaming rule, the one ``score BUNDLE`` applies offline.
     ``reorder_tolerance_s``: a reading at most this much older than the newest is placed in order;
     older ones are dropped and counted. ``max_payload_bytes``: larger messages are rejected.
     ``max_future_s``: readings this far ahead of the gateway's clock are rejected
     (``future_timestamp``): one bad clock must not blind an asset.
     """
 
-    gap_factor: float = 5.0
+    gap_factor: float = 0.0
     reorder_tolerance_s: float = 2.0
     max_future_s: float = 300.0
     max_payload_bytes: int = 262144
@@ -218,26 +219,6 @@ class GatewayConfig:
         return dataclasses.asdict(self)
 
 
-def parse_broker_url(url: str) -> tuple[str, int, bool]:
-    """``mqtt://HOST:PORT`` or ``mqtts://HOST:PORT`` -> ``(host, port, tls)``.
-
-    Raises:
-        UsageError: another scheme, no host, or a bad port (a command-line flag: exit status 2).
-
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise UsageError(f"--broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
-    tls = parts.scheme == "mqtts"
-    try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError:
-        raise UsageError(f"--broker {url!r}: the port is not a number in 1..65535") from None
-    if not parts.hostname:
-        raise UsageError(f"--broker {url!r}: no host")
-    return parts.hostname, port, tls
-
-
 def _check_type(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if hint is bool:
@@ -326,7 +307,8 @@ def _check_values(cfg: GatewayConfig, problems: list[str]) -> None:
     need(0 <= r.batch_wait_ms <= 10000, f"runtime.batch_wait_ms: {r.batch_wait_ms} is not in 0..10000")
     need(r.max_assets >= 1, f"runtime.max_assets: {r.max_assets} < 1")
     s = cfg.stream
-    need(s.gap_factor > 1, f"stream.gap_factor: {s.gap_factor} must be > 1")
+    need(s.gap_factor == 0 or s.gap_factor > 1, f"stream.gap_factor: {s.gap_factor} must be 0 (the bundle's rule) "
+         "or > 1")
     need(s.reorder_tolerance_s >= 0, f"stream.reorder_tolerance_s: {s.reorder_tolerance_s} < 0")
     need(s.max_payload_bytes >= 256, f"stream.max_payload_bytes: {s.max_payload_bytes} < 256")
     need(s.max_batch_readings >= 1, f"stream.max_batch_readings: {s.max_batch_readings} < 1")

@@ -38,7 +38,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_aae.gateway.alerting import AlertEvent, AlertTracker
+from edge_aae.core.alerting import AlertEvent, AlertTracker
+from edge_aae.core.protocol import ALERT_QOS, ERRORS_QOS, SCORE_QOS, SENSOR_QOS, STATUS_QOS, Topics
 from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.homeassistant import Announcements, discovery_messages
 from edge_aae.gateway.outbox import Outbox
@@ -48,7 +49,6 @@ from edge_aae.gateway.registry import AssetBinding, ModelRegistry, ModelSlot
 from edge_aae.gateway.scorer import OnnxScorer
 from edge_aae.gateway.stats import Stats, rss_mb
 from edge_aae.gateway.stream import AssetStream
-from edge_aae.gateway.topics import ALERT_QOS, ERRORS_QOS, SCORE_QOS, SENSOR_QOS, STATUS_QOS, Topics
 from edge_aae.gateway.updater import Updater
 from edge_aae.gateway.updates import ModelStore
 
@@ -433,6 +433,10 @@ class Daemon:
         except PayloadError as exc:
             self._reject(asset, exc.reason, exc.detail)
             return
+        if readings.missing:  # the streaming rule: a reading with a missing value is dropped, not an error
+            self.stats.drop("missing_value", readings.missing)
+        if not len(readings.ts):
+            return
         self.stats.add("readings_in", len(readings.ts))
         self.queue.put(_Item(asset, readings))
 
@@ -518,8 +522,9 @@ class Daemon:
             return None
         b = binding.slot.scorer.bundle
         s = self.cfg.stream
-        stream = AssetStream(b.window_len, len(b.channels), b.stride,
-                             float(b.manifest.get("sample_period_s") or 1.0), s.gap_factor, s.reorder_tolerance_s)
+        gap_factor = s.gap_factor or b.stream_rule.gap_factor  # 0: the bundle's rule, as offline scoring uses
+        stream = AssetStream(b.window_len, len(b.channels), b.stride, b.manifest.sample_period_s, gap_factor,
+                             s.reorder_tolerance_s)
         state = _AssetState(binding, stream, self._new_tracker())
         self.assets[asset] = state
         log.info("new asset %s -> %s %s", asset[:MAX_ASSET_LEN], b.name, b.version)
@@ -773,7 +778,7 @@ class Daemon:
 
         """
         b = self.cfg.broker
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call,unused-ignore]
         props.SessionExpiryInterval = b.session_expiry_s
         self._warn_if_insecure()
         if self.updater is not None:

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edge_aae.gateway.topics import Topics
+from edge_aae.core.protocol import Topics
 
 log = logging.getLogger(__name__)
 

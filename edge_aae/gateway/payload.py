@@ -40,6 +40,10 @@ class Readings:
     ts: np.ndarray
     values: np.ndarray
     seq: int | None = None
+    missing: int = 0  # readings dropped for a missing (null) value: the streaming rule's "drop"
+
+
+MISSING = float("nan")  # a null value: the reading is dropped (StreamRule.missing == "drop")
 
 
 def _number(x: Any) -> bool:
@@ -154,19 +158,22 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
                 raise PayloadError("length_mismatch", f"{name[:60]!r}: a batch needs a list per channel")
             if len(v) != n:
                 raise PayloadError("length_mismatch", f"{name[:60]!r}: {len(v)} values for {n} timestamps")
-            if not all(_number(x) for x in v):
-                raise PayloadError("non_numeric", f"{name[:60]!r}: values must be numbers")
-            col_values = [_as_float(x, repr(name)[:60]) for x in v]
+            if not all(x is None or _number(x) for x in v):
+                raise PayloadError("non_numeric", f"{name[:60]!r}: values must be numbers (null: missing)")
+            col_values = [MISSING if x is None else _as_float(x, repr(name)[:60]) for x in v]
         else:
-            if not _number(v):
+            if not (v is None or _number(v)):
                 raise PayloadError("non_numeric", f"{name[:60]!r}: {str(v)[:40]!r} is not a number")
-            col_values = [_as_float(v, repr(name)[:60])]
-        if not all(math.isfinite(x) and abs(x) <= FLOAT32_MAX for x in col_values):
+            col_values = [MISSING if v is None else _as_float(v, repr(name)[:60])]
+        if not all(x is MISSING or (math.isfinite(x) and abs(x) <= FLOAT32_MAX) for x in col_values):
             raise PayloadError("non_finite", f"{name[:60]!r}: values must be finite float32 numbers")
         columns[col] = col_values
     missing = [c for c, col in zip(channels, columns, strict=True) if col is None]
     if missing:
         raise PayloadError("missing_channel", f"missing {', '.join(missing)}")
-    out = np.array(columns, dtype=np.float32).T  # (n, C)
+    out = np.array(columns, dtype=np.float32).T  # (n, C); NaN only where a value was null
     ts_arr = np.array(ts_list, dtype=np.float64)
-    return Readings(ts_arr, np.ascontiguousarray(out), seq)
+    keep = ~np.isnan(out).any(axis=1)
+    if keep.all():
+        return Readings(ts_arr, np.ascontiguousarray(out), seq)
+    return Readings(ts_arr[keep], np.ascontiguousarray(out[keep]), seq, missing=int((~keep).sum()))

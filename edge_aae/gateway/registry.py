@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_aae.errors import ConfigError, EdgeAAEError, ModelMismatchError
+from edge_aae.core.errors import ConfigError, EdgeAAEError, ModelMismatchError
 from edge_aae.gateway.config import GatewayConfig
 from edge_aae.gateway.payload import channel_lookup
 from edge_aae.gateway.scorer import OnnxScorer

@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edge_aae.data import SensorData
-from edge_aae.errors import CorruptModelError, DataError, ModelMismatchError
+from edge_aae.core.data import SensorData
+from edge_aae.core.errors import CorruptModelError, DataError, ModelMismatchError
+from edge_aae.core.manifest import GRAPH_INPUT, GRAPH_OUTPUTS
+from edge_aae.core.scores import WindowScores
+from edge_aae.core.streaming import StreamRule
+from edge_aae.core.windows import longest_segment, stream_windows
 from edge_aae.gateway.bundle import Bundle, open_bundle
-from edge_aae.scores import WindowScores
-from edge_aae.windows import series_windows
 
 log = logging.getLogger(__name__)
-
-OUTPUTS = ("score", "channel_scores", "latent_score")
-
 
 def make_session(model_path: Path, threads: int = 1) -> ort.InferenceSession:
     """A CPU session with ``threads`` intra-op threads and thread spinning off.
@@ -50,7 +49,7 @@ class OnnxScorer:
         self.window_len = bundle.window_len
         self.session = make_session(bundle.model_path, threads)
         inp = self.session.get_inputs()[0]
-        if inp.name != "window" or [o.name for o in self.session.get_outputs()] != list(OUTPUTS):
+        if inp.name != GRAPH_INPUT or [o.name for o in self.session.get_outputs()] != list(GRAPH_OUTPUTS):
             raise CorruptModelError(f"{bundle.model_path}: unexpected graph signature "
                                     f"(input {inp.name!r}, outputs {[o.name for o in self.session.get_outputs()]})")
         self.score_windows(np.zeros((1, self.window_len, len(self.channels)), dtype=np.float32))
@@ -66,7 +65,7 @@ class OnnxScorer:
         if x.ndim != 3 or x.shape[1:] != (self.window_len, len(self.channels)):
             raise ModelMismatchError(f"window shape {x.shape} does not match the model's "
                                      f"(batch, {self.window_len}, {len(self.channels)})")
-        score, channel_scores, latent = self.session.run(list(OUTPUTS), {"window": x})
+        score, channel_scores, latent = self.session.run(list(GRAPH_OUTPUTS), {GRAPH_INPUT: x})
         return np.asarray(score), np.asarray(channel_scores), np.asarray(latent)
 
 
@@ -76,17 +75,21 @@ class BundleScorer:
     def __init__(self, bundle_dir: Path, model_file: str | None = None, threads: int = 1) -> None:
         """Open the bundle's model."""
         self.scorer = OnnxScorer.open(bundle_dir, model_file, threads)
-        manifest = self.scorer.bundle.manifest
-        self.max_nan_run = int(manifest.get("data", {}).get("max_nan_run", 5))
-        self.max_gap_factor = float(manifest.get("data", {}).get("max_gap_factor", 5.0))
+
+    @property
+    def stream_rule(self) -> StreamRule:
+        """How the bundle windows a raw series: the daemon's rule."""
+        return self.scorer.bundle.stream_rule
 
     def score(self, data: SensorData, batch_size: int = 256) -> WindowScores:
         """Score every ``stride``-th window of ``data`` (channels matched by name)."""
         s = self.scorer
         data = data.select_channels(s.channels)
-        windows, ends = series_windows(data, s.window_len, s.bundle.stride)
+        period = s.bundle.manifest.sample_period_s
+        windows, ends = stream_windows(data, s.window_len, s.bundle.stride, self.stream_rule, period)
         if ends.size == 0:
-            raise DataError(f"{data.path}: too few rows for one window of {s.window_len}")
+            raise DataError(f"{data.path}: too few rows for one window of {s.window_len} (longest usable "
+                            f"segment: {longest_segment(data, self.stream_rule, period)} rows)")
         parts = [s.score_windows(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)]
         score, channel_scores, latent = (np.concatenate(p) for p in zip(*parts, strict=True))
         return WindowScores(ends, data.timestamps[ends], score, channel_scores, latent, s.threshold,

@@ -24,22 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_aae.errors import EdgeAAEError
+from edge_aae.core.errors import EdgeAAEError
+from edge_aae.core.update_format import Header, UpdateRefused, parse_update_message, version_key
 from edge_aae.gateway.config import GatewayConfig
 from edge_aae.gateway.ratelimit import TokenBucket
 from edge_aae.gateway.registry import ModelRegistry, ModelSlot
 from edge_aae.gateway.scorer import OnnxScorer
 from edge_aae.gateway.updates import (
     Assembly,
-    Header,
     ModelStore,
-    UpdateRefused,
     check_candidate,
     load_public_key,
-    parse_update_message,
     unpack_verified,
     verify_header,
-    version_key,
 )
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,310 @@
+"""Reading multivariate sensor series from CSV or headerless (SMD-layout) text.
+
+Rows become a :class:`SensorData`: timestamps in unix seconds, a float64 value
+matrix ``(n_rows, n_channels)``, optional 0/1 labels, and the *segments*, the
+row ranges over which windows may be formed. Short NaN runs (at most
+``max_nan_run`` rows) are linearly interpolated; longer runs, and timestamp gaps
+larger than ``max_gap_factor`` times the median sample period, split the series
+so that no window spans them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from edge_aae.core.errors import DataError, ModelMismatchError, UsageError
+
+log = logging.getLogger(__name__)
+
+TIME_COLUMN_NAMES = ("timestamp", "time", "datetime", "date", "ts")
+LABEL_COLUMN_NAMES = ("label", "anomaly", "changepoint", "is_anomaly")
+DELIMITERS = ",;\t"
+
+
+@dataclass
+class SensorData:
+    """One series of readings.
+
+    Attributes:
+        path: the file it came from (for messages).
+        channels: channel names, in column order of ``values``.
+        timestamps: ``(n_rows,)`` unix seconds, non-decreasing.
+        values: ``(n_rows, n_channels)`` float64, NaN only in rows outside segments.
+        labels: ``(n_rows,)`` int8 0/1, or None.
+        segments: half-open ``(start, end)`` row ranges that windows may span.
+        sample_period_s: median spacing of the timestamps.
+
+    """
+
+    path: str
+    channels: list[str]
+    timestamps: np.ndarray
+    values: np.ndarray
+    labels: np.ndarray | None
+    segments: list[tuple[int, int]]
+    sample_period_s: float
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows read."""
+        return int(self.values.shape[0])
+
+    def select_channels(self, names: Sequence[str]) -> SensorData:
+        """A view with only ``names``, in that order.
+
+        Raises:
+            ModelMismatchError: a name is not a column of this file.
+
+        """
+        missing = [n for n in names if n not in self.channels]
+        if missing:
+            raise ModelMismatchError(
+                f"{self.path}: missing channel column(s) {', '.join(missing)}; "
+                f"the model needs {', '.join(names)}; file has {', '.join(self.channels)}")
+        idx = [self.channels.index(n) for n in names]
+        return SensorData(self.path, list(names), self.timestamps, self.values[:, idx],
+                          self.labels, self.segments, self.sample_period_s)
+
+    def slice_rows(self, start: int, end: int) -> SensorData:
+        """Rows ``[start, end)`` with segments clipped to them."""
+        segs = [(max(a, start) - start, min(b, end) - start)
+                for a, b in self.segments if min(b, end) > max(a, start)]
+        labels = None if self.labels is None else self.labels[start:end]
+        return SensorData(self.path, list(self.channels), self.timestamps[start:end],
+                          self.values[start:end], labels, segs, self.sample_period_s)
+
+    def fingerprint(self) -> str:
+        """sha256 over channel names and values: identifies the training data."""
+        h = hashlib.sha256()
+        h.update("\x1f".join(self.channels).encode())
+        h.update(np.ascontiguousarray(np.nan_to_num(self.values, nan=-1e300)).tobytes())
+        return h.hexdigest()
+
+
+def load_series(path: str | Path, *, time_col: str | None = None,
+                channels: Sequence[str] | None = None, label_col: str | None = None,
+                max_nan_run: int = 5, max_gap_factor: float = 5.0) -> SensorData:
+    """Read a CSV (header, delimiter sniffed) or headerless numeric text file.
+
+    Args:
+        path: the file.
+        time_col: timestamp column; default: a column named like ``timestamp``,
+            ``time``, ``datetime``; none found means one row per second.
+        channels: channel columns; default: every column but time and label columns.
+        label_col: a 0/1 label column; default: none.
+        max_nan_run: longest run of missing values (rows) that is interpolated.
+        max_gap_factor: a timestamp step above this many median periods splits the series.
+
+    Raises:
+        UsageError: the file does not exist.
+        DataError: the file cannot be parsed; the message names file, line and column.
+
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{p}: is a folder; give a CSV or text file")
+    if not p.is_file():
+        raise UsageError(f"{p}: file not found")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not a text file ({exc.reason} at byte {exc.start})") from None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise DataError(f"{p}: file is empty")
+    delimiter = _sniff_delimiter(p, lines)
+    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
+    first = [c.strip() for c in rows[0]]
+    headerless = all(_is_float(c) for c in first)
+    if headerless:
+        header = [f"ch{i + 1}" for i in range(len(first))]
+        body = rows
+        line0 = 1
+    else:
+        header = first
+        body = rows[1:]
+        line0 = 2
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        if dupes:
+            raise DataError(f"{p}: duplicate column name(s) {', '.join(dupes)}")
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise DataError(f"{p}:{i + line0}: {len(row)} fields, header has {len(header)} "
+                            f"(delimiter {delimiter!r})")
+    if not body:
+        raise DataError(f"{p}: no data rows")
+    columns = {name: [r[j].strip() for r in body] for j, name in enumerate(header)}
+
+    if time_col is not None and time_col not in columns:
+        raise DataError(f"{p}: time column {time_col!r} not found; columns: {', '.join(header)}")
+    if time_col is None and not headerless:
+        time_col = next((h for h in header if h.strip().lower() in TIME_COLUMN_NAMES), None)
+    if label_col is not None and label_col not in columns:
+        raise DataError(f"{p}: label column {label_col!r} not found; columns: {', '.join(header)}")
+
+    excluded = {time_col, label_col} | {h for h in header if h.strip().lower() in LABEL_COLUMN_NAMES}
+    if channels is None:
+        channels = [h for h in header if h not in excluded]
+        numeric = [h for h in channels if _mostly_numeric(columns[h])]
+        skipped = [h for h in channels if h not in numeric]
+        if skipped:
+            log.info("%s: skipping non-numeric column(s) %s", p, ", ".join(skipped))
+        channels = numeric
+    else:
+        missing = [c for c in channels if c not in columns]
+        if missing:
+            raise DataError(f"{p}: channel column(s) {', '.join(missing)} not found; "
+                            f"columns: {', '.join(header)}")
+    if not channels:
+        raise DataError(f"{p}: no numeric channel columns found")
+
+    values = np.empty((len(body), len(channels)), dtype=np.float64)
+    for j, name in enumerate(channels):
+        values[:, j] = _parse_numeric(p, name, columns[name], line0)
+
+    if time_col is None:
+        timestamps = np.arange(len(body), dtype=np.float64)
+    else:
+        timestamps = _parse_times(p, time_col, columns[time_col], line0)
+    labels = None if label_col is None else _parse_labels(p, label_col, columns[label_col], line0)
+    return assemble_series(str(p), list(channels), timestamps, values, labels,
+                           max_nan_run=max_nan_run, max_gap_factor=max_gap_factor)
+
+
+def assemble_series(path: str, channels: list[str], timestamps: np.ndarray, values: np.ndarray,
+                    labels: np.ndarray | None, *, max_nan_run: int = 5,
+                    max_gap_factor: float = 5.0) -> SensorData:
+    """Fill short NaN runs, find segments, and wrap arrays as :class:`SensorData`."""
+    values = np.array(values, dtype=np.float64, copy=True)
+    n = values.shape[0]
+    valid = np.ones(n, dtype=bool)
+    for j in range(values.shape[1]):
+        valid &= _interpolate_short_gaps(values[:, j], max_nan_run)
+    steps = np.diff(timestamps)
+    positive = steps[steps > 0]
+    period = float(np.median(positive)) if positive.size else 1.0
+    breaks = np.flatnonzero(steps > max_gap_factor * period) + 1
+    if breaks.size:
+        log.info("%s: %d timestamp gap(s) over %.3g s split the series", path, breaks.size,
+                 max_gap_factor * period)
+    segments: list[tuple[int, int]] = []
+    cuts = [0, *breaks.tolist(), n]
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        segments.extend(_true_runs(valid[a:b], offset=a))
+    return SensorData(path, channels, timestamps, values, labels, segments, period)
+
+
+def _sniff_delimiter(path: Path, lines: list[str]) -> str:
+    sample = "\n".join(lines[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        pass
+    counts = {d: lines[0].count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    if counts[best] > 0 and all(ln.count(best) > 0 for ln in lines[:50]):
+        return best  # ragged rows are then reported with their line numbers
+    if all(_is_float(ln.strip()) for ln in lines[:50]):
+        return ","  # a single numeric column
+    raise DataError(f"{path}: cannot detect the delimiter (tried ',', ';', tab)")
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _mostly_numeric(cells: list[str]) -> bool:
+    probe = [c for c in cells[:200] if c and c.lower() not in ("nan", "na", "null")]
+    return bool(probe) and all(_is_float(c) for c in probe)
+
+
+def _parse_numeric(path: Path, name: str, cells: list[str], line0: int) -> np.ndarray:
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, c in enumerate(cells):
+        if c == "" or c.lower() in ("nan", "na", "null"):
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(c)
+        except ValueError:
+            raise DataError(f"{path}:{i + line0}: column {name!r}: value {c!r} is not numeric") from None
+        if not math.isfinite(out[i]):
+            out[i] = np.nan
+    return out
+
+
+def _parse_times(path: Path, name: str, cells: list[str], line0: int) -> np.ndarray:
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, c in enumerate(cells):
+        try:
+            out[i] = float(c)
+            continue
+        except ValueError:
+            pass
+        try:
+            ts = datetime.fromisoformat(c)
+        except ValueError:
+            raise DataError(f"{path}:{i + line0}: column {name!r}: {c!r} is neither unix seconds "
+                            "nor an ISO date-time") from None
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        out[i] = ts.timestamp()
+    back = np.flatnonzero(np.diff(out) < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise DataError(f"{path}:{i + line0}: column {name!r}: timestamp goes backwards "
+                        f"({cells[i - 1]} -> {cells[i]})")
+    return out
+
+
+def _parse_labels(path: Path, name: str, cells: list[str], line0: int) -> np.ndarray:
+    out = np.empty(len(cells), dtype=np.int8)
+    for i, c in enumerate(cells):
+        try:
+            v = float(c)
+        except ValueError:
+            v = -1.0
+        if v not in (0.0, 1.0):
+            raise DataError(f"{path}:{i + line0}: label column {name!r}: {c!r} is not 0 or 1")
+        out[i] = int(v)
+    return out
+
+
+def _interpolate_short_gaps(col: np.ndarray, max_run: int) -> np.ndarray:
+    """Fill NaN runs of at most ``max_run`` rows in place; return the rows that are valid."""
+    nan = np.isnan(col)
+    if not nan.any():
+        return np.ones(col.shape[0], dtype=bool)
+    valid = ~nan
+    idx = np.arange(col.shape[0])
+    for start, end in _true_runs(nan):
+        inside = start > 0 and end < col.shape[0]
+        if inside and end - start <= max_run:
+            valid[start:end] = True
+    fill = nan & valid
+    if fill.any():
+        col[fill] = np.interp(idx[fill], idx[~nan], col[~nan])
+    return np.asarray(valid, dtype=bool)
+
+
+def _true_runs(mask: np.ndarray, offset: int = 0) -> list[tuple[int, int]]:
+    """Half-open ranges where ``mask`` is True."""
+    if mask.size == 0:
+        return []
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a) + offset, int(b) + offset) for a, b in zip(edges[::2], edges[1::2], strict=True)]

@@ -1,0 +1,491 @@
+"""``AAEDetector``: fit on normal data, score new data, save and load a run directory.
+
+Run directory layout::
+
+    RUN/model.json    architecture, config, channels, scaler, normalization, thresholds,
+                      training-data fingerprint, versions (everything to rebuild and score)
+    RUN/weights.pt    state_dict of the scoring module, loaded with ``weights_only=True``
+    RUN/report.json   training history, health warnings, MMD of codes vs prior
+    RUN/report.png    losses over epochs; latent codes against prior samples
+    RUN/calibration.npz  raw training windows (``train``, for INT8 calibration) and
+                      validation windows (``val``, for thresholds and the export parity gate)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_aae import __version__
+from edge_aae.core.data import SensorData, assemble_series
+from edge_aae.core.errors import CorruptModelError, DataError, ModelMismatchError
+from edge_aae.core.scores import WindowScores
+from edge_aae.core.streaming import StreamRule
+from edge_aae.core.thresholds import compute_threshold, normal_reference, pot_min_scores, t2_limit
+from edge_aae.core.windows import (
+    RobustScaler,
+    gather_windows,
+    level_mask,
+    longest_segment,
+    remove_level,
+    stream_windows,
+    window_ends,
+)
+from edge_aae.train.config import TrainConfig, auto_latent_dim
+from edge_aae.train.loop import TrainResult, train_aae
+from edge_aae.train.model import AAEScorer, LatentPrior, build_autoencoder, time_weight_span
+
+log = logging.getLogger(__name__)
+
+RUN_FORMAT = "edge-aae-run"
+RUN_FORMAT_VERSION = 1
+MIN_VAL_WINDOWS = 20
+CALIBRATION_WINDOWS = 1000
+
+
+class AAEDetector:
+    """Adversarial autoencoder anomaly detector in the scikit-learn/PyOD style.
+
+    Example:
+        >>> det = AAEDetector(TrainConfig(epochs=5)).fit(load_series("train.csv"))
+        >>> result = det.score(load_series("test.csv"))  # result.score: higher = more anomalous
+
+    """
+
+    report_: dict[str, Any] | None
+    calibration_: dict[str, np.ndarray] | None = None
+    run_dir_: Path | None = None
+
+    def __init__(self, config: TrainConfig | None = None, name: str = "edge-aae") -> None:
+        """Store the configuration and model name; nothing is fitted yet.
+
+        ``config`` stays as given (scikit-learn's rule); ``config_`` is what ``fit`` resolved
+        from it: preset decisions and the automatic latent size filled in.
+        """
+        self.config = config or TrainConfig()
+        self.config_ = self.config
+        self.name = name
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, data: SensorData | np.ndarray, progress: bool = False) -> AAEDetector:
+        """Learn normal behaviour from ``data`` (a series or an ``(n_rows, C)`` array).
+
+        Raises:
+            DataError: too few rows for one window, or for a validation split.
+
+        """
+        data = _as_series(data, self.config)
+        from edge_aae.train.preset import choose_settings
+
+        self.config_, decisions = choose_settings(data, self.config)  # labels are never read
+        self.preset_ = [d.to_dict() for d in decisions]
+        if self.config_.latent_dim == 0:
+            self.config_ = self.config_.replace(latent_dim=auto_latent_dim(len(data.channels)))
+        cfg = self.config_
+        t0 = time.monotonic()
+        ends = window_ends(data.segments, cfg.window_len, cfg.stride)
+        n_min = int(np.ceil(MIN_VAL_WINDOWS / cfg.val_fraction))
+        if ends.size < n_min:
+            raise DataError(f"{data.path}: too few rows: {ends.size} window(s) of {cfg.window_len} rows "
+                            f"fit in the usable segments; training needs at least {n_min}")
+        split = int(round(ends.size * (1 - cfg.val_fraction)))
+        val_ends = ends[split:]
+        # no training window may overlap a validation window
+        train_ends = ends[:split][ends[:split] < val_ends[0] - cfg.window_len + 1]
+        if train_ends.size == 0:
+            train_ends = ends[:split]
+        rows = np.zeros(data.n_rows, dtype=bool)
+        for e in train_ends:
+            rows[e - cfg.window_len + 1:e + 1] = True
+        self.scaler_ = RobustScaler().fit(data.values[rows])
+        constant = [c for c, k in zip(data.channels, self.scaler_.constant_, strict=True) if k]
+        if constant:
+            log.warning("%s: channel(s) %s are constant in the training data: any change in them scores as "
+                        "anomalous; drop them with --channels if they are not meant to move", data.path,
+                        ", ".join(constant))
+        rng = np.random.default_rng(cfg.seed)
+        if train_ends.size > cfg.max_train_windows:
+            train_ends = np.sort(rng.choice(train_ends, cfg.max_train_windows, replace=False))
+        scaled = self.scaler_.transform(data.values)
+        mask = level_mask(cfg.relative_channels, list(data.channels))
+        train_w = remove_level(gather_windows(scaled, train_ends, cfg.window_len), mask)
+        val_w = remove_level(gather_windows(scaled, val_ends, cfg.window_len), mask)
+        log.info("training on %d windows, validating on %d (window_len=%d, %d channels)",
+                 train_w.shape[0], val_w.shape[0], cfg.window_len, len(data.channels))
+        result = train_aae(train_w, val_w, cfg, progress=progress)
+        _check_validation_fit(result, val_w, list(data.channels), str(data.path))
+        self.channels_ = list(data.channels)
+        self.sample_period_s_ = float(data.sample_period_s)
+        self.fingerprint_ = data.fingerprint()
+        self.scorer_ = self._build_scorer(result.encoder, result.decoder, result.prior)
+        self.scorer_.set_scaler(self.scaler_.center_, self.scaler_.scale_)
+        self.scorer_.level_mask.copy_(torch.as_tensor(mask, dtype=torch.float32))
+        if cfg.score_stat == "shift":
+            self._fit_shift(val_w, train_w)
+        else:
+            self._fit_normalization(val_w)
+        val_raw = gather_windows(data.values, val_ends, cfg.window_len)
+        calib = rng.choice(train_ends, min(CALIBRATION_WINDOWS, train_ends.size), replace=False)
+        self.calibration_ = {"train": gather_windows(data.values, np.sort(calib), cfg.window_len),
+                             "val": val_raw}
+        self.val_scores_ = self.score_windows(val_raw)[0]
+        train_raw = self.calibration_["train"]
+        reference = normal_reference(self.val_scores_, lambda: self.score_windows(train_raw)[0],
+                                     cfg.pot_init_quantile)
+        methods = ("pot", "quantile", "t2") if cfg.score_stat == "shift" else ("pot", "quantile")
+        # overlapping windows' scores are correlated over about 1 / sum(w^2) windows (the time weights)
+        self.threshold_span_ = time_weight_span(cfg.window_len, cfg.score_tail, cfg.stride)
+        self.thresholds_ = {m: compute_threshold(reference, m, cfg.target_far, cfg.pot_init_quantile,
+                                                 warn=m == cfg.threshold, span=self.threshold_span_)
+                            for m in methods}
+        self.threshold_rule_ = cfg.threshold
+        if cfg.threshold == "t2" and self.shift_n_eff_ < 2 * len(data.channels):
+            # too few independent windows for the covariance of this many channels: the T² limit
+            # comes out wide enough never to fire; the empirical tail of the same scores is used
+            self.threshold_rule_ = "pot"
+            log.warning("threshold t2: about %.0f independent reference windows for %d channels (needs %d); "
+                        "using the POT threshold of the same scores instead", self.shift_n_eff_,
+                        len(data.channels), 2 * len(data.channels))
+            self.thresholds_["pot"] = compute_threshold(reference, "pot", cfg.target_far, cfg.pot_init_quantile,
+                                                        span=self.threshold_span_)
+        self.threshold_ = self.thresholds_[self.threshold_rule_]
+        self.train_seconds_ = time.monotonic() - t0
+        self.report_ = self._make_report(result, val_w)
+        log.info("fitted in %.1f s; threshold %.3f (%s, target false-alarm rate %g)",
+                 self.train_seconds_, self.threshold_, self.threshold_rule_, cfg.target_far)
+        self._train_result = result
+        return self
+
+    def _build_scorer(self, encoder: torch.nn.Module, decoder: torch.nn.Module,
+                      prior: LatentPrior) -> AAEScorer:
+        cfg = self.config_
+        scorer = AAEScorer(encoder, decoder, prior, cfg.window_len, len(self.channels_),
+                           cfg.latent_weight, cfg.score_tail, cfg.score_stat)
+        return scorer.to("cpu").eval()
+
+    @torch.no_grad()
+    def _residual_stats(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`AAEScorer.residual_stats` of scaled windows in batches, as float64 arrays."""
+        stats, nlls = [], []
+        for i in range(0, scaled.shape[0], 1024):
+            r, n = self.scorer_.residual_stats(torch.from_numpy(scaled[i:i + 1024]))
+            stats.append(r.numpy())
+            nlls.append(n.numpy())
+        return np.concatenate(stats).astype(np.float64), np.concatenate(nlls).astype(np.float64)
+
+    def _fit_normalization(self, val_scaled: np.ndarray) -> None:
+        err, nll = self._residual_stats(val_scaled)
+        channel_scale = np.maximum(err.mean(axis=0), 1e-4)
+        rec = np.sqrt(((err / channel_scale) ** 2).mean(axis=1))
+        self.scorer_.set_normalization(channel_scale, *_robust_stats(rec), *_robust_stats(nll))
+
+    def _fit_shift(self, val_scaled: np.ndarray, train_scaled: np.ndarray) -> None:
+        """Mean and covariance of normal mean residuals, and the T² limit the score is divided by.
+
+        The reference is the validation windows, with the training windows added when there
+        are too few of them for a tail fit (the same rule as the thresholds). Overlapping
+        windows are not independent: each window's weighted mean spans about ``1 / Σ w²``
+        samples, so the limit counts the reference as that many times fewer observations.
+        """
+        cfg = self.config_
+        ref = val_scaled
+        if val_scaled.shape[0] < pot_min_scores(cfg.pot_init_quantile):
+            ref = np.concatenate([val_scaled, train_scaled])
+        b, nll = self._residual_stats(ref)  # (n_ref, C) mean residuals
+        nll = nll[:val_scaled.shape[0]]  # the latent statistics come from validation windows alone
+        center = b.mean(axis=0)
+        cov = np.atleast_2d(np.cov(b, rowvar=False))
+        cov += np.eye(cov.shape[0]) * (1e-4 * float(np.mean(np.diag(cov))) + 1e-10)  # constant channels
+        n_eff = ref.shape[0] / time_weight_span(cfg.window_len, cfg.score_tail)
+        limit = t2_limit(cov.shape[0], n_eff, cfg.target_far)
+        if n_eff < 2 * cov.shape[0]:
+            log.warning("shift score: %d reference windows are about %.0f independent observations for "
+                        "%d channels; the covariance is rough and the T² limit wide", ref.shape[0], n_eff,
+                        cov.shape[0])
+        self.shift_n_eff_ = n_eff
+        self.scorer_.set_shift(center, np.linalg.inv(cov))
+        self.scorer_.set_normalization(np.diag(cov).copy(), 0.0, limit, *_robust_stats(nll))
+        log.info("shift score: T² limit %.2f for %d channels from %d windows (%.0f effective)",
+                 limit, cov.shape[0], ref.shape[0], n_eff)
+
+    def _make_report(self, result: TrainResult, val_scaled: np.ndarray) -> dict[str, Any]:
+        from edge_aae.train.report import codes_vs_prior_mmd
+        with torch.no_grad():
+            codes = self.scorer_.encoder(torch.from_numpy(val_scaled[:2000])).numpy()
+            prior = self.scorer_.prior.sample(codes.shape[0],
+                                              torch.Generator().manual_seed(self.config_.seed)).numpy()
+        return {
+            "history": result.history_dicts(),
+            "best_epoch": result.best_epoch,
+            "device": result.device,
+            "amp": result.amp,
+            "train_seconds": self.train_seconds_,
+            "warnings": result.warnings,
+            "mmd_codes_vs_prior": codes_vs_prior_mmd(codes, prior),
+            "threshold": self.threshold_,
+            "threshold_rule": self.threshold_rule_,
+            "thresholds": self.thresholds_,
+            "constant_channels": [c for c, k in zip(self.channels_, self.scaler_.constant_, strict=True) if k],
+            "preset": {"name": self.config_.preset, "decisions": self.preset_},
+            "val_windows": int(val_scaled.shape[0]),
+        }
+
+    # --------------------------------------------------------------- score
+    @torch.no_grad()
+    def score_windows(self, windows: np.ndarray, batch_size: int = 1024
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score raw windows ``(n, window_len, C)``: ``(score (n,), channel_scores (n, C), latent (n,))``."""
+        self._check_fitted()
+        out: list[list[np.ndarray]] = [[], [], []]
+        for i in range(0, windows.shape[0], batch_size):
+            res = self.scorer_(torch.from_numpy(np.ascontiguousarray(windows[i:i + batch_size],
+                                                                     dtype=np.float32)))
+            for acc, r in zip(out, res, strict=True):
+                acc.append(r.numpy())
+        if not out[0]:
+            c = len(self.channels_)
+            return np.empty(0, np.float32), np.empty((0, c), np.float32), np.empty(0, np.float32)
+        score, channel_scores, latent = (np.concatenate(a) for a in out)
+        return score, channel_scores, latent
+
+    def score(self, data: SensorData | np.ndarray, stride: int | None = None) -> WindowScores:
+        """Score every window of a series (by default every ``config.stride`` rows).
+
+        ``data`` must have the training channels (by name; extra columns are ignored).
+
+        Raises:
+            ModelMismatchError: a training channel is missing.
+            DataError: fewer rows than one window.
+
+        """
+        self._check_fitted()
+        data = _as_series(data, self.config_, self.channels_)
+        data = data.select_channels(self.channels_)
+        windows, ends = stream_windows(data, self.config_.window_len, stride or self.config_.stride,
+                                       self.stream_rule, self.sample_period_s_)
+        if ends.size == 0:
+            raise DataError(f"{data.path}: too few rows for one window of {self.config_.window_len} "
+                            f"(longest usable segment: {longest_segment(data, self.stream_rule, self.sample_period_s_)}"
+                            " rows)")
+        score, channel_scores, latent = self.score_windows(windows)
+        return WindowScores(ends, data.timestamps[ends], score, channel_scores, latent,
+                            self.threshold_, list(self.channels_))
+
+    @property
+    def stream_rule(self) -> StreamRule:
+        """How this model windows a raw series, offline and (once exported) on the gateway."""
+        return StreamRule(self.config_.max_gap_factor)
+
+    @torch.no_grad()
+    def encode(self, windows: np.ndarray) -> np.ndarray:
+        """Latent codes of raw windows: ``(n, window_len, C)`` -> ``(n, latent_dim)`` float32."""
+        self._check_fitted()
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+        return self.scorer_.encoder(self.scorer_.scale_input(x)).numpy()
+
+    @torch.no_grad()
+    def prior_samples(self, n: int, seed: int = 0) -> np.ndarray:
+        """``n`` samples of the latent prior: ``(n, latent_dim)``."""
+        self._check_fitted()
+        return self.scorer_.prior.sample(n, torch.Generator().manual_seed(seed)).numpy()
+
+    # -------------------------------------------------------------- sample
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """Decode ``n`` prior samples into synthetic normal windows ``(n, window_len, C)``, raw units."""
+        self._check_fitted()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        gen = torch.Generator().manual_seed(self.config_.seed if seed is None else seed)
+        z = self.scorer_.prior.sample(n, generator=gen)
+        scaled = self.scorer_.decoder(z).numpy().astype(np.float64)
+        return scaled * self.scaler_.scale_ + self.scaler_.center_
+
+    # ---------------------------------------------------------- save / load
+    def save(self, path: str | Path) -> Path:
+        """Write the run directory (see module docstring)."""
+        self._check_fitted()
+        run = Path(path)
+        run.mkdir(parents=True, exist_ok=True)
+        torch.save(self.scorer_.state_dict(), run / "weights.pt")
+        (run / "model.json").write_text(json.dumps(self.metadata(), indent=2) + "\n", encoding="utf-8")
+        calibration = getattr(self, "calibration_", None)
+        if calibration is not None:
+            np.savez_compressed(run / "calibration.npz", **calibration)
+        if getattr(self, "report_", None) is not None:
+            (run / "report.json").write_text(json.dumps(self.report_, indent=2) + "\n", encoding="utf-8")
+        return run
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything needed to rebuild and score, as JSON-ready data."""
+        stats = self.scorer_.score_stats.tolist()
+        return {
+            "format": RUN_FORMAT,
+            "format_version": RUN_FORMAT_VERSION,
+            "name": self.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": self.config_.to_dict(),
+            "channels": self.channels_,
+            "sample_period_s": self.sample_period_s_,
+            "scaler": self.scaler_.to_dict(),
+            "normalization": {
+                "channel_scale": self.scorer_.channel_scale.tolist(),
+                "rec_center": stats[0], "rec_scale": stats[1],
+                "latent_center": stats[2], "latent_scale": stats[3],
+            },
+            "threshold": self.threshold_,
+            "threshold_rule": self.threshold_rule_,
+            "threshold_span": self.threshold_span_,
+            "preset": {"name": self.config_.preset, "decisions": getattr(self, "preset_", [])},
+            "thresholds": self.thresholds_,
+            "constant_channels": [c for c, k in zip(self.channels_, self.scaler_.constant_, strict=True) if k],
+            "score_direction": "higher_is_anomalous",
+            "training_data_fingerprint": self.fingerprint_,
+            "versions": {"edge_aae": __version__, "torch": torch.__version__,
+                         "numpy": np.__version__, "python": platform.python_version()},
+        }
+
+    @classmethod
+    def load(cls, path: str | Path) -> AAEDetector:
+        """Rebuild a fitted detector from a run directory.
+
+        Raises:
+            CorruptModelError: a file is missing, unreadable, or from another format version.
+
+        """
+        run = Path(path)
+        meta_path = run / "model.json"
+        if not run.is_dir():
+            raise CorruptModelError(f"{run}: not a run directory")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CorruptModelError(f"{meta_path}: missing; not a run directory") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorruptModelError(f"{meta_path}: not valid JSON ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
+            raise CorruptModelError(f"{meta_path}: not an edge-aae run (format {meta.get('format')!r})"
+                                    if isinstance(meta, dict) else f"{meta_path}: not a JSON object")
+        if meta.get("format_version") != RUN_FORMAT_VERSION:
+            raise CorruptModelError(f"{meta_path}: format_version {meta.get('format_version')!r} is not "
+                                    f"supported by edge-aae {__version__} (expects {RUN_FORMAT_VERSION})")
+        try:
+            det = cls(TrainConfig.from_dict(meta["config"], source=f"{meta_path}: config"),
+                      name=str(meta.get("name", "edge-aae")))
+            det.channels_ = list(meta["channels"])
+            det.sample_period_s_ = float(meta["sample_period_s"])
+            det.scaler_ = RobustScaler.from_dict(meta["scaler"])
+            det.threshold_ = float(meta["threshold"])
+            det.thresholds_ = {k: float(v) for k, v in meta["thresholds"].items()}
+            det.threshold_rule_ = str(meta.get("threshold_rule", det.config_.threshold))
+            det.threshold_span_ = float(meta.get("threshold_span", 1.0))
+            det.fingerprint_ = str(meta["training_data_fingerprint"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptModelError(f"{meta_path}: missing or invalid field ({exc})") from None
+        cfg = det.config_
+        enc, dec = build_autoencoder(cfg.arch, cfg.window_len, len(det.channels_), cfg.hidden, cfg.latent_dim)
+        det.scorer_ = det._build_scorer(enc, dec, LatentPrior(cfg.prior, cfg.latent_dim, cfg.n_components))
+        weights = run / "weights.pt"
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            state.setdefault("level_mask", torch.zeros(len(det.channels_)))  # runs from before the option
+            det.scorer_.load_state_dict(state)
+        except FileNotFoundError:
+            raise CorruptModelError(f"{weights}: missing") from None
+        except Exception as exc:  # torch raises many kinds for a damaged file
+            raise CorruptModelError(f"{weights}: cannot load weights ({type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:200]})") from None
+        det.scorer_.eval()
+        report = run / "report.json"
+        det.report_ = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else None
+        det.run_dir_ = run
+        det.calibration_ = None
+        return det
+
+    def load_calibration(self) -> dict[str, np.ndarray]:
+        """Raw calibration windows saved with the run: ``{"train": (n, L, C), "val": (m, L, C)}``.
+
+        Raises:
+            CorruptModelError: the run has no (or a damaged) ``calibration.npz``.
+
+        """
+        if self.calibration_ is not None:
+            return self.calibration_
+        path = (self.run_dir_ or Path(".")) / "calibration.npz"
+        try:
+            with np.load(path) as f:
+                calib = {"train": f["train"], "val": f["val"]}
+        except FileNotFoundError:
+            raise CorruptModelError(f"{path}: missing calibration set (the run predates it: "
+                                    "retrain with this version of edge-aae)") from None
+        except (KeyError, ValueError, OSError) as exc:
+            raise CorruptModelError(f"{path}: unreadable calibration set ({exc})") from None
+        shape = (self.config_.window_len, len(self.channels_))
+        for key, arr in calib.items():
+            if arr.ndim != 3 or arr.shape[1:] != shape or arr.shape[0] == 0:
+                raise CorruptModelError(f"{path}: '{key}' has shape {arr.shape}, "
+                                        f"expected (n, {shape[0]}, {shape[1]})")
+        self.calibration_ = calib
+        return calib
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "scorer_"):
+            raise RuntimeError("AAEDetector is not fitted: call fit() or load() first")
+
+
+def _robust_stats(x: np.ndarray) -> tuple[float, float]:
+    """Median and IQR/1.349 (floored) of ``x``."""
+    med = float(np.median(x))
+    q75, q25 = np.percentile(x, [75, 25])
+    return med, float(max((q75 - q25) / 1.349, 1e-6, 1e-3 * abs(med)))
+
+
+VAL_TRAIN_RATIO_LIMIT = 100.0
+
+
+@torch.no_grad()
+def _check_validation_fit(result: TrainResult, val_scaled: np.ndarray, channels: list[str], where: str) -> None:
+    """A validation loss orders of magnitude above the training loss is an error, not a number.
+
+    It means the validation stretch (the end of the training data) holds values the scaler and
+    the model never saw: a near-constant channel that moves, a unit change, a fault in the
+    "normal" data. Thresholds fitted on it would be meaningless.
+
+    Raises:
+        DataError: naming the channels whose validation error is largest.
+
+    """
+    best = result.history[result.best_epoch - 1]
+    if not best.val_loss > VAL_TRAIN_RATIO_LIMIT * max(best.recon_loss, 1e-3):
+        return
+    x = torch.from_numpy(val_scaled[:4096]).to(next(result.encoder.parameters()).device)
+    err = (result.decoder(result.encoder(x)) - x).pow(2).mean(dim=(0, 1)).float().cpu().numpy()
+    worst = np.argsort(err)[::-1][:3]
+    names = ", ".join(f"{channels[i]} ({err[i]:.3g})" for i in worst)
+    ratio = best.val_loss / max(best.recon_loss, 1e-3)
+    raise DataError(f"{where}: validation loss {best.val_loss:.4g} is {ratio:.0f}x the training loss "
+                    f"{best.recon_loss:.4g}: the end of the training data is unlike the rest; "
+                    f"largest errors (mean squared, scaled units): {names}. Check those channels (a near-constant "
+                    "channel that moves, a unit change, a fault in the training data), drop them with --channels, "
+                    "or train on a cleaner stretch")
+
+
+def _as_series(data: SensorData | np.ndarray, cfg: TrainConfig,
+               channels: list[str] | None = None) -> SensorData:
+    if isinstance(data, SensorData):
+        return data
+    arr = np.asarray(data, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"expected an (n_rows, n_channels) array, got shape {arr.shape}")
+    if channels is not None and len(channels) != arr.shape[1]:
+        raise ModelMismatchError(f"array has {arr.shape[1]} channels, the model {len(channels)}")
+    names = channels if channels is not None else [f"ch{i + 1}" for i in range(arr.shape[1])]
+    return assemble_series("<array>", names, np.arange(arr.shape[0], dtype=np.float64), arr, None,
+                           max_nan_run=cfg.max_nan_run, max_gap_factor=cfg.max_gap_factor)

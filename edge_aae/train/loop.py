@@ -1,0 +1,224 @@
+"""The AAE fit loop: reconstruction, discriminator and generator phases per batch."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_aae.core.errors import EdgeAAEError
+from edge_aae.train.config import TrainConfig
+from edge_aae.train.model import Discriminator, LatentPrior, build_autoencoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochStats:
+    """Mean losses of one epoch; ``disc_acc`` is the discriminator's accuracy (0.5 = fooled)."""
+
+    epoch: int
+    recon_loss: float
+    val_loss: float
+    disc_loss: float
+    gen_loss: float
+    disc_acc: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """Trained networks (best validation epoch) and what happened on the way."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+    prior: LatentPrior
+    discriminator: Discriminator
+    history: list[EpochStats]
+    best_epoch: int
+    device: str
+    amp: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def history_dicts(self) -> list[dict[str, float]]:
+        """History as JSON-ready dicts."""
+        return [asdict(h) for h in self.history]
+
+
+class TrainingDiverged(EdgeAAEError):
+    """Losses became non-finite before any usable epoch."""
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` picks CUDA when present."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise EdgeAAEError("--device cuda: no CUDA device is available (try --device auto)")
+    return torch.device(requested)
+
+
+def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainConfig,
+              progress: bool = False) -> TrainResult:
+    """Fit encoder, decoder and discriminator on scaled windows.
+
+    Args:
+        train_windows: ``(n, window_len, C)`` float32, already scaled.
+        val_windows: ``(m, window_len, C)`` float32, later in time than the training ones.
+        config: hyperparameters; ``adversarial_weight == 0`` trains the plain autoencoder.
+        progress: show a progress bar with the losses on stderr.
+
+    """
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    gen = torch.Generator(device="cpu").manual_seed(config.seed)
+    n_channels = train_windows.shape[2]
+    encoder, decoder = build_autoencoder(config.arch, config.window_len, n_channels,
+                                         config.hidden, config.latent_dim)
+    prior = LatentPrior(config.prior, config.latent_dim, config.n_components)
+    disc = Discriminator(config.latent_dim)
+    for m in (encoder, decoder, prior, disc):
+        m.to(device)
+    adversarial = config.adversarial_weight > 0
+    opt_ae = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=config.lr)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=config.disc_lr)
+    opt_g = torch.optim.Adam(encoder.parameters(), lr=config.disc_lr)
+    use_amp = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    bce = nn.BCEWithLogitsLoss()
+
+    x_train = torch.from_numpy(train_windows).to(device)
+    x_val = torch.from_numpy(val_windows).to(device)
+    n = x_train.shape[0]
+    n_batches = max(1, n // config.batch_size)
+    history: list[EpochStats] = []
+    best_state: dict[str, dict[str, torch.Tensor]] | None = None
+    best_val, best_epoch, stale = float("inf"), 0, 0
+    warnings: list[str] = []
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=config.epochs, desc="train", unit="epoch", leave=True)
+
+    def step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter]) -> None:
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        nn.utils.clip_grad_norm_(params, config.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+
+    ae_params = [*encoder.parameters(), *decoder.parameters()]
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.monotonic()
+        encoder.train()
+        decoder.train()
+        order = torch.randperm(n, generator=gen)[: n_batches * config.batch_size].to(device)
+        sums = np.zeros(4)
+        for b in range(n_batches):
+            x = x_train[order[b * config.batch_size:(b + 1) * config.batch_size]]
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                loss_r = (decoder(encoder(x)).float() - x).pow(2).mean()
+            step(opt_ae, loss_r, ae_params)
+            sums[0] += loss_r.item()
+            if not adversarial:
+                continue
+            z_real = prior.sample(x.shape[0])  # global RNG, seeded above
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                with torch.no_grad():
+                    z_fake = encoder(x).float()
+                logits_real, logits_fake = disc(z_real), disc(z_fake)
+                loss_d = bce(logits_real.float(), torch.ones_like(logits_real, dtype=torch.float32)) + \
+                    bce(logits_fake.float(), torch.zeros_like(logits_fake, dtype=torch.float32))
+            step(opt_d, loss_d, list(disc.parameters()))
+            acc = 0.5 * ((logits_real > 0).float().mean() + (logits_fake < 0).float().mean())
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                logits_gen = disc(encoder(x).float()).float()
+                loss_g = config.adversarial_weight * bce(logits_gen, torch.ones_like(logits_gen))
+            step(opt_g, loss_g, list(encoder.parameters()))
+            sums[1] += loss_d.item()
+            sums[2] += loss_g.item()
+            sums[3] += acc.item()
+        means = sums / n_batches
+        val_loss = _val_loss(encoder, decoder, x_val)
+        stats = EpochStats(epoch, float(means[0]), val_loss, float(means[1]), float(means[2]),
+                           float(means[3]) if adversarial else float("nan"), time.monotonic() - t0)
+        history.append(stats)
+        log.debug("epoch %d: %s", epoch, stats)
+        if bar is not None:
+            bar.set_postfix(rec=f"{stats.recon_loss:.4f}", val=f"{val_loss:.4f}",
+                            d_acc=f"{stats.disc_acc:.2f}" if adversarial else "-")
+            bar.update(1)
+        if not all(np.isfinite([stats.recon_loss, val_loss, stats.disc_loss, stats.gen_loss])):
+            msg = f"training diverged at epoch {epoch}: non-finite loss; keeping epoch {best_epoch}"
+            log.warning(msg)
+            warnings.append(msg)
+            if best_state is None:
+                raise TrainingDiverged(msg + " (no finite epoch: lower --lr or --adversarial-weight)")
+            break
+        if val_loss < best_val - 1e-6:
+            best_val, best_epoch, stale = val_loss, epoch, 0
+            best_state = {"encoder": copy.deepcopy(encoder.state_dict()),
+                          "decoder": copy.deepcopy(decoder.state_dict()),
+                          "disc": copy.deepcopy(disc.state_dict())}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                log.info("early stop at epoch %d; best validation loss %.5f at epoch %d",
+                         epoch, best_val, best_epoch)
+                break
+    if bar is not None:
+        bar.close()
+    assert best_state is not None
+    encoder.load_state_dict(best_state["encoder"])
+    decoder.load_state_dict(best_state["decoder"])
+    disc.load_state_dict(best_state["disc"])
+    encoder.eval()
+    decoder.eval()
+    warnings.extend(_health_warnings(history, encoder, x_val, adversarial))
+    for w in warnings[-3:]:
+        log.warning(w)
+    return TrainResult(encoder, decoder, prior, disc, history, best_epoch, str(device), use_amp, warnings)
+
+
+@torch.no_grad()
+def _val_loss(encoder: nn.Module, decoder: nn.Module, x_val: torch.Tensor) -> float:
+    encoder.eval()
+    decoder.eval()
+    total, count = 0.0, 0
+    for i in range(0, x_val.shape[0], 1024):
+        x = x_val[i:i + 1024]
+        total += float((decoder(encoder(x)) - x).pow(2).mean(dim=(1, 2)).sum())
+        count += x.shape[0]
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def _health_warnings(history: list[EpochStats], encoder: nn.Module, x_val: torch.Tensor,
+                     adversarial: bool) -> list[str]:
+    """Signs of a collapsed or diverged AAE run, as human-readable warnings."""
+    out = []
+    if len(history) >= 3 and history[-1].val_loss > 2 * min(h.val_loss for h in history):
+        out.append("validation loss rose to more than twice its best: the run diverged late "
+                   "(the best epoch is kept); consider a lower --lr")
+    if not adversarial:
+        return out
+    last = [h.disc_acc for h in history[-3:]]
+    if min(last) > 0.95:
+        out.append(f"discriminator accuracy {min(last):.2f}+ in the last epochs: the encoder does not "
+                   "match the prior (adversarial collapse); latent scores are unreliable")
+    codes = encoder(x_val[:2048]).float()
+    spread = float(codes.std(0).mean()) if codes.shape[0] > 1 else 1.0
+    if spread < 0.05:
+        out.append(f"latent codes collapsed (mean per-dimension std {spread:.3g}): "
+                   "every window maps to nearly one code")
+    return out

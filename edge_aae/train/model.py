@@ -1,0 +1,278 @@
+"""The adversarial autoencoder's networks and the scoring graph (torch).
+
+Shapes: windows are ``(batch, window_len, n_channels)`` throughout; codes are
+``(batch, latent_dim)``. :class:`AAEScorer` turns a raw window into scores with
+every step (scaling, reconstruction, normalization) inside one module, so the
+exported ONNX graph computes exactly what training-side scoring computes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_aae.train.config import SCORE_STATS
+
+
+class LatentPrior(nn.Module):
+    """The prior the discriminator pushes codes towards.
+
+    ``gaussian``: N(0, I). ``mixture``: K equally weighted Gaussians (sd 1) with
+    means at distance 3 on the coordinate axes (+e_0, +e_1, ..., -e_0, ...).
+    """
+
+    def __init__(self, kind: str, latent_dim: int, n_components: int = 4) -> None:
+        """Fix the component means as a buffer."""
+        super().__init__()
+        self.kind = kind
+        self.latent_dim = latent_dim
+        k = 1 if kind == "gaussian" else n_components
+        means = torch.zeros(k, latent_dim)
+        if kind == "mixture":
+            for i in range(k):
+                means[i, i % latent_dim] = 3.0 * (-1.0 if (i // latent_dim) % 2 else 1.0)
+        self.means: torch.Tensor
+        self.register_buffer("means", means)
+        self.std = 1.0  # every component has unit variance
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` codes drawn from the prior: ``(n, latent_dim)``."""
+        means: torch.Tensor = self.means
+        comp = torch.randint(0, means.shape[0], (n,), generator=generator, device=means.device)
+        noise = torch.randn(n, means.shape[1], generator=generator, device=means.device)
+        return means[comp] + self.std * noise
+
+    def nll(self, z: torch.Tensor) -> torch.Tensor:
+        """Negative log density of codes under the prior: ``(batch, D) -> (batch,)``."""
+        means: torch.Tensor = self.means
+        d = self.latent_dim
+        diff = z.unsqueeze(1) - means.unsqueeze(0)  # (batch, K, D)
+        log_comp = -0.5 * (diff / self.std).pow(2).sum(-1)  # (batch, K)
+        const = d * math.log(self.std * math.sqrt(2 * math.pi)) + math.log(means.shape[0])
+        return const - torch.logsumexp(log_comp, dim=1)
+
+
+class ConvEncoder(nn.Module):
+    """Conv1d over time: ``(B, L, C) -> (B, latent_dim)``."""
+
+    def __init__(self, window_len: int, n_channels: int, hidden: int, latent_dim: int) -> None:
+        """Three conv layers (two of stride 2), then a linear map to the code."""
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv1d(n_channels, hidden, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(hidden, hidden, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv1d(hidden, hidden, 5, stride=2, padding=2), nn.ReLU(),
+        )
+        reduced = math.ceil(math.ceil(window_len / 2) / 2)
+        self.head = nn.Linear(hidden * reduced, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode scaled windows."""
+        h = self.convs(x.transpose(1, 2))  # (B, hidden, ceil(L/4))
+        return self.head(h.flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """``(B, latent_dim) -> (B, L, C)`` via a linear map to full length and two convs."""
+
+    def __init__(self, window_len: int, n_channels: int, hidden: int, latent_dim: int) -> None:
+        """Layers sized for the window."""
+        super().__init__()
+        self.window_len = window_len
+        self.hidden = hidden
+        self.head = nn.Sequential(nn.Linear(latent_dim, hidden * window_len), nn.ReLU())
+        self.convs = nn.Sequential(
+            nn.Conv1d(hidden, hidden, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(hidden, n_channels, 5, padding=2),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode codes to scaled windows."""
+        h = self.head(z).reshape(-1, self.hidden, self.window_len)  # (B, hidden, L)
+        return self.convs(h).transpose(1, 2)
+
+
+class MLPEncoder(nn.Module):
+    """Flattened window through two hidden layers: ``(B, L, C) -> (B, latent_dim)``."""
+
+    def __init__(self, window_len: int, n_channels: int, hidden: int, latent_dim: int) -> None:
+        """Widths 4*hidden and 2*hidden."""
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(1), nn.Linear(window_len * n_channels, 4 * hidden), nn.ReLU(),
+            nn.Linear(4 * hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, latent_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode scaled windows."""
+        return self.net(x)
+
+
+class MLPDecoder(nn.Module):
+    """Mirror of :class:`MLPEncoder`: ``(B, latent_dim) -> (B, L, C)``."""
+
+    def __init__(self, window_len: int, n_channels: int, hidden: int, latent_dim: int) -> None:
+        """Widths 2*hidden and 4*hidden."""
+        super().__init__()
+        self.window_len = window_len
+        self.n_channels = n_channels
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, 4 * hidden), nn.ReLU(),
+            nn.Linear(4 * hidden, window_len * n_channels))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode codes to scaled windows."""
+        return self.net(z).reshape(-1, self.window_len, self.n_channels)
+
+
+class Discriminator(nn.Module):
+    """Tells prior samples (logit > 0) from encoded codes: ``(B, D) -> (B,)``."""
+
+    def __init__(self, latent_dim: int, hidden: int = 64) -> None:
+        """Two hidden layers with LeakyReLU."""
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits."""
+        return self.net(z).squeeze(-1)
+
+
+def build_autoencoder(arch: str, window_len: int, n_channels: int, hidden: int,
+                      latent_dim: int) -> tuple[nn.Module, nn.Module]:
+    """Encoder and decoder of the named architecture (``conv`` or ``mlp``)."""
+    if arch == "conv":
+        return (ConvEncoder(window_len, n_channels, hidden, latent_dim),
+                ConvDecoder(window_len, n_channels, hidden, latent_dim))
+    if arch == "mlp":
+        return (MLPEncoder(window_len, n_channels, hidden, latent_dim),
+                MLPDecoder(window_len, n_channels, hidden, latent_dim))
+    raise ValueError(f"unknown architecture {arch!r}")
+
+
+def tail_weights(window_len: int, score_tail: float) -> np.ndarray:
+    """Time weights of the reconstruction error, summing to 1, largest on the last sample.
+
+    ``w_t ∝ exp(-(window_len - 1 - t) / (score_tail * window_len))``: the score
+    of a window mostly reflects its recent samples, the time it is reported at.
+    """
+    age = np.arange(window_len)[::-1].astype(np.float64)
+    w = np.exp(-age / (score_tail * window_len))
+    return w / w.sum()
+
+
+def time_weight_span(window_len: int, score_tail: float, stride: int = 1) -> float:
+    """How many consecutive windows one window's score is correlated with: ``1 / sum(w^2) / stride``, at least 1.
+
+    The effective number of samples the time weights average over; overlapping windows' scores
+    count as one independent observation per this many windows.
+    """
+    w = tail_weights(window_len, score_tail)
+    return max(1.0, 1.0 / float((w ** 2).sum()) / stride)
+
+
+class AAEScorer(nn.Module):
+    """Raw window in, scores out: the whole scoring path as one module.
+
+    Outputs, for a raw window ``(B, L, C)`` in sensor units, with ``score_stat = "error"``:
+        score ``(B,)``: combined score, higher is more anomalous; about N(0, 1)-like on
+            normal validation data (robustly centred and scaled).
+        channel_scores ``(B, C)``: each channel's time-weighted squared reconstruction
+            error divided by its mean on validation data (1 is typical; the contributions).
+            The reconstruction part of the score is their root mean square.
+        latent_score ``(B,)``: negative log density of the code under the prior,
+            robustly normalized on validation data.
+
+    With ``score_stat = "shift"``, ``b`` is each channel's time-weighted mean residual
+    (reconstruction minus input, scaled units), a sustained shift that sample noise
+    averages out of; ``d = b - shift_center``:
+        score ``(B,)``: Hotelling's T² of ``d`` (``d' P d``, ``P`` the inverse covariance on
+            normal windows) divided by its limit, so 1.0 is the ``t2`` threshold. The
+            latent score is not added.
+        channel_scores ``(B, C)``: ``d_c² / Σ_cc`` (1 is typical).
+        latent_score ``(B,)``: as above.
+    """
+
+    center: torch.Tensor
+    scale: torch.Tensor
+    time_weights: torch.Tensor
+    channel_scale: torch.Tensor
+    level_mask: torch.Tensor
+    score_stats: torch.Tensor
+    shift_center: torch.Tensor
+    shift_precision: torch.Tensor
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: LatentPrior,
+                 window_len: int, n_channels: int, latent_weight: float, score_tail: float,
+                 score_stat: str = "error") -> None:
+        """Normalization buffers start neutral; :meth:`set_normalization` fills them."""
+        super().__init__()
+        if score_stat not in SCORE_STATS:
+            raise ValueError(f"unknown score_stat {score_stat!r} ({', '.join(SCORE_STATS)})")
+        self.score_stat = score_stat
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self.latent_weight = float(latent_weight)
+        self.register_buffer("center", torch.zeros(n_channels))
+        self.register_buffer("scale", torch.ones(n_channels))
+        self.register_buffer("time_weights",
+                             torch.tensor(tail_weights(window_len, score_tail), dtype=torch.float32))
+        self.register_buffer("channel_scale", torch.ones(n_channels))
+        self.register_buffer("level_mask", torch.zeros(n_channels))
+        self.register_buffer("score_stats", torch.tensor([0.0, 1.0, 0.0, 1.0]))
+        if score_stat == "shift":
+            self.register_buffer("shift_center", torch.zeros(n_channels))
+            self.register_buffer("shift_precision", torch.eye(n_channels))
+
+    def set_scaler(self, center: np.ndarray, scale: np.ndarray) -> None:
+        """Store the robust scaler's statistics in the module."""
+        self.center.copy_(torch.as_tensor(center, dtype=torch.float32))
+        self.scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+
+    def set_normalization(self, channel_scale: np.ndarray, rec_center: float, rec_scale: float,
+                          lat_center: float, lat_scale: float) -> None:
+        """Store the validation statistics that make scores comparable."""
+        self.channel_scale.copy_(torch.as_tensor(channel_scale, dtype=torch.float32))
+        self.score_stats.copy_(torch.tensor([rec_center, rec_scale, lat_center, lat_scale]))
+
+    def set_shift(self, center: np.ndarray, precision: np.ndarray) -> None:
+        """Store the mean ``(C,)`` and inverse covariance ``(C, C)`` of normal mean residuals."""
+        self.shift_center.copy_(torch.as_tensor(center, dtype=torch.float32))
+        self.shift_precision.copy_(torch.as_tensor(precision, dtype=torch.float32))
+
+    def scale_input(self, window: torch.Tensor) -> torch.Tensor:
+        """Raw sensor units to scaled units; channels in ``level_mask`` lose their window mean."""
+        x = (window - self.center) / self.scale
+        return x - self.level_mask * x.mean(dim=1, keepdim=True)
+
+    def residual_stats(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel time-weighted residual statistic ``(B, C)`` and latent NLL ``(B,)`` of scaled windows.
+
+        The statistic is the squared error for the ``error`` score and the signed mean
+        residual (reconstruction minus input) for the ``shift`` score.
+        """
+        z = self.encoder(scaled)
+        resid = self.decoder(z) - scaled  # (B, L, C)
+        if self.score_stat == "error":
+            resid = resid.pow(2)
+        return (resid * self.time_weights.unsqueeze(-1)).sum(1), self.prior.nll(z)
+
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Score raw windows; see the class docstring for the outputs."""
+        stats = self.score_stats
+        res, nll = self.residual_stats(self.scale_input(window))
+        if self.score_stat == "shift":
+            d = res - self.shift_center
+            # d' P d as Mul + ReduceSum: no MatMul, so INT8 export leaves the precision in FP32
+            t2 = ((d.unsqueeze(-1) * self.shift_precision).sum(1) * d).sum(1)
+            return (t2 - stats[0]) / stats[1], d.pow(2) / self.channel_scale, (nll - stats[2]) / stats[3]
+        channel_scores = res / self.channel_scale
+        rec = channel_scores.pow(2).mean(1).sqrt()  # RMS: one bad channel stands out, all count
+        rec_norm = (rec - stats[0]) / stats[1]
+        latent_score = (nll - stats[2]) / stats[3]
+        score = rec_norm + self.latent_weight * latent_score
+        return score, channel_scores, latent_score

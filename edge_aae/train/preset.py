@@ -1,0 +1,154 @@
+"""``preset = "auto"``: settings chosen from the training series alone, each with its reason.
+
+Nothing here reads a label column, a test file or a result: only the normal training values.
+The preset changes a setting only while it is at its default; a value given explicitly (a flag
+or a config key that differs from the default) is kept. ``preset = "none"`` keeps every default.
+
+Decisions:
+
+* **Channels scored by shape** (``relative_channels``): a channel whose level moves during the
+  normal data (the spread of its block medians over four consecutive blocks exceeds three times
+  its typical within-block spread) *and* that moves slowly (its step-to-step noise is under half
+  its spread: a temperature, not a noisy flow meter). Its level then says more about warm-up
+  than about faults, and the test data will carry it further than training did. If more than
+  half the channels qualify, the whole process moved and none is picked. Very slow channels
+  (step noise under 0.3 of their spread) that move with a picked one (|correlation| over 0.9)
+  join it: a thermal family warms together even where one member drifted less in training.
+* **Score and threshold** (``score_stat``, ``threshold``): when the validation split is too
+  short for a tail fit (fewer windows than POT needs), the ``shift`` score with its ``t2`` limit,
+  provided there are at least twice as many independent windows as channels; otherwise the
+  reconstruction ``error`` score with ``pot`` (whose small-sample fallback copes with the rest).
+* **Latent size**: half the channels, between 2 and 8 (``latent_dim = 0``).
+* **Window length**: kept at the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_aae.core.data import SensorData
+from edge_aae.core.thresholds import pot_min_scores
+from edge_aae.core.windows import window_ends
+from edge_aae.train.config import TrainConfig, auto_latent_dim
+from edge_aae.train.model import time_weight_span
+
+log = logging.getLogger(__name__)
+
+PRESETS = ("auto", "none")
+DRIFT_BLOCKS = 4
+DRIFT_LIMIT = 3.0  # block medians spread over this many within-block spreads: the level drifts
+SLOW_LIMIT = 0.5  # step noise / (sqrt 2 * spread) under this: a slow channel
+FAMILY_LIMIT = 0.3  # once a slow channel drifts, very slow channels that move with it join it
+FAMILY_CORR = 0.9  # "move with it": |correlation| over the normal data above this
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One setting the preset chose, and why (recorded in ``model.json`` and the report)."""
+
+    key: str
+    value: Any
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"key": self.key, "value": self.value, "reason": self.reason}
+
+
+def _spread(x: np.ndarray) -> np.ndarray:
+    q75, q25 = np.percentile(x, [75, 25], axis=0)
+    s = (q75 - q25) / 1.349
+    return np.where(s > 1e-12, s, x.std(axis=0))
+
+
+def drift_and_slowness(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel of ``(n, C)`` normal values: level drift and slowness (see the module doc).
+
+    Returns:
+        ``drift``: spread of block medians in units of the median within-block spread;
+        ``slowness``: robust spread of first differences over ``sqrt(2)`` times the spread
+        (about 1 for white noise, near 0 for a slow channel).
+
+    """
+    x = values[np.isfinite(values).all(axis=1)]
+    if x.shape[0] < 4 * DRIFT_BLOCKS:
+        return np.zeros(values.shape[1]), np.ones(values.shape[1])
+    b = x.shape[0] // DRIFT_BLOCKS
+    blocks = [x[k * b:(k + 1) * b] for k in range(DRIFT_BLOCKS)]
+    medians = np.array([np.median(blk, axis=0) for blk in blocks])
+    within = np.median(np.array([_spread(blk) for blk in blocks]), axis=0)
+    drift = (medians.max(axis=0) - medians.min(axis=0)) / np.maximum(within, 1e-12)
+    slowness = _spread(np.diff(x, axis=0)) / (np.sqrt(2) * np.maximum(_spread(x), 1e-12))
+    return drift, slowness
+
+
+def _joins(values: np.ndarray, channels: list[str], c: str, picked: list[str], slow: np.ndarray) -> bool:
+    """Whether channel ``c`` is very slow and moves with one of the ``picked`` drifting channels."""
+    i = channels.index(c)
+    if slow[i] >= FAMILY_LIMIT:
+        return False
+    x = values[np.isfinite(values).all(axis=1)]
+    for p in picked:
+        j = channels.index(p)
+        if x[:, i].std() > 0 and x[:, j].std() > 0 and abs(float(np.corrcoef(x[:, i], x[:, j])[0, 1])) > FAMILY_CORR:
+            return True
+    return False
+
+
+def choose_settings(data: SensorData, cfg: TrainConfig) -> tuple[TrainConfig, list[Decision]]:
+    """The configuration ``auto`` trains with, and its decisions (``cfg`` unchanged for ``none``)."""
+    if cfg.preset == "none":
+        return cfg, []
+    default = TrainConfig()
+    decisions: list[Decision] = []
+    changes: dict[str, Any] = {}
+    channels = list(data.channels)
+
+    if cfg.relative_channels == default.relative_channels:
+        drift, slow = drift_and_slowness(data.values)
+        picked = [c for c, d, s in zip(channels, drift, slow, strict=True) if d > DRIFT_LIMIT and s < SLOW_LIMIT]
+        if len(picked) > len(channels) // 2:  # most channels drift: the whole process moved, keep levels
+            picked = []
+        if picked:  # the thermal family: very slow channels that move with a drifting one
+            picked = [c for c in channels if c in picked or _joins(data.values, channels, c, picked, slow)]
+        detail = ", ".join(f"{c} drift {d:.1f} slowness {s:.2f}" for c, d, s in zip(channels, drift, slow,
+                                                                                 strict=True) if c in picked)
+        changes["relative_channels"] = ",".join(picked)
+        decisions.append(Decision("relative_channels", ",".join(picked),
+                                  f"level drifts during the normal data and moves slowly: {detail}" if picked
+                                  else "no channel's level drifts slowly during the normal data"))
+    else:
+        decisions.append(Decision("relative_channels", cfg.relative_channels, "given explicitly"))
+
+    if cfg.score_stat == default.score_stat and cfg.threshold == default.threshold:
+        ends = window_ends(data.segments, cfg.window_len, cfg.stride)
+        n_val = int(round(ends.size * cfg.val_fraction))
+        n_eff = ends.size / time_weight_span(cfg.window_len, cfg.score_tail, cfg.stride)
+        p = len(channels)
+        if n_val < pot_min_scores(cfg.pot_init_quantile) and n_eff >= 2 * p:
+            changes |= {"score_stat": "shift", "threshold": "t2"}
+            reason = (f"{n_val} validation windows are too few for a tail fit; {n_eff:.0f} independent windows "
+                      f"are enough for the covariance of {p} channels: shift score with its T² limit")
+        elif n_val < pot_min_scores(cfg.pot_init_quantile):
+            reason = (f"{n_val} validation windows are too few for a tail fit, but {n_eff:.0f} independent windows "
+                      f"are too few for a T² limit on {p} channels: error score, POT with its small-sample limit")
+        else:
+            reason = f"{n_val} validation windows support a tail fit: error score, POT threshold"
+        decisions.append(Decision("score_stat", changes.get("score_stat", cfg.score_stat), reason))
+        decisions.append(Decision("threshold", changes.get("threshold", cfg.threshold), reason))
+    else:
+        decisions.append(Decision("score_stat", cfg.score_stat, "given explicitly"))
+
+    if cfg.latent_dim == 0:
+        changes["latent_dim"] = auto_latent_dim(len(channels))
+        decisions.append(Decision("latent_dim", changes["latent_dim"], f"half of {len(channels)} channels, 2 to 8"))
+    decisions.append(Decision("window_len", cfg.window_len, "default" if cfg.window_len == default.window_len
+                              else "given explicitly"))
+    for d in decisions:
+        log.info("preset auto: %s = %r (%s)", d.key, d.value, d.reason)
+    return dataclasses.replace(cfg, **changes), decisions

@@ -1,0 +1,1 @@
+"""Benchmarks and drills: every ``edge-aae bench`` command and ``make drills`` (workstation only)."""

@@ -1,0 +1,212 @@
+"""Daemon throughput, latency and memory, side by side with a bare paho subscriber.
+
+One local mosquitto, one publisher, in one run:
+    1. bare: a paho subscriber that only parses each reading's JSON;
+    2. daemon: ``edge-aae serve`` (a child process) from readings to published scores.
+Both get the same stream of single-reading messages (QoS 1) over ``n_assets`` assets, as fast
+as the publisher can send; the rate is outputs received per second at the far end. Then the
+daemon gets the stream paced at half its measured rate, and each score's arrival is matched
+to its reading's publish time for latency percentiles. RSS is sampled from /proc.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_aae.core.errors import EdgeAAEError
+from edge_aae.devtools.mosquitto import Mosquitto
+from edge_aae.gateway.bundle import open_bundle
+
+log = logging.getLogger(__name__)
+ROOT, GW = "edge-aae", "bench"
+
+
+def _client(port: int, name: str) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+class _Counter:
+    """Counts messages on a filter; optionally parses them and keeps arrival times by key."""
+
+    def __init__(self, port: int, topic: str, parse: bool, keep_times: bool = False) -> None:
+        self.n = 0
+        self.first = self.last = 0.0
+        self.arrivals: dict[tuple[str, float], float] = {}
+        self._parse, self._keep = parse, keep_times
+        self._ready = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self._ready.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+        if not self._ready.wait(10):
+            raise EdgeAAEError("benchmark subscriber: no SUBACK from the broker")
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        now = time.perf_counter()
+        if self._parse or self._keep:
+            payload = json.loads(msg.payload)
+            if self._keep:
+                self.arrivals[(msg.topic.split("/")[3], float(payload["ts"]))] = now
+        if not self.n:
+            self.first = now
+        self.n += 1
+        self.last = now
+
+    def wait(self, n: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.n < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.n >= n
+
+    def rate(self) -> float:
+        return self.n / (self.last - self.first) if self.last > self.first else 0.0
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _messages(channels: list[str], n_assets: int, n_readings: int, t0: float) -> list[tuple[str, bytes, float]]:
+    rng = np.random.default_rng(0)
+    per_asset = n_readings // n_assets
+    out = []
+    for i in range(per_asset):
+        for a in range(n_assets):
+            ts = t0 + i
+            values = {c: round(float(v), 4) for c, v in zip(channels, rng.normal(size=len(channels)), strict=True)}
+            out.append((f"a{a}", json.dumps({"ts": ts, "values": values}).encode(), ts))
+    return out
+
+
+def _publish(client: mqtt.Client, msgs: list[tuple[str, bytes, float]], rate_per_s: float | None,
+             sent_at: dict[tuple[str, float], float] | None = None) -> None:
+    start = time.perf_counter()
+    for i, (asset, payload, ts) in enumerate(msgs):
+        if rate_per_s:
+            ahead = (i / rate_per_s) - (time.perf_counter() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        if sent_at is not None:
+            sent_at[(asset, ts)] = time.perf_counter()
+        client.publish(f"{ROOT}/{GW}/sensors/{asset}", payload, qos=1)
+
+
+def _rss_sampler(pid: int, stop: threading.Event, out: list[float]) -> None:
+    while not stop.is_set():
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        out.append(int(line.split()[1]) / 1024)
+        except OSError:
+            return
+        stop.wait(0.2)
+
+
+def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 8) -> tuple[dict[str, Any], str]:
+    """Run the comparison; returns ``(results, markdown table)``."""
+    bundle = open_bundle(bundle_dir)
+    channels, window_len = bundle.channels, bundle.window_len
+    with tempfile.TemporaryDirectory(prefix="edge-aae-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        broker = Mosquitto(tmp / "broker")
+        broker.start()
+        daemon: subprocess.Popen[bytes] | None = None
+        try:
+            pub = _client(broker.port, "bench-publisher")
+            t0 = 1.7e9
+            # 1. bare subscriber
+            bare = _Counter(broker.port, f"{ROOT}/{GW}/sensors/+", parse=True)
+            msgs = _messages(channels, n_assets, n_readings, t0)
+            _publish(pub, msgs, None)
+            if not bare.wait(len(msgs), 120):
+                raise EdgeAAEError(f"bare subscriber got {bare.n} of {len(msgs)} readings")
+            bare_rate = bare.rate()
+            bare.close()
+            # 2. the daemon, flat out
+            cfg = tmp / "gw.toml"
+            cfg.write_text(f'gateway_id = "{GW}"\n[models]\ndefault = "{bundle_dir.resolve()}"\n'
+                           f'[runtime]\nbatch_wait_ms = 5\nqueue_max_readings = {2 * n_readings}\n'
+                           f'[publish]\nstats_interval_s = 1\n[outbox]\ndir = "{tmp / "outbox"}"\n'
+                           '[alerting]\nk = 50\nn = 50\n')
+            daemon = subprocess.Popen([sys.executable, "-m", "edge_aae.cli", "serve", "--config", str(cfg),
+                                       "--broker", broker.url], stdout=subprocess.DEVNULL,
+                                      stderr=open(tmp / "daemon.log", "wb"))  # noqa: SIM115
+            rss: list[float] = []
+            stop = threading.Event()
+            threading.Thread(target=_rss_sampler, args=(daemon.pid, stop, rss), daemon=True).start()
+            status = _Counter(broker.port, f"{ROOT}/{GW}/status", parse=False)
+            if not status.wait(1, 60):
+                raise EdgeAAEError(f"daemon did not come online: {(tmp / 'daemon.log').read_text()[-500:]}")
+            scores = _Counter(broker.port, f"{ROOT}/{GW}/anomaly/+/score", parse=False)
+            expected = len(msgs) - n_assets * (window_len - 1)
+            _publish(pub, _messages(channels, n_assets, n_readings, t0 + 1e6), None)
+            if not scores.wait(expected, 180):
+                raise EdgeAAEError(f"daemon published {scores.n} of {expected} scores")
+            daemon_rate = scores.rate() * len(msgs) / max(expected, 1)  # readings/s
+            scores.close()
+            # 3. latency at half the daemon's rate
+            half = daemon_rate / 2
+            lat = _Counter(broker.port, f"{ROOT}/{GW}/anomaly/+/score", parse=False, keep_times=True)
+            sent_at: dict[tuple[str, float], float] = {}
+            n_lat = min(len(msgs), int(half * 10))  # about ten seconds
+            paced = _messages(channels, n_assets, n_lat, t0 + 2e6)
+            _publish(pub, paced, half, sent_at)
+            lat.wait(len(paced) - n_assets * (window_len - 1), 60)
+            delays = np.array([(lat.arrivals[k] - sent_at[k]) * 1e3 for k in lat.arrivals if k in sent_at])
+            lat.close()
+            stop.set()
+            status.close()
+            pub.disconnect()
+        finally:
+            if daemon is not None and daemon.poll() is None:
+                daemon.terminate()
+                daemon.wait(30)
+            broker.stop()
+    results = {
+        "readings": len(msgs), "assets": n_assets, "bare_readings_per_s": bare_rate,
+        "daemon_readings_per_s": daemon_rate, "ratio": daemon_rate / bare_rate if bare_rate else 0.0,
+        "latency_rate_per_s": half, "latency_ms_p50": float(np.percentile(delays, 50)) if delays.size else None,
+        "latency_ms_p99": float(np.percentile(delays, 99)) if delays.size else None,
+        "latency_samples": int(delays.size), "daemon_rss_mb_max": max(rss) if rss else None,
+    }
+    table = "\n".join([
+        "| path | readings/s | vs bare subscriber |",
+        "|---|---|---|",
+        f"| bare paho subscriber (parse JSON only) | {bare_rate:,.0f} | 1.00x |",
+        f"| edge-aae serve (parse, window, score, publish) | {daemon_rate:,.0f} | {results['ratio']:.2f}x |",
+        "",
+        f"Latency publish → score at {half:,.0f} readings/s (half the daemon's rate), {delays.size} samples: "
+        f"p50 {results['latency_ms_p50']:.2f} ms, p99 {results['latency_ms_p99']:.2f} ms. "
+        f"Daemon RSS max {results['daemon_rss_mb_max']:.0f} MB (goal ≤ 100 MB). "
+        f"{len(msgs):,} single-reading messages (QoS 1) over {n_assets} assets, one local mosquitto, "
+        f"same publisher for both; model `{bundle.name} {bundle.version}` ({bundle.model_file}, "
+        f"window {window_len}, {len(channels)} channels), onnxruntime 1 thread.",
+    ])
+    return results, table
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    logging.basicConfig(level=logging.INFO)
+    print(run_daemon_bench(Path(sys.argv[1]))[1])
+    os._exit(0)

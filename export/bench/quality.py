@@ -1,0 +1,370 @@
+"""``edge-aae bench quality``: a public protocol end to end, four methods side by side in one run.
+
+Methods, on the same points and with the same label-free threshold rule (the detector's
+own, fitted on the training part only): the AAE (torch), its exported INT8 model
+(onnxruntime), the plain autoencoder (``adversarial_weight = 0``), and PCA with
+T² + Q on standardized points. The last ``window_len - 1`` training rows are put in
+front of each test part so that every test point has a window ending at it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_aae.core.data import SensorData, assemble_series, load_series
+from edge_aae.core.errors import DataError
+from edge_aae.core.evaluate import read_interpretation
+from edge_aae.core.metrics import auprc, auroc, best_f1, far_mar, localization, nab_score, precision_recall_f1
+from edge_aae.core.thresholds import compute_threshold, normal_reference
+from edge_aae.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+SHIPPED = "AAE bundle as shipped (onnxruntime)"
+METHODS = ("AAE (torch)", "AAE INT8 (onnxruntime)", SHIPPED, "plain AE (torch)", "PCA T²+Q")
+
+
+@dataclasses.dataclass
+class Unit:
+    """One file or entity: training part, test part (labels), optional changepoints and channel truth."""
+
+    name: str
+    train: SensorData
+    test: SensorData
+    changepoints: np.ndarray | None = None
+    truth: list[set[int]] | None = None
+
+
+def _concat(a: SensorData, b: SensorData) -> SensorData:
+    labels = None if b.labels is None else np.r_[np.zeros(len(a.timestamps), np.int8), b.labels]
+    return assemble_series(b.path, list(b.channels), np.r_[a.timestamps, b.timestamps],
+                           np.r_[a.values, b.values], labels, max_gap_factor=1e9)
+
+
+def skab_units(path: Path, train_rows: int = 400) -> list[Unit]:
+    """The 34 labelled SKAB files: first ``train_rows`` rows to train, the rest to test."""
+    root = path / "data" if (path / "data").is_dir() else path
+    files = sorted(p for d in ("valve1", "valve2", "other") for p in (root / d).glob("*.csv"))
+    if not files:
+        raise DataError(f"{path}: no SKAB files under {root}/valve1, valve2, other")
+    units = []
+    for f in files:
+        data = load_series(f, label_col="anomaly", max_gap_factor=1e9)
+        with f.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh, delimiter=";"))
+        if "changepoint" not in rows[0]:
+            raise DataError(f"{f}: no changepoint column")
+        cp = np.array([float(r["changepoint"]) for r in rows]) > 0.5
+        n = len(data.timestamps)
+        units.append(Unit(f"{f.parent.name}/{f.stem}", data.slice_rows(0, train_rows),
+                          data.slice_rows(train_rows, n), data.timestamps[train_rows:][cp[train_rows:n]]))
+    return units
+
+
+def smd_units(path: Path, end_inclusive: bool = True) -> list[Unit]:
+    """SMD-layout entities: ``train/``, ``test/``, ``test_label/`` and (optional) ``interpretation_label/``."""
+    for part in ("train", "test", "test_label"):
+        if not (path / part).is_dir():
+            raise DataError(f"{path}: missing folder {part}/ (SMD layout: train/, test/, test_label/)")
+    units = []
+    for train_file in sorted((path / "train").glob("*.txt")):
+        name = train_file.stem
+        test_file, label_file = path / "test" / f"{name}.txt", path / "test_label" / f"{name}.txt"
+        for p in (test_file, label_file):
+            if not p.is_file():
+                raise DataError(f"{p}: missing for entity {name}")
+        train = load_series(train_file)
+        test = load_series(test_file)
+        labels = np.loadtxt(label_file, dtype=np.float64, ndmin=1)
+        if labels.shape[0] != len(test.timestamps) or not np.isin(labels, (0, 1)).all():
+            raise DataError(f"{label_file}: expected {len(test.timestamps)} lines of 0 or 1")
+        offset = train.timestamps[-1] + 1.0
+        test = dataclasses.replace(test, timestamps=test.timestamps + offset, labels=labels.astype(np.int8))
+        interp = path / "interpretation_label" / f"{name}.txt"
+        truth = (read_interpretation(interp, len(test.timestamps), len(test.channels), end_inclusive)
+                 if interp.is_file() else None)
+        units.append(Unit(name, train, test, None, truth))
+    if not units:
+        raise DataError(f"{path}/train: no entity files (*.txt)")
+    return units
+
+
+def folder_units(path: Path, end_inclusive: bool = False) -> list[Unit]:
+    """Any labelled set laid out as ``PATH/<unit>/train.csv`` and ``test.csv`` (with a ``label`` column).
+
+    An optional ``PATH/<unit>/interpretation.txt`` (SMD style ``start-end:c1,c2``, rows of the test
+    file, channels 1-based) gives the channels to blame.
+    """
+    dirs = sorted(d for d in path.iterdir() if d.is_dir() and (d / "train.csv").is_file())
+    if not dirs:
+        raise DataError(f"{path}: no unit folders with train.csv (layout: PATH/<unit>/train.csv, test.csv)")
+    units = []
+    for d in dirs:
+        test_file = d / "test.csv"
+        if not test_file.is_file():
+            raise DataError(f"{test_file}: missing for unit {d.name}")
+        train = load_series(d / "train.csv")
+        test = load_series(test_file, label_col="label")
+        if test.labels is None:
+            raise DataError(f"{test_file}: needs a 'label' column of 0/1")
+        if list(test.channels) != list(train.channels):
+            test = test.select_channels(list(train.channels))
+        if test.timestamps[0] <= train.timestamps[-1]:  # keep time increasing across train -> test
+            offset = train.timestamps[-1] + train.sample_period_s - test.timestamps[0]
+            test = dataclasses.replace(test, timestamps=test.timestamps + offset)
+        interp = d / "interpretation.txt"
+        truth = (read_interpretation(interp, len(test.timestamps), len(test.channels), end_inclusive)
+                 if interp.is_file() else None)
+        units.append(Unit(d.name, train, test, None, truth))
+    return units
+
+
+class _UnitTag(logging.Filter):
+    """Prefixes every log record of a bench unit with the unit's name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unit = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.unit and not getattr(record, "_unit_tagged", False):
+            record.msg = f"[{self.unit}] {record.msg}"
+            record._unit_tagged = True
+        return True
+
+
+def pca_scores(train: np.ndarray, test: np.ndarray, variance: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """T²/mean(T²) + Q/mean(Q) of points under a PCA fitted on ``train`` (both as ``(n, C)``)."""
+    return _pca(train, test, variance)[:2]
+
+
+def pca_contributions(train: np.ndarray, test: np.ndarray, variance: float = 0.9) -> np.ndarray:
+    """``(n, C)`` per-channel squared residuals (the Q statistic's parts): PCA's channels to blame."""
+    return _pca(train, test, variance)[2]
+
+
+def _pca(train: np.ndarray, test: np.ndarray, variance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mu, sd = train.mean(0), train.std(0) + 1e-9
+    z = (train - mu) / sd
+    _, s, vt = np.linalg.svd(z, full_matrices=False)
+    var = s**2 / max(len(z) - 1, 1)
+    k = int(np.searchsorted(np.cumsum(var) / var.sum(), variance) + 1)
+    p, lam = vt[:k].T, np.maximum(var[:k], 1e-12)
+
+    def raw(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        zz = (x - mu) / sd
+        t = zz @ p
+        return (t**2 / lam).sum(1), (zz - t @ p.T) ** 2
+
+    t2, q_parts = raw(train)
+    t2_test, q_test_parts = raw(test)
+    q, q_test = q_parts.sum(1), q_test_parts.sum(1)
+    scale_t2, scale_q = t2.mean() or 1.0, q.mean() or 1.0
+    return t2 / scale_t2 + q / scale_q, t2_test / scale_t2 + q_test / scale_q, q_test_parts
+
+
+def _score_unit(unit: Unit, cfg: TrainConfig, work: Path
+                ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, float]], dict[str, Any]]:
+    """Per method: (scores at every test point, contributions (n, C) or empty, threshold); export facts.
+
+    The INT8 row is the INT8 model whether or not it passed the parity gate; the shipped row is
+    the bundle's ``model.onnx``: INT8 where it passed, FP32 where the gate refused it.
+    """
+    from edge_aae.core.manifest import DEFAULT_MODEL
+    from edge_aae.gateway.scorer import BundleScorer
+    from edge_aae.train.detector import AAEDetector
+    from export.bundle import INT8_MODEL, build_bundle
+
+    n_test = len(unit.test.timestamps)
+    tail = unit.train.slice_rows(max(0, len(unit.train.timestamps) - cfg.window_len + 1), len(unit.train.timestamps))
+    ext = _concat(tail, unit.test)
+    first = len(ext.timestamps) - n_test
+    out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    info: dict[str, Any] = {}
+
+    def at_points(res: Any) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.full(n_test, np.nan)
+        contrib = np.zeros((n_test, len(unit.test.channels)))
+        keep = res.ends >= first
+        scores[res.ends[keep] - first] = res.score[keep]
+        contrib[res.ends[keep] - first] = res.channel_scores[keep]
+        # points in a gap-split segment's first window_len - 1 rows: carry the last score forward
+        for i in range(1, n_test):
+            if np.isnan(scores[i]):
+                scores[i], contrib[i] = scores[i - 1], contrib[i - 1]
+        return np.nan_to_num(scores, nan=float(np.nanmin(scores))), contrib
+
+    for method, adv in (("AAE (torch)", cfg.adversarial_weight), ("plain AE (torch)", 0.0)):
+        det = AAEDetector(dataclasses.replace(cfg, adversarial_weight=adv)).fit(unit.train)
+        s, c = at_points(det.score(ext))
+        out[method] = (s, c, det.threshold_)
+        if method == "AAE (torch)":
+            run = work / "run"
+            det.save(run)
+            report = build_bundle(run, work / "bundle", version="1.0.0", force=True, keep_int8=True)
+            scorer = BundleScorer(work / "bundle", INT8_MODEL)
+            s8, c8 = at_points(scorer.score(ext))
+            out["AAE INT8 (onnxruntime)"] = (s8, c8, scorer.scorer.threshold)
+            info = {"int8_gate_passed": bool(report.int8 is not None and report.int8.passed),
+                    "int8_quantization": report.int8_quantization,
+                    "shipped": report.default_kind, "reason": report.default_reason}
+            if report.default_kind == "int8":
+                out[SHIPPED] = out["AAE INT8 (onnxruntime)"]
+            else:
+                shipped = BundleScorer(work / "bundle", DEFAULT_MODEL)
+                out[SHIPPED] = (*at_points(shipped.score(ext)), shipped.scorer.threshold)
+    cut = int(len(unit.train.values) * (1 - cfg.val_fraction))
+    fit_scores, val_scores = pca_scores(unit.train.values[:cut], unit.train.values[cut:])
+    _, test_scores = pca_scores(unit.train.values[:cut], unit.test.values)
+    reference = normal_reference(val_scores, fit_scores, cfg.pot_init_quantile)  # the detector's rule
+    # "t2" is the shift score's own limit; PCA's T² + Q has none, so it keeps the empirical rule
+    method = "pot" if cfg.threshold == "t2" else cfg.threshold
+    thr = compute_threshold(reference, method, cfg.target_far, cfg.pot_init_quantile)
+    out["PCA T²+Q"] = (test_scores, pca_contributions(unit.train.values[:cut], unit.test.values), thr)
+    return out, info
+
+
+def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig | None = None,
+                      limit: int | None = None, interpretation_inclusive: bool = False) -> tuple[dict[str, Any], str]:
+    """Run the protocol; writes ``results.json`` and ``results.md`` into ``out_dir``.
+
+    ``dataset``: ``skab``, ``smd`` or ``folder``; interpretation intervals are ``[start, end)`` unless
+    ``interpretation_inclusive`` (ASD's convention).
+    """
+    cfg = cfg or TrainConfig()
+    if dataset == "skab":
+        units = skab_units(path)
+    elif dataset == "smd":
+        units = smd_units(path, end_inclusive=interpretation_inclusive)
+    elif dataset == "folder":
+        units = folder_units(path, end_inclusive=interpretation_inclusive)
+    else:
+        raise DataError(f"--dataset {dataset!r}: expected skab, smd or folder")
+    units = units[:limit] if limit else units
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = _UnitTag()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)
+    try:
+        return _run_units(dataset, path, out_dir, cfg, units, tag)
+    finally:
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(tag)
+
+
+def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units: list[Unit],
+               tag: _UnitTag) -> tuple[dict[str, Any], str]:
+    per_file: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
+    counts = {m: {"tp": 0, "fp": 0, "fn": 0, "tn": 0} for m in METHODS}
+    cps: dict[str, list[float]] = {m: [] for m in METHODS}
+    dets: dict[str, list[float]] = {m: [] for m in METHODS}
+    t0 = time.monotonic()
+    offset = 0.0
+    for i, unit in enumerate(units):
+        tag.unit = unit.name
+        with tempfile.TemporaryDirectory() as work:
+            scored, info = _score_unit(unit, cfg, Path(work))
+        y = unit.test.labels
+        assert y is not None
+        ts = unit.test.timestamps
+        for method, (s, contrib, thr) in scored.items():
+            pred = (s > thr).astype(np.int8)
+            p, r, f1 = precision_recall_f1(y, pred)
+            row: dict[str, Any] = {"f1": f1, "precision": p, "recall": r, "threshold": float(thr)}
+            if y.any() and not y.all():
+                row |= {"auroc": auroc(y, s), "auprc": auprc(y, s), "oracle_best_f1": best_f1(y, s)[0]}
+            elif method == METHODS[0]:
+                log.warning("%s: every test point is labelled %d: AUROC, AUPRC and best F1 are not defined "
+                            "for it (left out of the means)", unit.name, int(y[0]))
+            if unit.truth is not None and contrib.shape[1]:
+                row |= localization(contrib, unit.truth)
+            if method == SHIPPED:
+                row |= info
+            per_file[method][unit.name] = row
+            acc = counts[method]
+            acc["tp"] += int(((pred == 1) & (y == 1)).sum())
+            acc["fp"] += int(((pred == 1) & (y == 0)).sum())
+            acc["fn"] += int(((pred == 0) & (y == 1)).sum())
+            acc["tn"] += int(((pred == 0) & (y == 0)).sum())
+            if unit.changepoints is not None:
+                rising = np.flatnonzero(np.diff(np.r_[0, pred]) == 1)
+                cps[method] += (unit.changepoints - ts[0] + offset).tolist()
+                dets[method] += (ts[rising] - ts[0] + offset).tolist()
+        offset += float(ts[-1] - ts[0]) + 10_000.0  # files never share a NAB window
+        tag.unit = ""
+        log.info("%s %d/%d done (%.0f s)", unit.name, i + 1, len(units), time.monotonic() - t0)
+        print(f"  {i + 1}/{len(units)} {unit.name}: " + ", ".join(
+            f"{m.split(' (')[0]} F1 {per_file[m][unit.name]['f1']:.3f}" for m in METHODS), flush=True)
+    summary: dict[str, dict[str, Any]] = {}
+    for m in METHODS:
+        acc = counts[m]
+        tp, fp, fn, tn = acc["tp"], acc["fp"], acc["fn"], acc["tn"]
+        far, mar = far_mar(np.r_[np.zeros(fp + tn), np.ones(fn + tp)],
+                           np.r_[np.ones(fp), np.zeros(tn), np.zeros(fn), np.ones(tp)])
+        row = {"pooled_f1": tp / (tp + (fn + fp) / 2) if tp + fn + fp else 0.0, "far_pct": 100 * far,
+               "mar_pct": 100 * mar}
+        files = per_file[m].values()
+        for key in ("auroc", "auprc", "oracle_best_f1", "f1", "hitrate@100", "hitrate@150", "ndcg@150"):
+            vals = [v[key] for v in files if key in v and np.isfinite(v[key])]
+            if vals:
+                row[f"mean_{key}"] = float(np.mean(vals))
+        if dataset == "skab":
+            row |= {f"nab_{k}": v for k, v in nab_score(cps[m], dets[m], 60.0).items()}
+        summary[m] = row
+    results = {"dataset": dataset, "path": str(path), "units": len(units), "config": dataclasses.asdict(cfg),
+               "seconds": time.monotonic() - t0, "pooled": summary, "per_file": per_file}
+    shipped_rows = per_file[SHIPPED].values()
+    passed = sum(bool(v.get("int8_gate_passed")) for v in shipped_rows)
+    weights_only = sum(bool(v.get("int8_gate_passed")) and v.get("int8_quantization") == "weights"
+                       for v in shipped_rows)
+    results["int8_gate_passed_units"] = passed
+    results["int8_weights_only_units"] = weights_only
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
+    table = _table(dataset, summary, len(units)) + (
+        f"\n\nINT8 passed the parity gate on {passed} of {len(units)} "
+        f"{ {'skab': 'files', 'folder': 'units'}.get(dataset, 'entities')} ({passed - weights_only} static, "
+        f"{weights_only} "
+        "weights-only after static failed); elsewhere the bundle ships FP32 as `model.onnx`. The INT8 row "
+        "scores the export's INT8 model regardless: the first form that passed, or the last one tried.")
+    if cfg.threshold == "t2":
+        table += ("\n\nThreshold `t2` is the shift score's own T² limit; PCA's T² + Q has no such limit and "
+                  "keeps the empirical rule.")
+    (out_dir / "results.md").write_text(table + "\n", encoding="utf-8")
+    return results, table
+
+
+def _table(dataset: str, summary: dict[str, dict[str, Any]], n: int) -> str:
+    from export.bench.common import markdown_table
+
+    def f(v: Any, pct: bool = False) -> str:
+        return "-" if v is None else (f"{v:.1f}" if pct else f"{v:.3f}")
+
+    if dataset == "skab":
+        head = ["method", "F1 (pooled)", "FAR %", "MAR %", "NAB standard", "NAB low FP", "NAB low FN"]
+        rows = [[m, f(s["pooled_f1"]), f(s["far_pct"], True), f(s["mar_pct"], True), f(s.get("nab_standard"), True),
+                 f(s.get("nab_low_fp"), True), f(s.get("nab_low_fn"), True)] for m, s in summary.items()]
+        note = (f"SKAB leaderboard protocol: {n} files, train on the first 400 rows of each, test on the rest, "
+                "counts pooled, no point adjustment, label-free thresholds.\n\nMean per file:\n\n"
+                + markdown_table(["method", "AUROC", "AUPRC", "oracle best F1 (uses labels, comparison only)"],
+                                 [[m, f(s.get("mean_auroc")), f(s.get("mean_auprc")),
+                                   f(s.get("mean_oracle_best_f1"))] for m, s in summary.items() if m != SHIPPED]))
+    else:
+        head = ["method", "mean AUROC", "mean AUPRC", "F1 at own threshold (mean)", "oracle best F1 (mean)",
+                "realized FAR % on normal points", "HitRate@100%", "HitRate@150%", "NDCG@150%"]
+        rows = [[m, f(s.get("mean_auroc")), f(s.get("mean_auprc")), f(s.get("mean_f1")),
+                 f(s.get("mean_oracle_best_f1")), f(s.get("far_pct"), True), f(s.get("mean_hitrate@100")),
+                 f(s.get("mean_hitrate@150")), f(s.get("mean_ndcg@150"))] for m, s in summary.items()]
+        layout = ("SMD layout, {n} entities, trained on train/, scored on test/" if dataset == "smd"
+                  else "folder layout, {n} units, trained on UNIT/train.csv, scored on UNIT/test.csv").format(n=n)
+        note = (f"{layout}, no point adjustment; oracle F1 uses the labels (for comparison only). Realized FAR: "
+                "points over the label-free threshold among the test points labelled normal, pooled (the "
+                "threshold's target is 0.1 %).")
+    return markdown_table(head, [list(r) for r in rows]) + "\n\n" + note

@@ -1,0 +1,520 @@
+"""Red-team attacks against one live gateway daemon and a real mosquitto (tests and ``make drills``).
+
+Each attack is a function ``attack(target) -> Row`` that does what someone with write access to the
+sensor or update topics would do, then checks the outcome: the gateway keeps scoring a good asset
+throughout, reports what it refused, and never writes, hashes or holds what it has not verified.
+A :class:`Target` is one daemon with updates enabled, a recorder on every topic and a good asset
+streamed in real time; attacks run one after another against it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_aae.core.update_format import update_messages
+from edge_aae.devtools.daemon_process import DaemonProcess, write_config
+from edge_aae.devtools.mosquitto import Mosquitto
+from edge_aae.devtools.mqtt_recorder import Recorder, publisher
+
+Row = dict[str, Any]
+GATEWAY = "gw1"
+BASE = f"edge-aae/{GATEWAY}"
+
+
+def resign(src: Path, dst: Path, keys: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of bundle ``src`` whose manifest ``edit`` changed, signed again with ``keys``."""
+    from export.signing import load_private_key, sign_bundle
+
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    edit(m)
+    (dst / "manifest.json").write_text(json.dumps(m, indent=1))
+    sign_bundle(dst, load_private_key(keys))
+    return dst
+
+
+def with_version(version: str) -> Callable[[dict[str, Any]], None]:
+    """A manifest edit that sets the model version."""
+    def edit(m: dict[str, Any]) -> None:
+        m["model"]["version"] = version
+    return edit
+
+
+class GoodStream(threading.Thread):
+    """Publishes normal readings of asset ``good`` at ``rate_hz`` with the gateway's clock."""
+
+    def __init__(self, port: int, rows: np.ndarray, channels: list[str], rate_hz: float = 40.0) -> None:
+        super().__init__(daemon=True)
+        self.client = publisher(port, client_id="good-plc")
+        self.rows, self.channels, self.period = rows, channels, 1.0 / rate_hz
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        """Publish readings until stopped."""
+        i = 0
+        while not self.halt.is_set():
+            row = self.rows[i % len(self.rows)]
+            payload = {"ts": time.time(), "values": {c: float(v) for c, v in zip(self.channels, row, strict=True)}}
+            self.client.publish(f"{BASE}/sensors/good", json.dumps(payload), qos=1)
+            i += 1
+            time.sleep(self.period)
+
+    def stop(self) -> None:
+        """Stop publishing."""
+        self.halt.set()
+        self.join(5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Target:
+    """One live daemon (updates on) on its own mosquitto, a recorder on ``edge-aae/#``, a good asset."""
+
+    def __init__(self, tmp: Path, bundle: Path, keys: Path, normal_rows: np.ndarray, channels: list[str],
+                 extra: str = "", broker_conf: str = "") -> None:
+        self.tmp, self.keys = tmp, keys
+        self.models = tmp / "models"
+        self.broker = Mosquitto(tmp / "broker", extra_conf=broker_conf)
+        self.broker.start()
+        self.rec = Recorder(self.broker.port, "edge-aae/#")
+        # the good asset's scores on a connection of their own: the one above also carries every flood
+        self.good_rec = Recorder(self.broker.port, f"{BASE}/anomaly/good/score")
+        update = (f'[update]\nenabled = true\npublic_key = "{keys / "public.pem"}"\n'
+                  f'models_dir = "{self.models}"\nhealth_window_s = 5\nchunk_timeout_s = 60\n')
+        self.config = write_config(tmp / "gw.toml", bundle, tmp / "outbox", extra=update + extra)
+        self.daemon = DaemonProcess(tmp, self.config, self.broker.url)
+        if not self.rec.wait_for(lambda r: any(m.get("healthy") for m in r.json(f"{GATEWAY}/status")), 40):
+            raise RuntimeError(f"daemon never became healthy:\n{self.daemon.log()[-3000:]}")
+        self.good = GoodStream(self.broker.port, normal_rows, channels)
+        self.good.start()
+        if not self.wait_good(30):
+            raise RuntimeError(f"good asset never scored:\n{self.daemon.log()[-3000:]}")
+        self.attacker = publisher(self.broker.port, client_id="attacker")
+
+    # ---- observations --------------------------------------------------------------------
+
+    def good_score_times(self) -> list[float]:
+        """Arrival order is publish order; the score's ``ts`` is the reading's time (gateway clock)."""
+        return [m["ts"] for m in self.good_rec.json("/anomaly/good/score")]
+
+    def wait_good(self, timeout_s: float = 10.0, after: float | None = None) -> bool:
+        """Whether the good asset gets a score for a reading newer than ``after`` (default: now)."""
+        t = time.time() if after is None else after
+        return self.good_rec.wait_for(lambda r: any(ts > t for ts in self.good_score_times()[-50:]), timeout_s)
+
+    def unscored_s(self, since: float) -> float:
+        """The longest gap between good-asset scores since ``since`` (up to now)."""
+        ts = sorted(t for t in self.good_score_times() if t >= since) + [time.time()]
+        return float(max(np.diff([since, *ts]))) if ts else float("inf")
+
+    def errors(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Error reports received since ``since`` (monotonic seconds)."""
+        return [m for m in self.rec.json(f"{BASE}/errors") if m["ts"] >= since]
+
+    def outcomes(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Update outcomes received since ``since``."""
+        return [m for m in self.rec.json(f"{BASE}/model") if m.get("ts", 0) >= since]
+
+    def status(self) -> dict[str, Any]:
+        """The latest retained status."""
+        online = [m for m in self.rec.json(f"{BASE}/status") if m.get("state") == "online"]
+        return online[-1] if online else {}
+
+    def running_version(self) -> str:
+        """The model version the status reports."""
+        return str(self.status().get("models", {}).get("default", {}).get("version"))
+
+    def rss_mb(self) -> float:
+        """The daemon's resident memory."""
+        try:
+            for line in Path(f"/proc/{self.daemon.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def models_dir_bytes(self) -> int:
+        """Bytes under the daemon's models directory."""
+        total = 0
+        for p in self.models.rglob("*"):
+            if p.is_file():
+                total += p.stat().st_blocks * 512
+        return total
+
+    def send(self, payloads: list[bytes], topic: str = f"{BASE}/model/update", qos: int = 1) -> None:
+        """Publish raw payloads as the attacker."""
+        infos = [self.attacker.publish(topic, p, qos=qos) for p in payloads]
+        for info in infos:
+            info.wait_for_publish(30)
+
+    def deploy(self, bundle: Path, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        """Run ``edge-aae deploy`` against the gateway."""
+        return subprocess.run([sys.executable, "-m", "edge_aae.cli", "deploy", str(bundle), "--broker",
+                               self.broker.url, "--gateway", GATEWAY, "--chunk-kb", "32", "--wait", "30", *extra],
+                              capture_output=True, text=True, timeout=120)
+
+    def close(self) -> None:
+        """Stop the publisher and disconnect."""
+        self.good.stop()
+        self.attacker.disconnect()
+        self.attacker.loop_stop()
+        self.rec.close()
+        self.good_rec.close()
+        self.daemon.close()
+        self.broker.stop()
+
+
+def row(attack: str, variant: str, ok: bool, outcome: str, target: Target, since: float) -> Row:
+    """One line of the red-team table."""
+    return {"attack": attack, "variant": variant, "outcome": outcome, "ok": ok,
+            "good asset unscored (s)": round(target.unscored_s(since), 2)}
+
+
+# ---- sensor-topic attacks -----------------------------------------------------------------------
+
+HUGE = "1" + "0" * 400
+DEAFENING = {
+    "400-digit ts (the report)": f'{{"ts": {HUGE}, "values": {{}}}}',
+    "400-digit value": f'{{"ts": 1700000000, "values": {{"CH": {HUGE}}}}}',
+    "400-digit seq": f'{{"ts": 1700000000, "values": {{}}, "seq": {HUGE}}}',
+    "5000-digit int (over the parser's limit)": '{"ts": 1' + "0" * 5000 + ', "values": {}}',
+    "1e999 float literal": '{"ts": 1e999, "values": {}}',
+    "huge int inside a ts list": f'{{"ts": [1700000000, {HUGE}], "values": {{}}}}',
+    "deep nesting": '{"ts": ' + "[" * 100000 + "]" * 100000 + "}",
+    "lone surrogate channel name": '{"ts": 1700000000, "values": {"\\ud800": 1}}',
+}
+
+
+def attack_deafening_numbers(t: Target, channel: str) -> list[Row]:
+    """Each payload on the sensor topic (QoS 1), then the gateway must still score the good asset."""
+    rows = []
+    for variant, text in DEAFENING.items():
+        since = time.time()
+        t.send([text.replace("CH", channel).encode()], topic=f"{BASE}/sensors/pump9")
+        ok = t.wait_good(10)
+        t.rec.wait_for(lambda r, s=since: any(e["asset"] == "pump9" for e in t.errors(s)), 10)
+        errs = [e["reason"] for e in t.errors(since) if e["asset"] == "pump9"]
+        rows.append(row("deafening number", variant, ok and bool(errs),
+                        f"rejected as {errs[0] if errs else '?'}; still scoring" if ok else "DEAF", t, since))
+    return rows
+
+
+def attack_future_timestamp(t: Target, channels: list[str], rows_: np.ndarray, window_len: int) -> list[Row]:
+    """A reading far in the future is refused; one just inside the limit cannot blind the asset."""
+    out = []
+    since = time.time()
+    far = {"ts": 4_000_000_000, "values": dict(zip(channels, map(float, rows_[0]), strict=True))}
+    t.send([json.dumps(far).encode()], topic=f"{BASE}/sensors/clock")
+    t.rec.wait_for(lambda r: any(e["reason"] == "future_timestamp" for e in t.errors(since)), 5)
+    refused = any(e["reason"] == "future_timestamp" for e in t.errors(since))
+    out.append(row("future timestamp", "ts = 4e9 (the report)", refused and t.wait_good(5),
+                   "refused (future_timestamp)" if refused else "accepted", t, since))
+    since = time.time()
+    near = {"ts": time.time() + 250, "values": dict(zip(channels, map(float, rows_[0]), strict=True))}
+    t.send([json.dumps(near).encode()], topic=f"{BASE}/sensors/clock")
+    for i in range(window_len * 3):
+        msg = {"ts": time.time(), "values": dict(zip(channels, map(float, rows_[i % len(rows_)]), strict=True))}
+        t.attacker.publish(f"{BASE}/sensors/clock", json.dumps(msg), qos=1)
+        time.sleep(0.01)
+    scored = t.rec.wait_for(lambda r: any(m["ts"] < since + 200 for m in r.json("/anomaly/clock/score")), 10)
+    reset = any(e["reason"] == "stream_reset" and e["asset"] == "clock" for e in t.errors(since))
+    out.append(row("future timestamp", "ts = now + 250 s (inside the limit), then real time",
+                   scored and reset, "stream reset, reported; the asset is scored again" if scored else "BLIND",
+                   t, since))
+    return out
+
+
+def attack_flood(t: Target, channels: list[str], rows_: np.ndarray, seconds: float = 5.0) -> list[Row]:
+    """One asset floods batch messages as fast as a Python publisher can; the good asset keeps being scored.
+
+    The rate is the publisher's, reported as such: it is many times what the daemon scores (the flood
+    drill measures that), which is the point, but it is not a measured multiple of capacity.
+    """
+    since = time.time()
+    n = 2000
+    flood_client = publisher(t.broker.port, client_id="flooder")
+    try:
+        t_end = time.monotonic() + seconds
+        k = 0
+        base = time.time() - 86400.0
+        while time.monotonic() < t_end:
+            ts = [base + (k * n + i) * 2e-3 for i in range(n)]
+            vals = {c: [float(rows_[i % len(rows_), j]) for i in range(n)] for j, c in enumerate(channels)}
+            flood_client.publish(f"{BASE}/sensors/flood", json.dumps({"ts": ts, "values": vals}), qos=0)
+            k += 1
+            time.sleep(0.002)
+    finally:
+        flood_client.disconnect()
+        flood_client.loop_stop()
+    flood_end = time.time()
+    ok = t.wait_good(15)
+    gap = t.unscored_s(since)
+    during = sum(1 for ts in t.good_score_times() if since <= ts <= flood_end)
+    dropped = [e for e in t.errors(since) if e["reason"] == "queue_full"]
+    # "not starved": scored all through the flood, never silent for more than a few seconds
+    return [row("flood on one asset", f"{k} messages x {n} readings in {seconds:.0f} s "
+                f"({k * n / seconds:,.0f} readings/s)",
+                ok and gap < 3 and during >= seconds and all(e["asset"] == "flood" for e in dropped),
+                f"queue_full reported for the flooding asset only ({len(dropped)} reports)" if dropped
+                else "no drops needed", t, since)]
+
+
+def attack_long_asset_names(t: Target, channels: list[str], rows_: np.ndarray) -> list[Row]:
+    """Many huge asset names: rejected (bad_asset); many valid assets: the retained status stays small."""
+    since = time.time()
+    for i in range(200):
+        t.attacker.publish(f"{BASE}/sensors/{'x' * 60000}{i}", b"{}", qos=1)
+    reading = json.dumps({"ts": time.time() - 60, "values": dict(zip(channels, map(float, rows_[0]), strict=True))})
+    for i in range(150):
+        t.attacker.publish(f"{BASE}/sensors/{'a' * 150}{i:03d}", reading, qos=1)
+    t.rec.wait_for(lambda r: sum(e["reason"] == "bad_asset" for e in t.errors(since)) >= 1, 10)
+    time.sleep(2.5)
+    status = t.status()
+    size = len(json.dumps(status))
+    t.rec.wait_for(lambda r: t.status().get("assets_total", 0) >= 150, 10)
+    status = t.status()
+    size = len(json.dumps(status))
+    ok = (any(e["reason"] == "bad_asset" for e in t.errors(since)) and size < 64_000
+          and len(status.get("assets", [])) == 100 and status.get("assets_total", 0) >= 150 and t.wait_good(5))
+    return [row("long asset names", "200 names of 60 KB, then 150 valid new assets",
+                ok, f"bad_asset; status {size / 1000:.1f} KB, lists {len(status.get('assets', []))} of "
+                    f"{status.get('assets_total')}", t, since)]
+
+
+# ---- update-topic attacks -----------------------------------------------------------------------
+
+def _header(update_id: str, manifest: bytes, signature: bytes, archive: bytes, chunk: int = 32768) -> list[bytes]:
+    parts = [archive[i:i + chunk] for i in range(0, len(archive), chunk)] or [b""]
+    head = {"update_id": update_id, "kind": "header", "asset": "",
+            "manifest": base64.b64encode(manifest).decode(), "signature": base64.b64encode(signature).decode(),
+            "count": len(parts), "sha256": hashlib.sha256(archive).hexdigest(),
+            "chunks": [hashlib.sha256(p).hexdigest() for p in parts]}
+    return [json.dumps(head).encode()] + [
+        json.dumps({"update_id": update_id, "kind": "chunk", "index": i,
+                    "data": base64.b64encode(p).decode()}).encode() for i, p in enumerate(parts)]
+
+
+def sparse_archive(name: str = "model.onnx", declared: int = 10 * 2**30) -> bytes:
+    """A tar whose member ``name`` is a PAX (GNU 0.0) sparse file declaring ``declared`` bytes in 1 KB."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 1024
+        info.pax_headers = {"GNU.sparse.size": str(declared), "GNU.sparse.numblocks": "1",
+                            "GNU.sparse.offset": str(declared - 1024), "GNU.sparse.numbytes": "1024"}
+        tar.addfile(info, io.BytesIO(b"\0" * 1024))
+    return buf.getvalue()
+
+
+def _outcome_for(t: Target, uid: str, timeout_s: float = 15.0) -> dict[str, Any]:
+    t.rec.wait_for(lambda r: any(o.get("update_id") == uid for o in t.outcomes()), timeout_s)
+    found = [o for o in t.outcomes() if o.get("update_id") == uid]
+    return found[-1] if found else {}
+
+
+def attack_update_before_verification(t: Target, bundle: Path) -> list[Row]:
+    """Unsigned or wrongly signed updates: refused at the header; nothing written, hashed or held."""
+    rows = []
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    valid_archive = (bundle / "model.onnx").read_bytes()
+    cases: dict[str, tuple[bytes, bytes, bytes]] = {}
+    m = dict(manifest, model={**manifest["model"], "version": "99.0.0"})
+    cases["sparse member declaring 10 GiB (the report)"] = (json.dumps(m).encode(), b"", sparse_archive())
+    probe = dict(m, files={"/etc/passwd": {"sha256": "0" * 64, "bytes": 10}, "../../etc/shadow": {"sha256": "0" * 64}})
+    cases["manifest files name /etc/passwd (the report)"] = (json.dumps(probe).encode(), b"\1" * 64, valid_archive)
+    slow = dict(m, files={"/proc/self/pagemap": {"sha256": "0" * 64, "bytes": 1}})
+    cases["/proc/self/pagemap in files (the report)"] = (json.dumps(slow).encode(), b"", valid_archive)
+    cases["signed with another key"] = ((bundle / "manifest.json").read_bytes(), os.urandom(64), valid_archive)
+    for i, (variant, (mbytes, sig, archive)) in enumerate(cases.items()):
+        time.sleep(1.0)  # refusals of unsigned updates are published at most 2 per second
+        since = time.time()
+        before = t.models_dir_bytes()
+        uid = f"evil{i}"
+        t0 = time.monotonic()
+        t.send(_header(uid, mbytes, sig, archive))
+        out = _outcome_for(t, uid)
+        took = time.monotonic() - t0
+        leaked = any(ch in out.get("reason", "") for ch in ("passwd", "shadow", "pagemap"))
+        wrote = t.models_dir_bytes() - before
+        staging = list(t.models.glob(".staging-*"))
+        ok = out.get("event") == "refused" and not wrote and not staging and took < 5 and t.wait_good(5)
+        rows.append(row("update before verification", variant, ok and not leaked,
+                        f"refused in {took:.1f} s: {out.get('reason', 'no outcome')[:70]}; {wrote} bytes written",
+                        t, since))
+    return rows
+
+
+def attack_chunk_flood(t: Target, megabytes: int = 60) -> list[Row]:
+    """Unsigned chunks (no header) and chunks for unknown updates: nothing is held."""
+    since = time.time()
+    rss0 = t.rss_mb()
+    blob = base64.b64encode(os.urandom(256 * 1024)).decode()
+    for i in range(megabytes * 4):
+        t.attacker.publish(f"{BASE}/model/update", json.dumps({"update_id": f"junk{i % 7}", "kind": "chunk",
+                                                               "index": i, "data": blob}), qos=1)
+    t.send([b"{}"])  # wait until the broker took them all
+    time.sleep(2)
+    grown = t.rss_mb() - rss0
+    return [row("update memory hold", f"{megabytes} MB of unsigned chunks", grown < 40 and t.wait_good(5),
+                f"daemon RSS grew {grown:.0f} MB", t, since)]
+
+
+def attack_update_races(t: Target, v2: Path, v3: Path, conflicting: bool = True) -> list[Row]:
+    """Slots and conflicting chunks cannot stop a signed update; back to back cannot downgrade."""
+    rows = []
+    since = time.time()
+    junk_headers = [json.dumps({"update_id": f"slot{i}", "kind": "header", "asset": "", "manifest": "e30=",
+                                "signature": "", "count": 1, "sha256": "0" * 64, "chunks": ["0" * 64]}).encode()
+                    for i in range(40)]
+    t.send(junk_headers)
+    legit = update_messages(v3, "legit3", 16 * 1024)
+    conflict = json.dumps({"update_id": "legit3", "kind": "chunk", "index": 0,
+                           "data": base64.b64encode(b"evil" * 4000).decode()}).encode()
+    t.send([legit[0], conflict, *legit[1:]])
+    older = update_messages(v2, "legit2", 16 * 1024)
+    t.send(older)  # a newer and an older signed bundle back to back
+    o3, o2 = _outcome_for(t, "legit3", 30), _outcome_for(t, "legit2", 30)
+    t.rec.wait_for(lambda r: t.running_version() == "3.0.0", 15)
+    ok = o3.get("event") == "installed" and o2.get("event") == "refused" and t.running_version() == "3.0.0"
+    rows.append(row("update slots, conflicting chunk, downgrade", "40 junk headers, a forged chunk 0, then v3 "
+                    "and v2 back to back", ok and t.wait_good(10),
+                    f"v3 {o3.get('event')}, v2 {o2.get('event')} ({o2.get('reason', '')[:40]}); running "
+                    f"{t.running_version()}", t, since))
+    return rows
+
+
+def attack_version_path(t: Target, bundle: Path, work: Path) -> list[Row]:
+    """A signed bundle whose version is a path: refused; nothing outside the models folder touched."""
+    rows = []
+    victim = work / "victim"
+    victim.mkdir(exist_ok=True)
+    (victim / "keep.txt").write_text("keep")
+    for i, version in enumerate(["9999.x/../../../victim", "10000/../../victim", "1.2.3 ", "１２.0"]):
+        since = time.time()
+        rel = os.path.relpath(victim, t.models)
+        evil = resign(bundle, work / f"evil-version-{i}", t.keys,
+                      with_version(version.replace("../../../victim", rel).replace("../../victim", rel)))
+        uid = f"path{i}"
+        t.send(update_messages(evil, uid, 32 * 1024))
+        out = _outcome_for(t, uid)
+        ok = out.get("event") == "refused" and (victim / "keep.txt").is_file()
+        rows.append(row("version as a path", repr(version), ok, f"{out.get('event')}: "
+                        f"{out.get('reason', '')[:60]}", t, since))
+    return rows
+
+
+def attack_forged_outcome(t: Target, unsigned: Path) -> list[Row]:
+    """An attacker answers every update with a retained 'installed'; deploy must not believe it."""
+    since = time.time()
+    forger = publisher(t.broker.port, client_id="forger")
+
+    def on_message(c: Any, _u: Any, msg: Any) -> None:
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            return
+        if data.get("kind") == "header":
+            c.publish(f"{BASE}/model", json.dumps({"gateway": GATEWAY, "ts": time.time(), "event": "installed",
+                                                   "update_id": data["update_id"], "version": "5.0.0"}),
+                      qos=1, retain=True)
+
+    forger.on_message = on_message
+    forger.subscribe(f"{BASE}/model/update", qos=1)
+    time.sleep(0.5)
+    try:
+        res = t.deploy(unsigned)
+    finally:
+        forger.disconnect()
+        forger.loop_stop()
+    ok = res.returncode != 0
+    return [row("forged update outcome", "retained 'installed' from a forger, unsigned bundle", ok,
+                f"deploy exit {res.returncode}: {res.stdout.strip().splitlines()[-1][:80] if res.stdout else ''}",
+                t, since)]
+
+
+def insecure_warning(t: Target) -> bool:
+    """Whether ``serve`` said loudly that updates are on over an open broker."""
+    return "without TLS and credentials" in t.daemon.log()
+
+
+def slow_bundle(src: Path, dst: Path, keys: Path, version: str, layers: int = 24, width: int = 1024) -> Path:
+    """A valid, signed copy of ``src`` whose model does the same but ``layers`` extra dense layers of work.
+
+    The extra branch feeds the score through ``+ 0 * tanh(...)``: golden windows still match exactly,
+    only time and memory grow (the red team's "valid but 40x slower" model).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edge_aae.core.manifest import sha256_file
+
+    def edit(m: dict[str, Any]) -> None:
+        m["model"]["version"] = version
+
+    out = resign(src, dst, keys, edit)
+    model = onnx.load(str(out / "model.onnx"))
+    g = model.graph
+    for node in g.node:
+        node.output[:] = ["score_fast" if o == "score" else o for o in node.output]
+    flat = 1
+    for d in g.input[0].type.tensor_type.shape.dim[1:]:
+        flat *= d.dim_value
+    rng = np.random.default_rng(0)
+    g.initializer.extend([
+        numpy_helper.from_array((rng.standard_normal((flat, width)) * 0.01).astype(np.float32), "slow_w0"),
+        numpy_helper.from_array((rng.standard_normal((width, width)) * 0.01).astype(np.float32), "slow_w"),
+        numpy_helper.from_array(np.array([0, flat], dtype=np.int64), "slow_shape"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "slow_zero"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "slow_axes"),
+    ])
+    nodes = [helper.make_node("Reshape", ["window", "slow_shape"], ["slow_x"]),
+             helper.make_node("MatMul", ["slow_x", "slow_w0"], ["slow_h0"]),
+             helper.make_node("Tanh", ["slow_h0"], ["slow_t0"])]
+    for i in range(layers):
+        nodes += [helper.make_node("MatMul", [f"slow_t{i}", "slow_w"], [f"slow_h{i + 1}"]),
+                  helper.make_node("Tanh", [f"slow_h{i + 1}"], [f"slow_t{i + 1}"])]
+    nodes += [helper.make_node("ReduceSum", [f"slow_t{layers}", "slow_axes"], ["slow_sum"], keepdims=0),
+              helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"]),
+              helper.make_node("Add", ["score_fast", "slow_nothing"], ["score"])]
+    g.node.extend(nodes)
+    del g.value_info[:]
+    assert g.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    onnx.save(model, str(out / "model.onnx"))
+    m = json.loads((out / "manifest.json").read_text())
+    m["files"]["model.onnx"] = {"sha256": sha256_file(out / "model.onnx"), "bytes": (out / "model.onnx").stat().st_size}
+    (out / "manifest.json").write_text(json.dumps(m, indent=1))
+    from export.signing import load_private_key, sign_bundle
+
+    sign_bundle(out, load_private_key(keys))
+    return out
+
+
+def attack_slow_model(t: Target, bundle: Path, work: Path) -> list[Row]:
+    """A signed, valid model that is many times slower: refused before it replaces the running one."""
+    since = time.time()
+    before = t.running_version()
+    slow = slow_bundle(bundle, work / "slow", t.keys, "50.0.0")
+    uid = "slow1"
+    t.send(update_messages(slow, uid, 256 * 1024))
+    out = _outcome_for(t, uid, 60)
+    ok = out.get("event") == "refused" and "slow" in out.get("reason", "") and t.running_version() == before
+    return [row("valid but much slower model", "signed, golden windows match, 24 extra 1024-wide layers",
+                ok and t.wait_good(5), f"{out.get('event')}: {out.get('reason', '')[:90]}", t, since)]

@@ -1,0 +1,72 @@
+"""``edge-aae bench speed``: torch eager FP32 vs onnxruntime FP32 vs onnxruntime INT8.
+
+One thread everywhere, batch 1 and batch 256, measured in one process so the
+ratios compare like with like on a shared machine.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_aae.core.manifest import GRAPH_INPUT
+from edge_aae.gateway.scorer import make_session
+from edge_aae.train.detector import AAEDetector
+from export.bench.common import markdown_table
+from export.bundle import host_target
+from export.quantize import quantize_int8
+from export.to_onnx import export_fp32
+
+
+def _median_s(fn: Callable[[], object], min_time_s: float = 1.0, min_reps: int = 20) -> float:
+    for _ in range(5):
+        fn()
+    times: list[float] = []
+    t_end = time.perf_counter() + min_time_s
+    while len(times) < min_reps or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def run_speed_bench(run_dir: Path) -> str:
+    """Measure and return a Markdown table with ratios and file sizes."""
+    torch.set_num_threads(1)
+    det = AAEDetector.load(run_dir)
+    calib = det.load_calibration()
+    windows = calib["val"]
+    reps = int(np.ceil(256 / len(windows)))
+    batch256 = np.ascontiguousarray(np.tile(windows, (reps, 1, 1))[:256], dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        int8 = Path(tmp) / "int8.onnx"
+        export_fp32(det.scorer_, fp32, det.config_.window_len, len(det.channels_))
+        quantize_int8(fp32, int8, calib["train"], host_target())
+        sizes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
+        sessions = {"fp32": make_session(fp32, 1), "int8": make_session(int8, 1)}
+        results: dict[tuple[str, int], float] = {}
+        for batch in (1, 256):
+            x = batch256[:batch]
+            xt = torch.from_numpy(x)
+            with torch.no_grad():
+                results[("torch eager FP32", batch)] = _median_s(partial(det.scorer_, xt)) / batch
+            for kind, sess in sessions.items():
+                results[(f"onnxruntime {kind.upper()}", batch)] = \
+                    _median_s(partial(sess.run, None, {GRAPH_INPUT: x})) / batch
+    rows = []
+    for (method, batch), sec in results.items():
+        base = results[("torch eager FP32", batch)]
+        rows.append([method, batch, f"{sec * 1e6:.1f}", f"{1 / sec:,.0f}", f"{base / sec:.2f}x"])
+    table = markdown_table(["path", "batch", "µs per window", "windows/s", "speed-up vs torch eager"], rows)
+    return (table + f"\n\nOne thread (`torch.set_num_threads(1)`, onnxruntime intra-op 1, spinning off); "
+            f"median over ≥1 s per cell. Model: `{run_dir}` ({det.config_.arch}, window_len "
+            f"{det.config_.window_len}, {len(det.channels_)} channels). File sizes: FP32 "
+            f"{sizes['fp32'] / 1024:.1f} KiB, INT8 {sizes['int8'] / 1024:.1f} KiB "
+            f"({sizes['fp32'] / sizes['int8']:.2f}x smaller).")
