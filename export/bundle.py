@@ -36,7 +36,7 @@ from edge_aae.core.manifest import (
     encode_array,
     sha256_file,
 )
-from edge_aae.core.thresholds import compute_threshold, normal_reference
+from edge_aae.core.thresholds import fit_threshold
 from edge_aae.core.update_format import UpdateRefused, check_version
 from edge_aae.train.detector import AAEDetector
 from export import OPSET
@@ -176,10 +176,9 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
             else:
                 quantize_int8(fp32_path, int8_path, cal_windows, target, keep_fp32)
             val8 = run_onnx(int8_path, calib["val"].astype(np.float32), 64)[0]
-            val8 = normal_reference(val8, lambda: run_onnx(int8_path, train_w.astype(np.float32), 64)[0],
-                                    cfg.pot_init_quantile)  # the detector's rule, on INT8's own scores
-            thresholds["int8"] = compute_threshold(val8, det.threshold_rule_, cfg.target_far, cfg.pot_init_quantile,
-                                                   span=det.threshold_span_)
+            thresholds["int8"] = fit_threshold(  # the detector's rule, on INT8's own scores
+                val8, lambda: run_onnx(int8_path, train_w.astype(np.float32), 64)[0], det.threshold_rule_,
+                cfg.target_far, init_quantile=cfg.pot_init_quantile, span=det.threshold_span_).value
             out8 = run_onnx(int8_path, gate_windows, 64)
             int8_gate = check_int8(out32, out8, thresholds["fp32"], thresholds["int8"], n_normal=len(val))
             failed = int8_gate.failures()

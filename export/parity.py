@@ -10,7 +10,7 @@ import torch
 
 from edge_aae.core.manifest import GRAPH_INPUT, GRAPH_OUTPUTS
 from edge_aae.gateway.scorer import make_session
-from edge_aae.train.model import AAEScorer
+from edge_aae.train.model import ScoreGraph
 
 FP32_MAX_REL_DIFF = 1e-4
 INT8_MIN_DECISION_AGREEMENT = 0.995
@@ -97,7 +97,7 @@ class Int8Parity:
                  "short_by": round(self.limits[k] - v, 4)} for k, v in values.items() if v < self.limits[k]]
 
 
-def check_fp32(scorer: AAEScorer, fp32_path: Any, windows: np.ndarray) -> Fp32Parity:
+def check_fp32(scorer: ScoreGraph, fp32_path: Any, windows: np.ndarray) -> Fp32Parity:
     """Max |score difference| at batch 1 and 64, relative to the score's standard deviation."""
     with torch.no_grad():
         ref = scorer(torch.from_numpy(windows))[0].numpy()

@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from edge_aae.core.manifest import GRAPH_INPUT, GRAPH_OUTPUTS
-from edge_aae.train.model import AAEScorer
+from edge_aae.train.model import ScoreGraph
 from export import OPSET
 from export.compact import compact_names
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 
-def export_fp32(scorer: AAEScorer, path: Path, window_len: int, n_channels: int) -> None:
+def export_fp32(scorer: ScoreGraph, path: Path, window_len: int, n_channels: int) -> None:
     """Write the scoring module as ONNX.
 
     Input ``window``: float32 ``[batch, window_len, n_channels]`` in raw sensor units.

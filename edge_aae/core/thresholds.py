@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -259,3 +260,50 @@ def _finite(scores: np.ndarray) -> np.ndarray:
     if x.size == 0:
         raise ValueError("no finite scores to set a threshold from")
     return x
+
+
+@dataclass(frozen=True)
+class ThresholdFit:
+    """A label-free threshold: the rule that set it, its value (score units), and every rule's value.
+
+    ``rule`` may differ from the rule asked for: ``t2`` falls back to ``pot`` when there are too
+    few independent windows for its limit to mean anything.
+    """
+
+    rule: str
+    value: float
+    by_rule: dict[str, float]
+
+
+def fit_threshold(val_scores: np.ndarray, train_scores: np.ndarray | Callable[[], np.ndarray], rule: str,
+                  target_far: float, *, init_quantile: float = 0.98, span: float = 1.0,
+                  rules: tuple[str, ...] = (), t2_n_effective: float | None = None,
+                  n_channels: int = 0) -> ThresholdFit:
+    """The one threshold rule, used by training, by export (per model file) and by the benchmarks.
+
+    Args:
+        val_scores: ``(n,)`` scores of held-out normal windows.
+        train_scores: training windows' scores (or a function computing them), added when the
+            validation windows are too few for a tail fit (:func:`normal_reference`).
+        rule: ``pot``, ``quantile`` or ``t2``.
+        target_far: false-alarm rate per window the threshold is set for.
+        init_quantile: POT's initial quantile.
+        span: windows one score is correlated with (the small-sample fallback's effective count).
+        rules: other rules to compute as well, for the record (``by_rule``).
+        t2_n_effective: independent windows behind the T² limit; with fewer than twice
+            ``n_channels`` the ``t2`` rule cannot fire and ``pot`` is used instead.
+        n_channels: channels of the model (for that check).
+
+    """
+    reference = normal_reference(val_scores, train_scores, init_quantile)
+    chosen = rule
+    if rule == "t2" and t2_n_effective is not None and t2_n_effective < 2 * n_channels:
+        # too few independent windows for the covariance of this many channels: the T² limit
+        # comes out wide enough never to fire; the tail of the same scores is used
+        chosen = "pot"
+        log.warning("threshold t2: about %.0f independent reference windows for %d channels (needs %d); "
+                    "using the POT threshold of the same scores instead", t2_n_effective, n_channels,
+                    2 * n_channels)
+    by_rule = {m: compute_threshold(reference, m, target_far, init_quantile, warn=m == chosen, span=span)
+               for m in dict.fromkeys((*rules, rule, chosen))}
+    return ThresholdFit(chosen, by_rule[chosen], by_rule)

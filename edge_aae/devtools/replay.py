@@ -6,15 +6,21 @@ import json
 import time
 from collections.abc import Iterator
 
+import numpy as np
+
 from edge_aae.core.data import SensorData
 
 
 def reading_batches(data: SensorData, batch: int, sensor_names: list[str] | None = None) -> Iterator[bytes]:
-    """JSON payloads ``{"ts": [...], "values": {name: [...]}}`` of ``batch`` rows each, in time order."""
+    """JSON payloads ``{"ts": [...], "values": {name: [...]}}`` of ``batch`` rows each, in time order.
+
+    A missing value (NaN) is sent as ``null``: the gateway drops that reading, as offline scoring does.
+    """
     names = sensor_names or list(data.channels)
     for i in range(0, len(data.timestamps), batch):
         ts = data.timestamps[i:i + batch]
-        values = {n: [round(float(v), 6) for v in data.values[i:i + batch, j]] for j, n in enumerate(names)}
+        values = {n: [round(float(v), 6) if np.isfinite(v) else None for v in data.values[i:i + batch, j]]
+                  for j, n in enumerate(names)}
         yield json.dumps({"ts": [float(t) for t in ts], "values": values}).encode("utf-8")
 
 

@@ -46,7 +46,7 @@ from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
 from edge_aae.gateway.ratelimit import TokenBucket
 from edge_aae.gateway.registry import AssetBinding, ModelRegistry, ModelSlot
-from edge_aae.gateway.scorer import OnnxScorer
+from edge_aae.gateway.scorer import OnnxModel
 from edge_aae.gateway.stats import Stats, rss_mb
 from edge_aae.gateway.stream import AssetStream
 from edge_aae.gateway.updater import Updater
@@ -662,7 +662,7 @@ class Daemon:
             folder = self.store.previous(slot.asset)
             if folder is not None:
                 try:
-                    previous = OnnxScorer.open(folder, None, self.cfg.runtime.threads)
+                    previous = OnnxModel.open(folder, None, self.cfg.runtime.threads)
                 except Exception as exc:
                     log.error("cannot reopen the previous model %s: %s", folder, exc)
         if previous is None:

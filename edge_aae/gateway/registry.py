@@ -9,7 +9,7 @@ from pathlib import Path
 from edge_aae.core.errors import ConfigError, EdgeAAEError, ModelMismatchError
 from edge_aae.gateway.config import GatewayConfig
 from edge_aae.gateway.payload import channel_lookup
-from edge_aae.gateway.scorer import OnnxScorer
+from edge_aae.gateway.scorer import OnnxModel
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +19,9 @@ class ModelSlot:
     """One opened bundle and its session; ``key`` names it in logs and status."""
 
     key: str
-    scorer: OnnxScorer
+    scorer: OnnxModel
     asset: str = ""  # '' for the default model
-    previous: OnnxScorer | None = None  # kept during the health window after an update
+    previous: OnnxModel | None = None  # kept during the health window after an update
     health_until: float = 0.0
     update_id: str = ""
     latency_ms: float | None = None  # running mean per window of this slot's current model
@@ -57,7 +57,7 @@ class AssetBinding:
 
 def _open(path: str, key: str, model_file: str, threads: int, asset: str = "") -> ModelSlot:
     try:
-        scorer = OnnxScorer.open(Path(path), model_file or None, threads)
+        scorer = OnnxModel.open(Path(path), model_file or None, threads)
     except EdgeAAEError as exc:
         raise ConfigError(f"{key}: cannot use bundle {path}: {exc}") from None
     log.info("loaded %s for %s: %s %s (%s, %d channels, window %d)", path, key, scorer.bundle.name,

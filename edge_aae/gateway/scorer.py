@@ -38,7 +38,7 @@ def make_session(model_path: Path, threads: int = 1) -> ort.InferenceSession:
                                 f"({str(exc).splitlines()[0][:200]})") from None
 
 
-class OnnxScorer:
+class OnnxModel:
     """Scores raw windows ``(batch, window_len, n_channels)`` float32 with an exported model."""
 
     def __init__(self, bundle: Bundle, threads: int = 1) -> None:
@@ -55,7 +55,7 @@ class OnnxScorer:
         self.score_windows(np.zeros((1, self.window_len, len(self.channels)), dtype=np.float32))
 
     @classmethod
-    def open(cls, bundle_dir: Path, model_file: str | None = None, threads: int = 1) -> OnnxScorer:
+    def open(cls, bundle_dir: Path, model_file: str | None = None, threads: int = 1) -> OnnxModel:
         """Open a bundle directory (hashes checked) and its default or named model file."""
         return cls(open_bundle(bundle_dir, model_file), threads)
 
@@ -74,7 +74,7 @@ class BundleScorer:
 
     def __init__(self, bundle_dir: Path, model_file: str | None = None, threads: int = 1) -> None:
         """Open the bundle's model."""
-        self.scorer = OnnxScorer.open(bundle_dir, model_file, threads)
+        self.scorer = OnnxModel.open(bundle_dir, model_file, threads)
 
     @property
     def stream_rule(self) -> StreamRule:

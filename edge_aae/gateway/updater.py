@@ -29,7 +29,7 @@ from edge_aae.core.update_format import Header, UpdateRefused, parse_update_mess
 from edge_aae.gateway.config import GatewayConfig
 from edge_aae.gateway.ratelimit import TokenBucket
 from edge_aae.gateway.registry import ModelRegistry, ModelSlot
-from edge_aae.gateway.scorer import OnnxScorer
+from edge_aae.gateway.scorer import OnnxModel
 from edge_aae.gateway.updates import (
     Assembly,
     ModelStore,
@@ -51,7 +51,7 @@ class PendingSwap:
     """A checked, installed model waiting for the worker to switch to it between batches."""
 
     slot: ModelSlot
-    scorer: OnnxScorer
+    scorer: OnnxModel
     update_id: str
     version: str
     previous_version: str
@@ -236,6 +236,6 @@ class Updater:
         previous = max(slot.scorer.bundle.version, self._installed.get(slot.asset, ""), key=version_key)
         final = self.store.install(staging, v.version, h.asset)
         self._installed[slot.asset] = v.version
-        scorer = OnnxScorer.open(final, None, self.cfg.runtime.threads)  # the installed path, not staging
+        scorer = OnnxModel.open(final, None, self.cfg.runtime.threads)  # the installed path, not staging
         log.info("update %s: %s %s installed at %s; switching", h.update_id, scorer.bundle.name, v.version, final)
         self.swaps.put(PendingSwap(slot, scorer, h.update_id, v.version, previous))

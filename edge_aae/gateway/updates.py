@@ -62,7 +62,7 @@ from edge_aae.core.update_format import (
     version_dir,
     version_key,
 )
-from edge_aae.gateway.scorer import OnnxScorer
+from edge_aae.gateway.scorer import OnnxModel
 from edge_aae.gateway.stats import rss_mb
 
 log = logging.getLogger(__name__)
@@ -382,7 +382,7 @@ class ModelStore:
         _fsync_dir(self.root)
 
 
-def time_per_window_ms(scorer: OnnxScorer, windows: np.ndarray, repeats: int = 5) -> float:
+def time_per_window_ms(scorer: OnnxModel, windows: np.ndarray, repeats: int = 5) -> float:
     """Median milliseconds per window of ``repeats`` runs over ``windows``."""
     times = []
     for _ in range(repeats):
@@ -392,8 +392,8 @@ def time_per_window_ms(scorer: OnnxScorer, windows: np.ndarray, repeats: int = 5
     return float(np.median(times))
 
 
-def check_candidate(staging: Path, current: OnnxScorer, threads: int, *, max_slowdown: float = 5.0,
-                    max_model_mb: float = 512.0) -> OnnxScorer:
+def check_candidate(staging: Path, current: OnnxModel, threads: int, *, max_slowdown: float = 5.0,
+                    max_model_mb: float = 512.0) -> OnnxModel:
     """Every check of a verified, staged bundle before it is installed; returns it opened and warmed up.
 
     The same channels and window as the running model, the manifest's golden windows reproduced
@@ -412,7 +412,7 @@ def check_candidate(staging: Path, current: OnnxScorer, threads: int, *, max_slo
                             f"running model's {current.channels}/{current.window_len}")
     rss0 = rss_mb()
     try:
-        scorer = OnnxScorer.open(staging, None, threads)
+        scorer = OnnxModel.open(staging, None, threads)
     except EdgeAAEError as exc:
         raise UpdateRefused(f"cannot load the model: {exc}") from None
     grown = rss_mb() - rss0

@@ -28,7 +28,7 @@ from edge_aae.core.data import SensorData, assemble_series
 from edge_aae.core.errors import CorruptModelError, DataError, ModelMismatchError
 from edge_aae.core.scores import WindowScores
 from edge_aae.core.streaming import StreamRule
-from edge_aae.core.thresholds import compute_threshold, normal_reference, pot_min_scores, t2_limit
+from edge_aae.core.thresholds import fit_threshold, pot_min_scores, t2_limit
 from edge_aae.core.windows import (
     RobustScaler,
     gather_windows,
@@ -40,7 +40,7 @@ from edge_aae.core.windows import (
 )
 from edge_aae.train.config import TrainConfig, auto_latent_dim
 from edge_aae.train.loop import TrainResult, train_aae
-from edge_aae.train.model import AAEScorer, LatentPrior, build_autoencoder, time_weight_span
+from edge_aae.train.model import LatentPrior, ScoreGraph, build_autoencoder, time_weight_span
 
 log = logging.getLogger(__name__)
 
@@ -137,25 +137,14 @@ class AAEDetector:
                              "val": val_raw}
         self.val_scores_ = self.score_windows(val_raw)[0]
         train_raw = self.calibration_["train"]
-        reference = normal_reference(self.val_scores_, lambda: self.score_windows(train_raw)[0],
-                                     cfg.pot_init_quantile)
         methods = ("pot", "quantile", "t2") if cfg.score_stat == "shift" else ("pot", "quantile")
         # overlapping windows' scores are correlated over about 1 / sum(w^2) windows (the time weights)
         self.threshold_span_ = time_weight_span(cfg.window_len, cfg.score_tail, cfg.stride)
-        self.thresholds_ = {m: compute_threshold(reference, m, cfg.target_far, cfg.pot_init_quantile,
-                                                 warn=m == cfg.threshold, span=self.threshold_span_)
-                            for m in methods}
-        self.threshold_rule_ = cfg.threshold
-        if cfg.threshold == "t2" and self.shift_n_eff_ < 2 * len(data.channels):
-            # too few independent windows for the covariance of this many channels: the T² limit
-            # comes out wide enough never to fire; the empirical tail of the same scores is used
-            self.threshold_rule_ = "pot"
-            log.warning("threshold t2: about %.0f independent reference windows for %d channels (needs %d); "
-                        "using the POT threshold of the same scores instead", self.shift_n_eff_,
-                        len(data.channels), 2 * len(data.channels))
-            self.thresholds_["pot"] = compute_threshold(reference, "pot", cfg.target_far, cfg.pot_init_quantile,
-                                                        span=self.threshold_span_)
-        self.threshold_ = self.thresholds_[self.threshold_rule_]
+        fit = fit_threshold(self.val_scores_, lambda: self.score_windows(train_raw)[0], cfg.threshold,
+                            cfg.target_far, init_quantile=cfg.pot_init_quantile, span=self.threshold_span_,
+                            rules=methods, t2_n_effective=self.shift_n_eff_ if cfg.score_stat == "shift" else None,
+                            n_channels=len(data.channels))
+        self.thresholds_, self.threshold_rule_, self.threshold_ = fit.by_rule, fit.rule, fit.value
         self.train_seconds_ = time.monotonic() - t0
         self.report_ = self._make_report(result, val_w)
         log.info("fitted in %.1f s; threshold %.3f (%s, target false-alarm rate %g)",
@@ -164,15 +153,15 @@ class AAEDetector:
         return self
 
     def _build_scorer(self, encoder: torch.nn.Module, decoder: torch.nn.Module,
-                      prior: LatentPrior) -> AAEScorer:
+                      prior: LatentPrior) -> ScoreGraph:
         cfg = self.config_
-        scorer = AAEScorer(encoder, decoder, prior, cfg.window_len, len(self.channels_),
+        scorer = ScoreGraph(encoder, decoder, prior, cfg.window_len, len(self.channels_),
                            cfg.latent_weight, cfg.score_tail, cfg.score_stat)
         return scorer.to("cpu").eval()
 
     @torch.no_grad()
     def _residual_stats(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`AAEScorer.residual_stats` of scaled windows in batches, as float64 arrays."""
+        """:meth:`ScoreGraph.residual_stats` of scaled windows in batches, as float64 arrays."""
         stats, nlls = [], []
         for i in range(0, scaled.shape[0], 1024):
             r, n = self.scorer_.residual_stats(torch.from_numpy(scaled[i:i + 1024]))

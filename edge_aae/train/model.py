@@ -1,7 +1,7 @@
 """The adversarial autoencoder's networks and the scoring graph (torch).
 
 Shapes: windows are ``(batch, window_len, n_channels)`` throughout; codes are
-``(batch, latent_dim)``. :class:`AAEScorer` turns a raw window into scores with
+``(batch, latent_dim)``. :class:`ScoreGraph` turns a raw window into scores with
 every step (scaling, reconstruction, normalization) inside one module, so the
 exported ONNX graph computes exactly what training-side scoring computes.
 """
@@ -174,7 +174,7 @@ def time_weight_span(window_len: int, score_tail: float, stride: int = 1) -> flo
     return max(1.0, 1.0 / float((w ** 2).sum()) / stride)
 
 
-class AAEScorer(nn.Module):
+class ScoreGraph(nn.Module):
     """Raw window in, scores out: the whole scoring path as one module.
 
     Outputs, for a raw window ``(B, L, C)`` in sensor units, with ``score_stat = "error"``:

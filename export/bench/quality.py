@@ -24,7 +24,7 @@ from edge_aae.core.data import SensorData, assemble_series, load_series
 from edge_aae.core.errors import DataError
 from edge_aae.core.evaluate import read_interpretation
 from edge_aae.core.metrics import auprc, auroc, best_f1, far_mar, localization, nab_score, precision_recall_f1
-from edge_aae.core.thresholds import compute_threshold, normal_reference
+from edge_aae.core.thresholds import fit_threshold
 from edge_aae.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -224,10 +224,9 @@ def _score_unit(unit: Unit, cfg: TrainConfig, work: Path
     cut = int(len(unit.train.values) * (1 - cfg.val_fraction))
     fit_scores, val_scores = pca_scores(unit.train.values[:cut], unit.train.values[cut:])
     _, test_scores = pca_scores(unit.train.values[:cut], unit.test.values)
-    reference = normal_reference(val_scores, fit_scores, cfg.pot_init_quantile)  # the detector's rule
-    # "t2" is the shift score's own limit; PCA's T² + Q has none, so it keeps the empirical rule
-    method = "pot" if cfg.threshold == "t2" else cfg.threshold
-    thr = compute_threshold(reference, method, cfg.target_far, cfg.pot_init_quantile)
+    # the detector's rule; "t2" is the shift score's own limit, PCA's T² + Q has none: it keeps POT
+    thr = fit_threshold(val_scores, fit_scores, "pot" if cfg.threshold == "t2" else cfg.threshold, cfg.target_far,
+                        init_quantile=cfg.pot_init_quantile).value
     out["PCA T²+Q"] = (test_scores, pca_contributions(unit.train.values[:cut], unit.test.values), thr)
     return out, info
 

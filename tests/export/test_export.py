@@ -15,7 +15,7 @@ from edge_aae.core.errors import CorruptModelError, UsageError
 from edge_aae.core.manifest import METADATA_KEY, decode_array
 from edge_aae.core.metrics import auroc
 from edge_aae.gateway.bundle import verify_bundle
-from edge_aae.gateway.scorer import BundleScorer, OnnxScorer
+from edge_aae.gateway.scorer import BundleScorer, OnnxModel
 from edge_aae.train.detector import AAEDetector
 from export.bundle import build_bundle
 from export.parity import check_fp32, inject_faults
@@ -57,7 +57,7 @@ def test_bare_onnxruntime_session_reads_the_manifest(bundle):
 def assert_golden_windows_reproduce(bundle_dir):
     m = json.loads((bundle_dir / "manifest.json").read_text())
     for name in m["models"]:
-        s = OnnxScorer.open(bundle_dir, name)
+        s = OnnxModel.open(bundle_dir, name)
         for g in m["golden"]:
             score, _, _ = s.score_windows(decode_array(g["window"])[None])
             # batch 1 here, batch 4 at export: float sums may differ in the last bits

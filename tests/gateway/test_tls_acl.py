@@ -18,7 +18,7 @@ from edge_aae.core.data import load_series
 from edge_aae.devtools.daemon_process import DaemonProcess, write_config
 from edge_aae.devtools.mosquitto import Mosquitto
 from edge_aae.devtools.replay import publish_series
-from tests.tls_certs import make_ca_and_server
+from tests.gateway.tls_certs import make_ca_and_server
 
 USERS = {"gw1": "gw1-secret", "ops": "ops-secret", "plc": "plc-secret", "owner": "owner-secret"}
 ACL = """

@@ -16,12 +16,11 @@ from edge_aae.core.data import load_series
 from edge_aae.core.update_format import Header, pack_bundle, parse_update_message, update_messages, version_key
 from edge_aae.devtools.daemon_process import DaemonProcess, write_config
 from edge_aae.devtools.mosquitto import Mosquitto
-from edge_aae.devtools.mqtt_recorder import Recorder
+from edge_aae.devtools.mqtt_recorder import Recorder, publisher
 from edge_aae.devtools.replay import publish_series
 from edge_aae.gateway.updates import ModelStore, load_public_key, unpack_verified, verify_header
 from export.bundle import build_bundle
 from export.signing import generate_keypair, load_private_key, sign_bundle
-from tests.test_daemon import publisher
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +139,7 @@ def test_updates_are_refused_with_reasons_then_installed_and_kept(tmp_path, sign
 def test_a_model_that_misbehaves_in_its_health_window_is_rolled_back(tmp_path, signed):
     from edge_aae.gateway.config import load_gateway_config
     from edge_aae.gateway.daemon import Daemon
-    from edge_aae.gateway.scorer import OnnxScorer
+    from edge_aae.gateway.scorer import OnnxModel
     from edge_aae.gateway.updater import PendingSwap
     from edge_aae.gateway.updates import ModelStore
 
@@ -154,7 +153,7 @@ def test_a_model_that_misbehaves_in_its_health_window_is_rolled_back(tmp_path, s
     assert slot.scorer.bundle.version == "1.0.0"
     staging = store.stage("b", verified_files(signed["v2"], signed["keys"]))
     final = store.install(staging, "2.0.0")
-    daemon.updater.swaps.put(PendingSwap(slot, OnnxScorer.open(final), "b", "2.0.0", "1.0.0"))
+    daemon.updater.swaps.put(PendingSwap(slot, OnnxModel.open(final), "b", "2.0.0", "1.0.0"))
     daemon._apply_swaps()
     assert slot.scorer.bundle.version == "2.0.0"
     assert store.installed() == final

@@ -20,7 +20,7 @@ from edge_aae.devtools.mqtt_recorder import Recorder, publisher
 from edge_aae.devtools.replay import publish_acked, publish_series, reading_batches
 from edge_aae.gateway.scorer import BundleScorer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_online(rec: Recorder, timeout_s: float = 30) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from edge_aae.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_end_to_end_and_writes_a_report(tmp_path):

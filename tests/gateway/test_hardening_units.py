@@ -290,7 +290,7 @@ def test_health_check_reads_the_heartbeat(tmp_path):
 
 def test_a_model_much_slower_in_its_health_window_is_rolled_back(tmp_path, bundle, keys):
     from edge_aae.core.update_format import pack_bundle
-    from edge_aae.gateway.scorer import OnnxScorer
+    from edge_aae.gateway.scorer import OnnxModel
     from edge_aae.gateway.updater import PendingSwap
 
     v1 = redteam.resign(bundle, tmp_path / "v1", keys, redteam.with_version("1.0.0"))
@@ -309,7 +309,7 @@ def test_a_model_much_slower_in_its_health_window_is_rolled_back(tmp_path, bundl
         d._score([("pump1", 1.0, window)])  # the running model's latency is the baseline
     final = store.install(store.stage("b", unpack_verified(pack_bundle(v2), verify_header(header_of(v2), pub, 10**8))),
                           "2.0.0")
-    d.updater.swaps.put(PendingSwap(slot, OnnxScorer.open(final), "b", "2.0.0", "1.0.0"))
+    d.updater.swaps.put(PendingSwap(slot, OnnxModel.open(final), "b", "2.0.0", "1.0.0"))
     d._apply_swaps()
     assert slot.scorer.bundle.version == "2.0.0"
     real = slot.scorer.score_windows

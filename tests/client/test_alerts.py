@@ -24,7 +24,7 @@ from edge_aae.devtools.mosquitto import Mosquitto
 from edge_aae.devtools.mqtt_recorder import Recorder, publisher
 from edge_aae.devtools.replay import publish_series
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "asyncapi.yaml"
 
 

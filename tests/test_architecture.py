@@ -1,0 +1,64 @@
+"""The layering holds: core and gateway import without torch, onnx or export; only the CLI imports export."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import edge_aae
+
+PACKAGE = Path(edge_aae.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level module names a file imports (anywhere in it, functions included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_core_and_gateway_import_with_torch_onnx_and_export_blocked():
+    code = ("import importlib, pkgutil, sys\n"
+            "for name in ('torch', 'onnx', 'export', 'matplotlib'):\n"
+            "    sys.modules[name] = None  # any import of them fails\n"
+            "import edge_aae.core, edge_aae.gateway\n"
+            "for pkg in (edge_aae.core, edge_aae.gateway):\n"
+            "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+            "        importlib.import_module(m.name)\n"
+            "print(len(sys.modules))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+
+
+def test_only_the_cli_imports_export():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] == "cli":
+            continue
+        bad = sorted(n for n in _imports(path) if n == "export" or n.startswith("export."))
+        if bad:
+            offenders.append(f"{rel}: {', '.join(bad)}")
+    assert not offenders, offenders
+    cli_imports = set().union(*(_imports(p) for p in (PACKAGE / "cli").glob("*.py")))
+    assert any(n.startswith("export.") for n in cli_imports)  # the CLI is the one way in
+
+
+def test_core_imports_nothing_above_it():
+    for path in (PACKAGE / "core").rglob("*.py"):
+        above = sorted(n for n in _imports(path) if n.startswith("edge_aae.")
+                       and not n.startswith("edge_aae.core"))
+        assert not above, f"{path.name} imports {above}"
+
+
+def test_client_does_not_reach_into_the_daemon():
+    for path in (PACKAGE / "client").rglob("*.py"):
+        inner = sorted(n for n in _imports(path) if n.startswith("edge_aae.gateway.")
+                       and n != "edge_aae.gateway.bundle")
+        assert not inner, f"{path.name} imports {inner}"
