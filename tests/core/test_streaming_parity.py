@@ -11,7 +11,7 @@ from edge_aae.core.streaming import StreamRule
 from edge_aae.devtools.daemon_process import DaemonProcess, write_config
 from edge_aae.devtools.mqtt_recorder import Recorder, publisher
 from edge_aae.devtools.replay import reading_batches
-from edge_aae.gateway.scorer import BundleScorer, OnnxScorer
+from edge_aae.gateway.scorer import BundleScorer, OnnxModel
 from edge_aae.gateway.stream import AssetStream
 
 
@@ -42,7 +42,7 @@ def test_rule_drops_missing_readings_and_splits_at_gaps():
 def test_offline_scorer_and_the_daemons_stream_cut_the_same_windows(bundle, synth_dir):
     data = gappy_series(synth_dir)
     offline = BundleScorer(bundle).score(data)
-    scorer = OnnxScorer.open(bundle)
+    scorer = OnnxModel.open(bundle)
     b = scorer.bundle
     stream = AssetStream(b.window_len, len(b.channels), b.stride, b.manifest.sample_period_s,
                          b.stream_rule.gap_factor, reorder_tolerance_s=2.0)
