@@ -7,11 +7,14 @@ micro-batches them across assets, runs the sessions and publishes. Alerts go
 through the durable :class:`~edge_aae.gateway.outbox.Outbox` and leave it only
 once the broker acknowledged them (a PUBACK with a failure reason keeps them).
 
-No exception escapes a paho callback: one would kill paho's network thread and leave a
-deaf gateway whose process still looks alive. Each callback is wrapped; what it raises is
-counted, logged and reported on the errors topic (``internal_error``), and the message is
-acknowledged. The heartbeat file is touched only while the gateway is *healthy*: connected,
-its subscriptions granted, paho's network thread alive, and its own probe, published to
+The MQTT side (paho, reconnects, subscriptions, the health probe, alert delivery) is
+:class:`~edge_aae.gateway.transport.Transport`; this module is the pipeline it hands messages
+to (queue, windows, scoring, alerting, model slots and swaps), joined by
+:class:`~edge_aae.gateway.transport.Handlers`. What a paho callback raises is counted,
+logged and reported here on the errors topic (``internal_error``).
+
+The heartbeat file is touched only while the gateway is *healthy*: connected, its
+subscriptions granted, paho's network thread alive, and its own probe, published to
 ``ROOT/GW/sensors/_probe``, coming back through the readings subscription (a broker ACL that
 silently withholds readings, or a subscription lost in a broker restart, fails that last test).
 The heartbeat file holds ``<unix seconds> <keepalive_s>``: a health check fails when it is
@@ -20,26 +23,19 @@ older than that.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import secrets
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from edge_aae.core.alerting import AlertEvent, AlertTracker
-from edge_aae.core.protocol import ALERT_QOS, ERRORS_QOS, SCORE_QOS, SENSOR_QOS, STATUS_QOS, Topics
+from edge_aae.core.protocol import ALERT_QOS, ERRORS_QOS, SCORE_QOS, STATUS_QOS, Topics
 from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.homeassistant import Announcements, discovery_messages
 from edge_aae.gateway.outbox import Outbox
@@ -49,32 +45,17 @@ from edge_aae.gateway.registry import AssetBinding, ModelRegistry, ModelSlot
 from edge_aae.gateway.scorer import OnnxModel
 from edge_aae.gateway.stats import Stats, rss_mb
 from edge_aae.gateway.stream import AssetStream
+from edge_aae.gateway.transport import Handlers, Transport
 from edge_aae.gateway.updater import Updater
 from edge_aae.gateway.updates import ModelStore
 
 log = logging.getLogger(__name__)
 
-RESEND_AFTER_S = 30.0
 MAX_ASSET_LEN = 200  # longer asset names are rejected (bad_asset)
 STATUS_MAX_ASSETS = 100  # the status lists at most this many assets and counts the rest
 NONFINITE_ROLLBACK_BATCHES = 3  # this many batches in a row with non-finite scores roll an update back
-PUBACK_RETRY_MAX_S = 60.0
 CYCLE_READINGS_PER_BATCH = 4  # the worker takes about 4 x runtime.batch_max readings per cycle, across assets
 HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often while healthy: a container health check reads it
-PROBE_MAX_S = 15.0  # the readings-path probe goes out every min(15, keepalive_s / 2) seconds
-
-
-def _contained(fn: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a paho callback so that nothing it raises reaches paho's network thread."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Daemon, *args: Any) -> None:
-        try:
-            fn(self, *args)
-        except Exception as exc:
-            self._internal_error(fn.__name__, exc, args)
-
-    return wrapper
 
 
 def _with_installed_models(cfg: GatewayConfig, store: ModelStore) -> GatewayConfig:
@@ -89,19 +70,6 @@ def _with_installed_models(cfg: GatewayConfig, store: ModelStore) -> GatewayConf
         log.info("using the installed update %s for models.default", default)
     models = dataclasses.replace(m, default=str(default) if default is not None else m.default, assets=assets)
     return dataclasses.replace(cfg, models=models)
-
-
-def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
-    """Whether the broker acknowledged a QoS 1 publish.
-
-    ``is_published()`` raises for a message published while disconnected (its return code
-    says so) even after paho re-sent it on reconnect and got the PUBACK; the flag it
-    reads is then the only record of that acknowledgement.
-    """
-    try:
-        return info.is_published()
-    except (RuntimeError, ValueError):
-        return bool(getattr(info, "_published", False))
 
 
 @dataclass
@@ -256,53 +224,22 @@ class Daemon:
         self.heartbeat = Path(cfg.outbox.dir) / "heartbeat"
         self.announcements = Announcements(Path(cfg.outbox.dir))
         self.assets: dict[str, _AssetState] = {}
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self._intake = threading.Event()
-        self._intake.set()
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._inflight: dict[str, tuple[mqtt.MQTTMessageInfo, float]] = {}
-        self._puback_failed: dict[int, tuple[str, float]] = {}
-        self._retry: dict[str, tuple[int, float]] = {}  # outbox key -> (refusals, next attempt)
-        self._sub_mid: int | None = None
-        self._resubscribe_at = 0.0
-        self._probe_every = min(PROBE_MAX_S, cfg.broker.keepalive_s / 2)
-        self._probe_nonces: deque[str] = deque(maxlen=8)
-        self._probe_back = -float("inf")  # monotonic time the last probe came back
-        self._next_probe = 0.0
         self._reported_health: bool | None = None
         self._next_heartbeat = 0.0
         self._unhealthy_logged = ("", 0.0)
         self._errors_limit = TokenBucket(cfg.publish.errors_per_s)
         self._internal_logged = 0
         self._started = time.time()
-        self.client = self._make_client()
+        self.transport = Transport(cfg, self.topics, self.stats, self.outbox,
+                                   Handlers(message=self._on_message, connected=self._on_connected,
+                                            status_payload=self._status_payload, report=self._report_error,
+                                            internal_error=self._internal_error),
+                                   updates=self.updater is not None)
 
-    # ---- MQTT -------------------------------------------------------------------------------
+    # ---- what the transport hands over -------------------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
-        b = self.cfg.broker
-        client_id = b.client_id or f"edge-aae-{self.cfg.gateway_id}"
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5)
-        client.will_set(self.topics.status, self._status_payload("offline"), qos=STATUS_QOS, retain=True)
-        if b.tls:
-            client.tls_set(ca_certs=b.tls_ca or None, certfile=b.tls_cert or None, keyfile=b.tls_key or None)
-        password = b.password()
-        if b.username:
-            client.username_pw_set(b.username, password)
-        client.reconnect_delay_set(min_delay=max(1, int(b.reconnect_min_s)), max_delay=int(b.reconnect_max_s))
-        client.max_queued_messages_set(0)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_connect_fail = self._on_connect_fail
-        client.on_publish = self._on_publish
-        client.on_subscribe = self._on_subscribe
-        return client
-
-    def _internal_error(self, where: str, exc: BaseException, args: tuple[Any, ...]) -> None:
+    def _internal_error(self, where: str, exc: BaseException, topic: str) -> None:
         """What a callback raised: counted, logged (bounded) and reported; never re-raised."""
         try:
             self.stats.add("internal_errors")
@@ -310,28 +247,13 @@ class Daemon:
             if self._internal_logged <= 20 or self._internal_logged % 1000 == 0:
                 log.error("internal error in %s (contained, #%d): %s: %s", where, self._internal_logged,
                           type(exc).__name__, exc, exc_info=self._internal_logged <= 3)
-            asset = ""
-            msg = args[-1] if args else None
-            if isinstance(msg, mqtt.MQTTMessage):
-                asset = self.topics.asset_of(msg.topic) or ""
+            asset = self.topics.asset_of(topic) or ""
             self._reject(asset, "internal_error", f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
         except Exception:  # noqa: S110 - the last line of defence must not raise either
             pass
 
-    @_contained
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
-                    _props: Any) -> None:
-        if reason_code.is_failure:
-            value = getattr(reason_code, "value", 0)
-            auth = value in (0x86, 0x87, 4, 5) or "authori" in str(reason_code).lower()
-            log.error("broker %s:%d refused the connection: %s%s; retrying", self.cfg.broker.host,
-                      self.cfg.broker.port, "not authorized" if auth else str(reason_code),
-                      f" ({reason_code}; check broker.username and the password)" if auth else "")
-            self.stats.add("connections_refused")
-            return
-        log.info("connected to %s:%d", self.cfg.broker.host, self.cfg.broker.port)
-        self.connected.set()
-        self._subscribe(client)
+    def _on_connected(self) -> None:
+        """The broker took the connection: the status now; Home Assistant configs announced or withdrawn."""
         self._publish_status()
         if self.cfg.homeassistant.enabled:
             for asset, state in list(self.assets.items()):
@@ -339,77 +261,24 @@ class Daemon:
         else:
             withdrawn = self.announcements.clear()
             for topic in withdrawn:
-                client.publish(topic, b"", qos=1, retain=True)
+                self.transport.publish(topic, b"", qos=1, retain=True)
             if withdrawn:
                 log.info("Home Assistant discovery off: withdrew %d entity config(s)", len(withdrawn))
-
-    def _subscriptions(self) -> list[tuple[str, int]]:
-        subs = [(self.topics.sensors_filter, SENSOR_QOS)]
-        if self.updater is not None:
-            subs.append((self.topics.model_update, 1))
-        return subs
-
-    def _subscribe(self, client: mqtt.Client) -> None:
-        self.subscribed.clear()
-        with self._lock:
-            _rc, self._sub_mid = client.subscribe(self._subscriptions())
-
-    @_contained
-    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_codes: Any,
-                      _props: Any) -> None:
-        with self._lock:
-            if mid != self._sub_mid:
-                return
-        failed = [(t, str(rc)) for (t, _q), rc in zip(self._subscriptions(), reason_codes, strict=False)
-                  if getattr(rc, "is_failure", False)]
-        if failed:
-            self.stats.add("subscriptions_refused")
-            k = self.stats.counts["subscriptions_refused"]
-            self._resubscribe_at = time.monotonic() + min(30.0, 2.5 * 2 ** min(k, 4))
-            log.error("the broker refused the subscription(s) %s: the gateway cannot receive and reports itself "
-                      "unhealthy; retrying", ", ".join(f"{t} ({rc})" for t, rc in failed))
-            return
-        self.subscribed.set()
-        self._send_probe()
-
-    @_contained
-    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: Any, _props: Any) -> None:
-        if getattr(reason_code, "is_failure", False):
-            with self._lock:
-                self._puback_failed[mid] = (str(reason_code), time.monotonic())
 
     def _announce(self, asset: str, slot: ModelSlot) -> None:
         """Publish (retained) Home Assistant discovery configs for one asset."""
         msgs = discovery_messages(self.cfg.homeassistant.discovery_prefix, self.topics, asset, slot.model_ref)
         for topic, payload in msgs.items():
-            self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+            self.transport.publish(topic, json.dumps(payload), qos=1, retain=True)
         self.announcements.add(list(msgs))
 
-    @_contained
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
-                       _props: Any) -> None:
-        if self.connected.is_set() and self._intake.is_set():
-            log.warning("disconnected from the broker (%s); reconnecting", reason_code)
-        self.connected.clear()
-        self.subscribed.clear()
-
-    @_contained
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        log.warning("broker %s:%d not reachable; retrying", self.cfg.broker.host, self.cfg.broker.port)
-
-    @_contained
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        """Parse and enqueue only: the hot path runs in the worker."""
-        if not self._intake.is_set():
-            return
-        if msg.topic == self.topics.model_update:
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """Parse and enqueue only (on paho's thread): the hot path runs in the worker."""
+        if topic == self.topics.model_update:
             if self.updater is not None:
-                self.updater.submit(bytes(msg.payload))
+                self.updater.submit(payload)
             return
-        if msg.topic == self.topics.probe:
-            self._probe_returned(bytes(msg.payload))
-            return
-        asset = self.topics.asset_of(msg.topic)
+        asset = self.topics.asset_of(topic)
         if asset is None:
             return
         if len(asset) > MAX_ASSET_LEN:
@@ -426,7 +295,7 @@ class Daemon:
             return
         channels = binding.slot.scorer.channels
         try:
-            readings = parse_readings(msg.payload, channels, binding.channel_map,
+            readings = parse_readings(payload, channels, binding.channel_map,
                                       max_bytes=self.cfg.stream.max_payload_bytes,
                                       max_readings=self.cfg.stream.max_batch_readings, lookup=binding.lookup,
                                       max_ts=time.time() + self.cfg.stream.max_future_s)
@@ -453,51 +322,21 @@ class Daemon:
             return
         payload = {"ts": time.time(), "gateway": self.cfg.gateway_id, "asset": asset[:MAX_ASSET_LEN],
                    "reason": reason, "detail": detail[:300]}
-        self.client.publish(self.topics.errors, json.dumps(payload), qos=ERRORS_QOS)
+        self.transport.publish(self.topics.errors, json.dumps(payload), qos=ERRORS_QOS)
 
     def _outbox_problem(self, reason: str, detail: str) -> None:
         """From the outbox (any thread): count now, report from the worker."""
         self.stats.drop(reason)
         self._pending_reports.append(("", reason, detail))
 
-    def _send_probe(self) -> None:
-        """Publish a probe to ourselves through the readings subscription (QoS 1)."""
-        nonce = secrets.token_hex(8)
-        self._probe_nonces.append(nonce)
-        self._next_probe = time.monotonic() + self._probe_every
-        payload = {"probe": nonce, "gateway": self.cfg.gateway_id, "ts": time.time()}
-        self.client.publish(self.topics.probe, json.dumps(payload), qos=1)
-
-    def _probe_returned(self, raw: bytes) -> None:
-        try:
-            nonce = json.loads(raw).get("probe")
-        except (ValueError, AttributeError, RecursionError):
-            return
-        if nonce in self._probe_nonces:
-            self._probe_back = time.monotonic()
-
-    def _healthy(self) -> tuple[bool, str]:
-        """Whether readings reach the gateway: network loop alive, connected, subscribed, probe back."""
-        thread = getattr(self.client, "_thread", None)
-        if thread is None or not thread.is_alive():
-            return False, "MQTT network loop not running"
-        if not self.connected.is_set():
-            return False, "not connected to the broker"
-        if not self.subscribed.is_set():
-            return False, "subscriptions not granted"
-        if time.monotonic() - self._probe_back > 2 * self._probe_every + 2:
-            return False, (f"readings do not reach the gateway: its probe on {self.topics.probe} did not come "
-                           "back (a broker ACL without read access to the sensors topics?)")
-        return True, ""
-
     def _publish_status(self) -> None:
         """The retained ``online`` status, now (health, models in service, stats)."""
-        self.client.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
+        self.transport.publish(self.topics.status, self._status_payload("online"), qos=STATUS_QOS, retain=True)
 
     def _status_payload(self, state: str) -> str:
         out: dict[str, Any] = {"state": state, "gateway": self.cfg.gateway_id, "ts": time.time()}
         if state == "online":
-            healthy, why = self._healthy()
+            healthy, why = self.transport.healthy()
             out["since"] = self._started
             out["healthy"] = healthy
             if why:
@@ -626,7 +465,7 @@ class Daemon:
         """Retained outcome of the latest update on ``ROOT/GW/model``."""
         payload = {"gateway": self.cfg.gateway_id, "ts": time.time()} | outcome
         self.stats.add(f"updates_{outcome['event']}")
-        self.client.publish(self.topics.model, json.dumps(payload), qos=1, retain=True)
+        self.transport.publish(self.topics.model, json.dumps(payload), qos=1, retain=True)
 
     def _apply_swaps(self) -> None:
         """Between batches: switch slots to newly installed models."""
@@ -646,7 +485,7 @@ class Daemon:
             log.info("now scoring with %s %s (was %s)", swap.scorer.bundle.name, swap.version, swap.previous_version)
             self._report_update({"event": "installed", "update_id": swap.update_id, "asset": slot.asset,
                                  "version": swap.version, "previous": swap.previous_version})
-        if swapped and self.connected.is_set():  # the model in service, for deploy's cross-check
+        if swapped and self.transport.connected.is_set():  # the model in service, for deploy's cross-check
             self._publish_status()
         now = time.monotonic()
         for slot in self.registry.slots():
@@ -674,7 +513,7 @@ class Daemon:
         log.error("model %s misbehaved (%s); rolled back to %s", bad, reason, slot.scorer.bundle.version)
         self._report_update({"event": "rolled_back", "update_id": slot.update_id, "asset": slot.asset,
                              "version": bad, "previous": slot.scorer.bundle.version, "reason": reason})
-        if self.connected.is_set():
+        if self.transport.connected.is_set():
             self._publish_status()
         return True
 
@@ -691,7 +530,7 @@ class Daemon:
                        "channel_scores": dict(zip(scorer.channels, channel_scores.astype(np.float64).round(6).tolist(),
                                                   strict=True)),
                        "model": slot.model_ref}
-            self.client.publish(self.topics.score(asset), json.dumps(payload), qos=SCORE_QOS)
+            self.transport.publish(self.topics.score(asset), json.dumps(payload), qos=SCORE_QOS)
         event = state.tracker.update(ts, score, scorer.threshold, channel_scores, scorer.channels,
                                      self.cfg.alerting.top_channels)
         if event is not None:
@@ -708,51 +547,7 @@ class Daemon:
         log.info("alert %s on %s (score %.2f, threshold %.2f, top %s)", event.event, asset, event.score,
                  event.threshold, event.top_channels[0]["channel"] if event.top_channels else "-")
         data = json.dumps(payload).encode("utf-8")
-        key = self.outbox.put(self.topics.alert(asset), data, qos=ALERT_QOS)  # on a full disk: held in memory
-        info = self.client.publish(self.topics.alert(asset), data, qos=ALERT_QOS)
-        self._inflight[key] = (info, time.monotonic())
-
-    def _puback_refusal(self, info: mqtt.MQTTMessageInfo, sent: float) -> str | None:
-        with self._lock:
-            failed = self._puback_failed.get(info.mid)
-            if failed is None or failed[1] < sent:
-                return None
-            del self._puback_failed[info.mid]
-            return failed[0]
-
-    def _service_outbox(self) -> None:
-        """Acknowledge what the broker confirmed; (re)send what is pending and not in flight.
-
-        A PUBACK with a failure reason (not authorized, quota exceeded) keeps the message; it is
-        retried with a growing delay, logged, counted (``puback_refused``) and reported.
-        """
-        now = time.monotonic()
-        for key, (info, sent) in list(self._inflight.items()):
-            refusal = self._puback_refusal(info, sent)
-            if refusal is not None:
-                del self._inflight[key]
-                n = self._retry.get(key, (0, 0.0))[0] + 1
-                delay = min(PUBACK_RETRY_MAX_S, 2.0 ** n)
-                self._retry[key] = (n, now + delay)
-                self.stats.drop("puback_refused")
-                log.error("the broker refused alert %s (%s); kept in the outbox, retry in %.0f s", key, refusal, delay)
-                self._report_error("", "puback_refused", f"the broker refused an alert ({refusal}); kept, "
-                                   f"retrying in {delay:.0f} s")
-            elif _acknowledged(info):
-                self.outbox.ack(key)
-                self._retry.pop(key, None)
-                del self._inflight[key]
-            elif now - sent > RESEND_AFTER_S and self.connected.is_set():
-                del self._inflight[key]  # re-sent below; the subscriber drops the duplicate by id
-        with self._lock:
-            for mid in [m for m, (_, t) in self._puback_failed.items() if now - t > 300]:
-                del self._puback_failed[mid]
-        for key in self.outbox.keys():
-            if key not in self._inflight and self._retry.get(key, (0, 0.0))[1] <= now:
-                m = self.outbox.get(key)
-                if m is not None:
-                    info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
-                    self._inflight[key] = (info, now)
+        self.transport.send_durable(self.topics.alert(asset), data, ALERT_QOS)  # a full disk: held in memory
 
     # ---- life cycle -------------------------------------------------------------------------
 
@@ -778,13 +573,10 @@ class Daemon:
 
         """
         b = self.cfg.broker
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call,unused-ignore]
-        props.SessionExpiryInterval = b.session_expiry_s
         self._warn_if_insecure()
         if self.updater is not None:
             self.updater.start()
-        self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False, properties=props)
-        self.client.loop_start()
+        self.transport.start()
         log.info("gateway %s serving %s on %s:%d (topics under %s)", self.cfg.gateway_id,
                  ", ".join(f"{k}={v['name']} {v['version']}" for k, v in self.registry.describe().items()),
                  b.host, b.port, self.topics.base)
@@ -807,7 +599,7 @@ class Daemon:
             try:
                 if now >= next_outbox:
                     next_outbox = now + 0.2
-                    self._service_outbox()
+                    self.transport.service_outbox()
                     self._flush_reports()
                 if now >= next_heartbeat:
                     next_heartbeat = now + 1.0
@@ -831,11 +623,10 @@ class Daemon:
                                f"{self.cfg.runtime.queue_max_readings}")
 
     def _watchdog(self, now: float) -> None:
-        """Heartbeat while healthy; probes; restart a dead network loop; retry refused subscriptions."""
-        if self.subscribed.is_set() and now >= self._next_probe:
-            self._send_probe()
-        healthy, why = self._healthy()
-        if healthy != self._reported_health and self.connected.is_set():
+        """Heartbeat while healthy; the transport's probes, loop restarts and resubscriptions."""
+        self.transport.maintain(now, self._stop.is_set())
+        healthy, why = self.transport.healthy()
+        if healthy != self._reported_health and self.transport.connected.is_set():
             self._reported_health = healthy  # the retained status says so at once, not at the next stats
             self._publish_status()
         if healthy:
@@ -847,50 +638,30 @@ class Daemon:
         if why != self._unhealthy_logged[0] or now - self._unhealthy_logged[1] > 60:
             self._unhealthy_logged = (why, now)
             log.warning("unhealthy: %s", why)
-        thread = getattr(self.client, "_thread", None)
-        if (thread is None or not thread.is_alive()) and not self._stop.is_set():
-            self.stats.add("network_loop_restarts")
-            log.error("the MQTT network loop is not running; restarting it (#%d)",
-                      self.stats.counts["network_loop_restarts"])
-            self.client._thread = None  # paho refuses loop_start() while it holds a dead thread
-            self.client.loop_start()
-        elif self.connected.is_set() and not self.subscribed.is_set() and now >= self._resubscribe_at:
-            self._resubscribe_at = now + 30.0  # the refusal, if it comes, sets the next attempt
-            self._subscribe(self.client)
 
     def _report_stats(self) -> None:
         snap = self.stats.snapshot(len(self.queue), len(self.outbox))
         log.info("stats: %s", json.dumps(snap))
-        if self.connected.is_set():
+        if self.transport.connected.is_set():
             self._publish_status()
 
     def _shutdown(self) -> None:
         """Stop intake, drain the queue, flush the outbox (bounded), publish offline, disconnect."""
         log.info("shutting down: draining %d queued reading(s)", len(self.queue))
-        self._intake.clear()
-        if self.connected.is_set():
-            self.client.unsubscribe(self.topics.sensors_filter)
+        self.transport.stop_intake()
         due: list[tuple[str, float, np.ndarray]] = []
         self._ingest(self.queue.get_all(0), due)
         if due:
             self._score(due)
         deadline = time.monotonic() + self.cfg.outbox.flush_timeout_s
         while len(self.outbox) and time.monotonic() < deadline:
-            self._service_outbox()
+            self.transport.service_outbox()
             time.sleep(0.05)
         if len(self.outbox):
             log.warning("%d alert(s) not yet acknowledged stay in the outbox %s for the next start",
                         len(self.outbox), self.outbox.dir)
         self._report_stats()
-        if self.connected.is_set():
-            info = self.client.publish(self.topics.status, self._status_payload("offline"), qos=STATUS_QOS,
-                                       retain=True)
-            try:
-                info.wait_for_publish(timeout=2.0)
-            except (RuntimeError, ValueError):
-                pass
         if self.updater is not None:
             self.updater.stop()
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.transport.close()
         log.info("stopped")

@@ -191,15 +191,15 @@ def test_a_dead_network_loop_is_noticed_and_restarted(bundle, tmp_path):
     worker.start()
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not d._healthy()[0]:
+        while time.monotonic() < deadline and not d.transport.healthy()[0]:
             time.sleep(0.1)
-        assert d._healthy()[0]
-        d.client.loop_stop()  # paho's network thread is gone, as if an exception had killed it
-        assert d._healthy() == (False, "MQTT network loop not running")
+        assert d.transport.healthy()[0]
+        d.transport.client.loop_stop()  # paho's network thread is gone, as if an exception had killed it
+        assert d.transport.healthy() == (False, "MQTT network loop not running")
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not d._healthy()[0]:
+        while time.monotonic() < deadline and not d.transport.healthy()[0]:
             time.sleep(0.1)
-        assert d._healthy()[0]
+        assert d.transport.healthy()[0]
         assert d.stats.counts["network_loop_restarts"] == 1
     finally:
         d.stop()

@@ -232,11 +232,12 @@ def test_no_exception_escapes_a_callback(tmp_path, bundle, monkeypatch):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(daemon_mod, "parse_readings", boom)
-    d._on_message(d.client, None, msg)  # must not raise
-    monkeypatch.setattr(d, "_subscribe", boom)
+    t = d.transport
+    t._on_message(t.client, None, msg)  # must not raise
+    monkeypatch.setattr(t, "_subscribe", boom)
     rc = type("RC", (), {"is_failure": False})()
-    d._on_connect(d.client, None, None, rc, None)
-    d._on_publish(d.client, None, 1, None, None)
+    t._on_connect(t.client, None, None, rc, None)
+    t._on_publish(t.client, None, 1, None, None)
     assert d.stats.counts["internal_errors"] == 2
     assert d.stats.drops["internal_error"] == 2
 

@@ -108,7 +108,7 @@ def test_nothing_reached_the_internal_error_path(target):
 
 
 def test_the_red_team_drill_is_wired(tmp_path):
-    from tests import drills
+    from export.bench import drills
 
     assert "red_team" in drills.DRILLS
     assert Path(drills.__file__).read_text().count("redteam.attack_") >= 8
