@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # The CPU build of torch is installed first and pinned here only: pyproject declares a range.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test check lint bench bench-quality demo drills clean
+.PHONY: install test test-slow check lint bench bench-quality demo drills clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(PY) -m pytest -q
+
+# checks marked slow (deselected by `make test`); `make bench` runs them too
+test-slow: install
+	$(PY) -m pytest -q -m slow
 
 lint: install
 	$(VENV)/bin/ruff check edge_aae export tests
@@ -39,7 +43,7 @@ drills: install
 demo: install
 	$(VENV)/bin/edge-aae demo
 
-bench: install
+bench: install test-slow
 	$(VENV)/bin/edge-aae bench train --out bench-out/train --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench speed --run bench-out/train/aae --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae export bench-out/train/aae --out bench-out/bundle --force

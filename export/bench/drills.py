@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
     rows.append({"drill": "tampered / unsigned / downgraded / mismatched bundle",
                  "result": "pass (make test)", "details": "refused with the reason published on ROOT/GW/model: "
-                 "tests/test_updates.py", "time (s)": "-"})
+                 "tests/gateway/test_updates.py", "time (s)": "-"})
     table = markdown_table(["drill", "result", "time (s)", "details"],
                            [[r["drill"], r["result"], r["time (s)"], r["details"]] for r in rows])
     print(table)

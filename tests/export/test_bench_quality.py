@@ -25,6 +25,7 @@ def write_smd(root, seed=0):
     (root / "interpretation_label" / "m-1.txt").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow  # 25 s: the folder-layout test covers the same bench in `make test`; `make bench` runs this
 def test_quality_bench_smd_layout_runs_all_methods(tmp_path):
     write_smd(tmp_path / "smd")
     cfg = TrainConfig(epochs=6, patience=3, max_train_windows=4000)
