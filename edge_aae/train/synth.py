@@ -4,7 +4,11 @@ A load signal, switching between operating modes, drives the physics: motor
 speed, current and voltage follow at once, vibration grows with load squared,
 motor temperature follows with a thermal lag and the bearing temperature lags
 the motor, pressure and flow follow the pump curve. Every channel carries
-sensor noise. The test series gets labelled faults of six kinds.
+sensor noise. The test series gets labelled faults of six kinds by default, and on request
+a seventh, ``unseen_mode``: the machine settles at an operating point it never ran at in
+training, every channel inside its training range and consistent with the others (a new
+product, a valve left half-open). Nothing is broken, so reconstruction has little to see; it
+is the case the AAE's latent density is there for.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ CHANNELS = ["speed_rpm", "current_a", "voltage_v", "vibration_mm_s",
             "motor_temp_c", "bearing_temp_c", "pressure_bar", "flow_m3h"]
 MODE_LOADS = (0.25, 0.55, 0.85)
 FAULT_KINDS = ("spike", "drift", "stuck", "broken_correlation", "level_shift", "vibration_onset")
+UNSEEN_MODE = "unseen_mode"
+ALL_FAULT_KINDS = (*FAULT_KINDS, UNSEEN_MODE)
+UNSEEN_LOADS = (0.40, 0.70)  # halfway between the trained modes: passed through on ramps, never held
 NOISE_SD = np.array([4.0, 0.25, 0.8, 0.06, 0.15, 0.15, 0.05, 0.4])
 START_TS = 1_700_000_000.0
 
@@ -91,13 +98,13 @@ def _physics(rng: np.random.Generator, setpoint: np.ndarray) -> np.ndarray:
     return out
 
 
-def _plan_faults(rng: np.random.Generator, n: int, per_kind: int) -> list[Fault]:
-    kinds = [k for k in FAULT_KINDS for _ in range(per_kind)]
+def _plan_faults(rng: np.random.Generator, n: int, per_kind: int, kinds_wanted: tuple[str, ...]) -> list[Fault]:
+    kinds = [k for k in kinds_wanted for _ in range(per_kind)]
     rng.shuffle(kinds)
     slot = n // len(kinds)
     durations = {"spike": (60, 120), "drift": (300, 450), "stuck": (200, 320),
                  "broken_correlation": (180, 300), "level_shift": (150, 260),
-                 "vibration_onset": (200, 320)}
+                 "vibration_onset": (200, 320), UNSEEN_MODE: (300, 420)}
     faults = []
     for i, kind in enumerate(kinds):
         lo, hi = durations[kind]
@@ -114,6 +121,8 @@ def _plan_faults(rng: np.random.Generator, n: int, per_kind: int) -> list[Fault]
         elif kind == "level_shift":
             pair = [(6, 7), (0, 1), (1, 6)][int(rng.integers(3))]
             chans = [CHANNELS[j] for j in pair]
+        elif kind == UNSEEN_MODE:
+            chans = list(CHANNELS)
         else:
             chans = ["vibration_mm_s", "bearing_temp_c"]
         faults.append(Fault(kind, start, start + d, chans))
@@ -121,19 +130,28 @@ def _plan_faults(rng: np.random.Generator, n: int, per_kind: int) -> list[Fault]
 
 
 def generate(seed: int = 0, train_rows: int = 14_400, test_rows: int = 10_800,
-             faults_per_kind: int = 2) -> SynthResult:
-    """Simulate normal training data and a faulty test series, deterministic for a seed."""
+             faults_per_kind: int = 2, kinds: tuple[str, ...] = FAULT_KINDS) -> SynthResult:
+    """Simulate normal training data and a faulty test series, deterministic for a seed.
+
+    ``kinds``: the fault kinds to inject (default the six of :data:`FAULT_KINDS`;
+    :data:`ALL_FAULT_KINDS` adds ``unseen_mode``).
+    """
     if train_rows < 1000 or test_rows < 1000:
         raise ValueError("train_rows and test_rows must be at least 1000")
-    if faults_per_kind < 1 or test_rows // (faults_per_kind * len(FAULT_KINDS)) < 400:
+    unknown = [k for k in kinds if k not in ALL_FAULT_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"fault kinds {unknown or '(none)'}: expected some of {', '.join(ALL_FAULT_KINDS)}")
+    if faults_per_kind < 1 or test_rows // (faults_per_kind * len(kinds)) < 400:
         raise ValueError(f"test_rows={test_rows} too short for {faults_per_kind} fault(s) per kind")
     rng = np.random.default_rng(seed)
     train = _physics(rng, _schedule(rng, train_rows))
     unit = train.std(axis=0)
 
-    faults = _plan_faults(rng, test_rows, faults_per_kind)
+    faults = _plan_faults(rng, test_rows, faults_per_kind, kinds)
     setpoint = _schedule(rng, test_rows)
     for f in faults:
+        if f.kind == UNSEEN_MODE:  # settle at a load never held in training, 300 s before the label
+            setpoint[max(0, f.start - 300):f.end] = UNSEEN_LOADS[int(rng.integers(len(UNSEEN_LOADS)))]
         if f.kind == "stuck":  # a stuck sensor shows when the process moves
             mid = f.start + (f.end - f.start) // 10
             cur = setpoint[mid]
@@ -162,6 +180,8 @@ def generate(seed: int = 0, train_rows: int = 14_400, test_rows: int = 10_800,
             cur = float(setpoint[s:e].mean())
             other_load = max(MODE_LOADS, key=lambda v: abs(v - cur))
             test[s:e, j] = _physics(rng, np.full(d + 600, other_load))[600:, j]
+        elif f.kind == UNSEEN_MODE:
+            pass  # the setpoint did it: every channel follows the physics at the new operating point
         elif f.kind == "level_shift":
             # opposite offsets on two channels that normally move together (a calibration
             # shift): shifting both the same way would only look like another load

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from edge_aae.train import synth
 
@@ -40,3 +41,22 @@ def test_write_dataset(tmp_path):
     meta = json.loads((tmp_path / "faults.json").read_text())
     assert len(meta["faults"]) == 6
     assert {"kind", "start", "end", "channels"} <= set(meta["faults"][0])
+
+
+def test_unseen_mode_is_opt_in_and_stays_inside_the_training_range():
+    assert "unseen_mode" not in {f.kind for f in synth.generate(seed=2, train_rows=3000, test_rows=4800).faults}
+    r = synth.generate(seed=2, train_rows=6000, test_rows=5600, faults_per_kind=1, kinds=synth.ALL_FAULT_KINDS)
+    unseen = [f for f in r.faults if f.kind == "unseen_mode"]
+    assert len(unseen) == 1
+    f = unseen[0]
+    assert r.labels[f.start:f.end].all()
+    lo, hi = r.train.min(axis=0), r.train.max(axis=0)
+    seg = r.test[f.start:f.end]
+    assert ((seg >= lo) & (seg <= hi)).all()  # every channel in range: only the combination is new
+    load_channel = r.test[f.start:f.end, synth.CHANNELS.index("speed_rpm")]
+    assert abs(np.median(load_channel) - (600 + 900 * np.array(synth.UNSEEN_LOADS))).min() < 30
+
+
+def test_unknown_fault_kinds_are_refused():
+    with pytest.raises(ValueError, match="meteor"):
+        synth.generate(seed=0, kinds=("meteor",))
