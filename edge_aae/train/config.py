@@ -79,6 +79,10 @@ class TrainConfig:
     # "auto": settings left at their defaults are chosen from the training series alone
     # (edge_aae.train.preset: channels scored by shape, score and threshold rule, latent size), each
     # decision recorded with its reason; "none": the defaults as they are.
+    # One thread: these models are small (a few 10k parameters, batches of 128 windows), so extra
+    # threads add synchronisation, not speed; on a busy 2-core machine torch's default (every core)
+    # made an epoch 8x slower than one thread. 0 keeps torch's own default.
+    threads: int = _opt(1, "CPU threads for torch while training and scoring (0: torch's default)")
     preset: str = _opt("auto",
                 "auto: choose settings left at their defaults from the training data (reasons in model.json); "
                 "none: the plain defaults")
@@ -116,6 +120,8 @@ class TrainConfig:
             problems.append(f"latent_dim must be an integer >= 0 (0: automatic), got {self.latent_dim!r}")
         if not isinstance(self.max_nan_run, int) or self.max_nan_run < 0:
             problems.append(f"max_nan_run must be an integer >= 0, got {self.max_nan_run!r}")
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 0:
+            problems.append(f"threads must be an integer >= 0 (0: torch's default), got {self.threads!r}")
         if not isinstance(self.seed, int):
             problems.append(f"seed must be an integer, got {self.seed!r}")
         if problems:

@@ -39,7 +39,7 @@ from edge_aae.core.windows import (
     window_ends,
 )
 from edge_aae.train.config import TrainConfig, auto_latent_dim
-from edge_aae.train.loop import TrainResult, train_aae
+from edge_aae.train.loop import TrainResult, train_aae, use_threads
 from edge_aae.train.model import LatentPrior, ScoreGraph, build_autoencoder, time_weight_span
 
 log = logging.getLogger(__name__)
@@ -379,6 +379,7 @@ class AAEDetector:
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptModelError(f"{meta_path}: missing or invalid field ({exc})") from None
         cfg = det.config_
+        use_threads(cfg.threads)  # scoring a run on the CPU: the same threads as training
         enc, dec = build_autoencoder(cfg.arch, cfg.window_len, len(det.channels_), cfg.hidden, cfg.latent_dim)
         det.scorer_ = det._build_scorer(enc, dec, LatentPrior(cfg.prior, cfg.latent_dim, cfg.n_components))
         weights = run / "weights.pt"

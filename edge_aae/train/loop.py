@@ -54,6 +54,12 @@ class TrainingDiverged(EdgeAAEError):
     """Losses became non-finite before any usable epoch."""
 
 
+
+def use_threads(n: int) -> None:
+    """Set torch's intra-op threads to ``n`` (0: leave torch's default)."""
+    if n > 0 and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
 def resolve_device(requested: str) -> torch.device:
     """``auto`` picks CUDA when present."""
     if requested == "auto":
@@ -75,6 +81,7 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
 
     """
     device = resolve_device(config.device)
+    use_threads(config.threads)
     torch.manual_seed(config.seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
