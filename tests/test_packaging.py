@@ -81,3 +81,60 @@ def test_image_and_firmware_configs_agree_on_paths():
         assert not models_dir.startswith(config_volume), path.name
         default = cfg["models"]["default"]
         assert any(default.startswith(v + "/") for v in volumes), f"{path.name}: models.default outside the volumes"
+
+
+def _sections():
+    import dataclasses
+
+    from edge_aae.gateway.config import GatewayConfig
+
+    out = {}
+    for f in dataclasses.fields(GatewayConfig):
+        value = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(value):
+            out[f.name] = value
+    return out
+
+
+def test_print_default_config_lists_every_key_with_its_default():
+    import dataclasses
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "edge_aae.cli", "serve", "--print-default-config"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    doc = tomllib.loads(p.stdout)
+    sections = _sections()
+    assert set(sections) == {"broker", "models", "runtime", "stream", "alerting", "publish", "outbox",
+                             "homeassistant", "update"}
+    for name, default in sections.items():
+        assert name in doc, name
+        keys = {f.name for f in dataclasses.fields(default)} - {"assets"}  # assets: a commented example
+        assert keys == set(doc[name]), (name, keys ^ set(doc[name]))
+        for key in keys:
+            assert doc[name][key] == getattr(default, key), f"{name}.{key}"
+    assert {"gateway_id", "topic_root"} <= set(doc)
+    # every line that sets a key says what it does
+    undocumented = [line for line in p.stdout.splitlines() if re.match(r"^[a-z_]+ = ", line) and "#" not in line]
+    assert not undocumented, undocumented
+
+
+def test_every_firmware_config_carries_every_section():
+    for path in sorted((ROOT / "firmware_configs").glob("*.toml")):
+        doc = tomllib.loads(path.read_text())
+        missing = set(_sections()) - set(doc)
+        assert not missing, f"{path.name} lacks {sorted(missing)}"
+
+
+def test_the_default_config_passes_check_config_once_it_names_a_bundle(bundle, tmp_path):
+    import subprocess
+    import sys
+
+    from edge_aae.gateway.config import default_config_text
+
+    text = default_config_text().replace('default = ""', f'default = "{bundle}"', 1)
+    (tmp_path / "gw.toml").write_text(text)
+    p = subprocess.run([sys.executable, "-m", "edge_aae.cli", "serve", "--check-config", str(tmp_path / "gw.toml")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr

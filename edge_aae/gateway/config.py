@@ -15,6 +15,7 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ from edge_aae.core.protocol import parse_broker_url
 
 SCORE_PUBLISHING = ("every", "every_nth", "none")
 SECRET_MODE_MASK = 0o007  # a secret readable or writable by every user on the device is refused
+
+
+def default_config_text() -> str:
+    """The annotated TOML with every key and its default (``serve --print-default-config``)."""
+    return resources.files("edge_aae.gateway").joinpath("default_config.toml").read_text(encoding="utf-8")
 
 
 def check_secret_file(path: Path, what: str) -> None:

@@ -41,6 +41,7 @@ def readme_commands() -> list[str]:
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = re.split(r"\s+#\s", line)[0].strip()
+            line = re.split(r"\s+(?:>|\||&&)\s", line)[0]  # a redirection or a pipe is the shell's
             line = re.sub(r"^(\w+=\S+\s+)+", "", line)  # leading VAR=value
             if line.startswith("edge-aae "):
                 cmds.append(line)
