@@ -1,4 +1,4 @@
-"""Subcommands on the broker's other side: ``alerts`` and ``deploy`` (torch-free)."""
+"""Subcommands on the broker's other side: ``alerts``, ``deploy`` and ``replay`` (torch-free)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,84 @@ def register(sub: Any) -> None:
     p.add_argument("--wait", type=float, default=60.0, metavar="S",
                    help="seconds to wait for the outcome (0: none; default: 60)")
     p.set_defaults(func=cmd_deploy)
+    register_replay(sub)
+
+
+def register_replay(sub: Any) -> None:
+    """Add ``replay``: a CSV published as a gateway's readings."""
+    p = sub.add_parser("replay", help="publish a CSV as one asset's readings (QoS 1, in order, acknowledged)",
+                       description="Publish a CSV (read as train reads it) to ROOT/GW/sensors/ASSET, each message "
+                                   "acknowledged before the next. Example: edge-aae replay data/pump/test.csv "
+                                   "--broker mqtt://localhost:1883 --gateway dev-01 --asset pump1 --speed 60")
+    p.add_argument("file", type=Path, metavar="FILE", help="CSV (header; , ; or tab) or headerless numeric text")
+    _add_broker_args(p)
+    p.add_argument("--gateway", required=True, metavar="GW", help="gateway id")
+    p.add_argument("--asset", required=True, help="asset name (the last level of the readings topic)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, metavar="X",
+                      help="X times recorded time, from the file's sample period (default: 1, real time)")
+    pace.add_argument("--rate", type=float, metavar="N", help="N readings per second (0: as fast as acknowledged)")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="readings per message (default: 1)")
+    p.add_argument("--loop", action="store_true", help="start over at the end, timestamps moved on (Ctrl-C stops)")
+    p.add_argument("--time-col", help="timestamp column (default: detected by name; else one row per second)")
+    p.add_argument("--channels", help="comma-separated channel columns (default: all numeric but time/label)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_replay)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``edge-aae replay``."""
+    import sys
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge_aae.cli.common import channels_arg
+    from edge_aae.client.deploy import read_password
+    from edge_aae.core.data import load_series
+    from edge_aae.core.errors import EdgeAAEError
+    from edge_aae.core.protocol import Topics, parse_broker_url
+    from edge_aae.devtools.replay import ReplayPlan, replay
+
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {args.batch}")
+    if args.speed <= 0 or (args.rate is not None and args.rate < 0):
+        raise UsageError("--speed must be > 0 and --rate >= 0")
+    for name in ("root", "gateway", "asset"):
+        value = getattr(args, name)
+        if not value or any(c in value for c in "/+#"):
+            raise UsageError(f"--{name} {value!r}: one topic level, without '/', '+' or '#'")
+    host, port, tls = parse_broker_url(args.broker)
+    data = load_series(args.file, time_col=args.time_col, channels=channels_arg(args), max_nan_run=0)
+    topic = Topics(args.root, args.gateway).sensors(args.asset)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if tls:
+        client.tls_set(ca_certs=args.tls_ca or None)
+    if args.username:
+        client.username_pw_set(args.username, read_password(args.password_file, args.username))
+    try:
+        client.connect(host, port)
+    except OSError as exc:
+        raise EdgeAAEError(f"cannot reach the broker at {host}:{port} ({exc})") from None
+    client.loop_start()
+    plan = ReplayPlan(args.speed, args.rate, args.batch, args.loop)
+
+    def progress(sent: int, total: int) -> None:
+        if not args.quiet:
+            lap = f"{sent % total or total}/{total}" if args.loop else f"{sent}/{total}"
+            print(f"\r{topic}: {lap} readings", end="", file=sys.stderr, flush=True)
+
+    try:
+        sent = replay(client, topic, data, plan, progress)
+    except TimeoutError as exc:
+        raise EdgeAAEError(f"{exc} (is the broker up, and may this user publish to {topic}?)") from None
+    finally:
+        if not args.quiet:
+            print(file=sys.stderr)
+        client.disconnect()
+        client.loop_stop()
+    print(f"published {sent} readings of {args.file} to {topic} (QoS 1, each acknowledged)")
+    return 0
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
