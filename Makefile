@@ -44,6 +44,7 @@ demo: install
 	$(VENV)/bin/edge-aae demo
 
 bench: install test-slow
+	$(VENV)/bin/edge-aae bench load --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench train --out bench-out/train --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench speed --run bench-out/train/aae --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae export bench-out/train/aae --out bench-out/bundle --force

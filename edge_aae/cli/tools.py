@@ -59,6 +59,11 @@ def register(sub: Any) -> None:
                    help="any other TrainConfig key for every model, e.g. --set window_len=16 (repeatable)")
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
     b.set_defaults(func=cmd_bench_quality)
+    b = bench.add_parser("load", help="reading a large CSV: numpy's C parser vs the csv-module path")
+    b.add_argument("--rows", type=int, default=200_000, help="rows of the generated CSV (default: 200000)")
+    b.add_argument("--channels", type=int, default=38, help="channels (default: 38)")
+    b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
+    b.set_defaults(func=cmd_bench_load)
     b = bench.add_parser("daemon", help="edge-aae serve vs a bare paho subscriber: readings/s, latency, RSS")
     b.add_argument("--bundle", type=Path, required=True, help="bundle directory to serve")
     b.add_argument("--readings", type=int, default=20000, help="readings per throughput run (default: 20000)")
@@ -162,6 +167,16 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
             raise UsageError(f"--set {item}: {key} needs {'an integer' if kind is int else 'a number'}, "
                              f"got {value!r}") from None
     return out
+
+
+def cmd_bench_load(args: argparse.Namespace) -> int:
+    """``edge-aae bench load``."""
+    from export.bench.load import run_load_bench
+
+    if args.rows < 100 or args.channels < 1:
+        raise UsageError("--rows must be >= 100 and --channels >= 1")
+    return publish_bench(args.update, "load", "Loading a large CSV", run_load_bench(args.rows, args.channels),
+                         f"edge-aae bench load --rows {args.rows} --channels {args.channels}")
 
 
 def cmd_bench_daemon(args: argparse.Namespace) -> int:

@@ -61,10 +61,33 @@ def test_timestamp_gap_splits_the_series(tmp_path):
     assert d.segments == [(0, 10), (10, 20)]
 
 
-def test_non_numeric_value_names_file_line_and_column(tmp_path):
-    lines = ["timestamp,a,b"] + [f"{i},{i},{i}" for i in range(5)] + ["5,1,oops"]
-    with pytest.raises(DataError, match=r"x\.csv:7: column 'b': value 'oops' is not numeric"):
-        load_series(write(tmp_path, "x.csv", "\n".join(lines)), channels=["a", "b"])
+def test_a_bad_cell_is_a_missing_value_named_once(tmp_path, caplog):
+    lines = (["timestamp,a,b"] + [f"{i},{i},{i}" for i in range(50)]
+             + ["50,1,oops", "51,2,n/a", "52,,#N/A", "53,3,ERR"])
+    for extra in ([], ['54,"4",5']):  # unquoted: numpy's parser; quoted: the csv module
+        caplog.clear()
+        d = load_series(write(tmp_path, "x.csv", "\n".join(lines + extra)), max_nan_run=0)
+        assert d.channels == ["a", "b"]  # the column is kept, not dropped
+        assert np.isnan(d.values[50:54, 1]).all()
+        assert np.isnan(d.values[52, 0])  # an empty cell: missing, silently
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1, warnings
+        assert "x.csv: column 'b': 4 cell(s) that are not numbers" in warnings[0]
+        assert "line 52 ('oops')" in warnings[0]
+
+
+def test_a_text_column_is_skipped_not_read_as_missing(tmp_path):
+    lines = ["timestamp,a,state"] + [f"{i},{i},{'run' if i % 2 else 'idle'}" for i in range(10)]
+    d = load_series(write(tmp_path, "x.csv", "\n".join(lines)))
+    assert d.channels == ["a"]
+
+
+def test_iso_times_and_labels_on_the_fast_path(tmp_path):
+    lines = ["datetime;x;label"] + [f"2024-01-01T00:00:{i:02d};{i}.5;{int(i > 5)}" for i in range(10)]
+    d = load_series(write(tmp_path, "x.csv", "\n".join(lines)), label_col="label")
+    assert d.timestamps[1] - d.timestamps[0] == 1.0
+    assert d.labels.tolist() == [0] * 6 + [1] * 4
+    np.testing.assert_allclose(d.values[:, 0], np.arange(10) + 0.5)
 
 
 def test_undetectable_delimiter(tmp_path):
