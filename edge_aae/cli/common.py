@@ -9,9 +9,15 @@ from pathlib import Path
 from edge_aae.core.errors import UsageError
 
 
-def add_data_args(p: argparse.ArgumentParser, label: bool = False) -> None:
-    """``--data``, ``--time-col``, ``--channels`` (and ``--label-col``)."""
-    p.add_argument("--data", required=True, type=Path, help="CSV (header; , ; or tab) or headerless numeric text")
+def add_data_args(p: argparse.ArgumentParser, label: bool = False, many: bool = False) -> None:
+    """``--data``, ``--time-col``, ``--channels`` (and ``--label-col``); ``many``: several files."""
+    if many:
+        p.add_argument("--data", required=True, nargs="+", metavar="PATH",
+                       help="CSV or headerless numeric text files, folders of them, or glob patterns (quoted); "
+                            "each file is its own segment: no window spans two files")
+    else:
+        p.add_argument("--data", required=True, type=Path,
+                       help="CSV (header; , ; or tab) or headerless numeric text")
     p.add_argument("--time-col", help="timestamp column (default: detected by name; else one row per second)")
     p.add_argument("--channels", help="comma-separated channel columns (default: all numeric but time/label)")
     if label:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_aae.cli.common import add_data_args, channels_arg, print_table
-from edge_aae.core.data import SensorData, load_series
+from edge_aae.core.data import SensorData, load_many, load_series
 from edge_aae.core.errors import UsageError
 from edge_aae.core.scores import WindowScores
 from edge_aae.core.streaming import StreamRule
@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train an AAE on normal data into a run directory",
                        description="Train an AAE on normal data. Example: "
                                    "edge-aae train --data data/pump/train.csv --out runs/pump")
-    add_data_args(p)
+    add_data_args(p, many=True)
     p.add_argument("--out", required=True, type=Path, help="run directory to write")
     p.add_argument("--config", type=Path, help="TOML with training settings (flags override it)")
     add_train_flags(p)
@@ -121,9 +121,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from edge_aae.train.detector import AAEDetector
     from edge_aae.train.report import write_latent_plot
 
-    data = load_series(args.data, time_col=args.time_col, channels=channels_arg(args),
-                       max_nan_run=config.max_nan_run, max_gap_factor=config.max_gap_factor)
-    print(f"{args.data}: {data.n_rows} rows, {len(data.channels)} channels, "
+    data = load_many(args.data, time_col=args.time_col, channels=channels_arg(args),
+                     max_nan_run=config.max_nan_run, max_gap_factor=config.max_gap_factor)
+    print(f"{data.path}: {data.n_rows} rows, {len(data.channels)} channels, "
           f"{len(data.segments)} segment(s), sample period {data.sample_period_s:g} s")
     det = AAEDetector(config).fit(data, progress=not args.quiet)
     det.save(args.out)

@@ -11,6 +11,7 @@ so that no window spans them.
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import logging
@@ -403,3 +404,70 @@ def _true_runs(mask: np.ndarray, offset: int = 0) -> list[tuple[int, int]]:
     padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
     return [(int(a) + offset, int(b) + offset) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+DATA_SUFFIXES = (".csv", ".txt", ".tsv")
+
+
+def expand_data_paths(specs: Sequence[str | Path]) -> list[Path]:
+    """Files named by ``specs``: files as given, every data file of a folder, or a glob pattern.
+
+    Raises:
+        UsageError: a spec that matches nothing.
+
+    """
+    out: list[Path] = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in DATA_SUFFIXES)
+            if not found:
+                raise UsageError(f"{p}: a folder without data files ({', '.join(DATA_SUFFIXES)})")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        elif any(ch in str(spec) for ch in "*?["):
+            found = sorted(Path(m) for m in glob.glob(str(spec)) if Path(m).is_file())
+            if not found:
+                raise UsageError(f"{spec}: the pattern matches no file")
+            out.extend(found)
+        else:
+            raise UsageError(f"{p}: file not found")
+    return list(dict.fromkeys(out))
+
+
+def load_many(specs: Sequence[str | Path], **kwargs: Any) -> SensorData:
+    """Several files as one training series: each file is its own segment(s), no window spans two.
+
+    Files are put in time order (by their first timestamp); they must have the same channels
+    and must not overlap in time. ``kwargs`` go to :func:`load_series`.
+
+    Raises:
+        UsageError: a spec that matches nothing.
+        DataError: channels that differ between files, or files that overlap in time.
+
+    """
+    paths = expand_data_paths(specs)
+    if len(paths) == 1:
+        return load_series(paths[0], **kwargs)
+    parts = sorted((load_series(p, **kwargs) for p in paths), key=lambda d: float(d.timestamps[0]))
+    first = parts[0]
+    for d in parts[1:]:
+        if d.channels != first.channels:
+            raise DataError(f"{d.path}: channels {', '.join(d.channels)} differ from {first.path}'s "
+                            f"({', '.join(first.channels)})")
+    for a, b in zip(parts, parts[1:], strict=False):
+        if b.timestamps[0] <= a.timestamps[-1]:
+            raise DataError(f"{b.path}: starts before {a.path} ends (files overlap in time)")
+    offsets = np.cumsum([0] + [d.n_rows for d in parts[:-1]])
+    segments = [(int(a + o), int(b + o)) for d, o in zip(parts, offsets, strict=True) for a, b in d.segments]
+    label_parts = [d.labels for d in parts if d.labels is not None]
+    labels = np.concatenate(label_parts) if len(label_parts) == len(parts) else None
+    periods = [d.sample_period_s for d in parts]
+    if max(periods) > 1.1 * min(periods):
+        log.warning("sample periods differ between files (%s); using their median",
+                    ", ".join(f"{Path(d.path).name} {d.sample_period_s:g} s" for d in parts))
+    log.info("%d files, %d rows, %d segments", len(parts), sum(d.n_rows for d in parts), len(segments))
+    return SensorData(f"{len(parts)} files ({first.path}, ...)", list(first.channels),
+                      np.concatenate([d.timestamps for d in parts]), np.concatenate([d.values for d in parts]),
+                      labels, segments, float(np.median(periods)))

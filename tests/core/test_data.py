@@ -128,3 +128,35 @@ def test_fingerprint_changes_with_data(tmp_path):
     b = load_series(write(tmp_path, "b.csv", "t,a\n1,2\n2,3.5\n"))
     assert a.fingerprint() != b.fingerprint()
     assert np.isfinite(a.values).all()
+
+
+def test_several_files_are_one_series_whose_windows_never_span_two(tmp_path):
+    from edge_aae.core.data import load_many
+
+    for k, name in enumerate(["day2.csv", "day1.csv"]):  # out of name order: put in time order
+        start = 1_000 if name == "day2.csv" else 0
+        rows = ["timestamp,a,b"] + [f"{start + i},{k + i},{i}" for i in range(30)]
+        (tmp_path / "in").mkdir(exist_ok=True)
+        write(tmp_path / "in", name, "\n".join(rows))
+    (tmp_path / "in" / "notes.md").write_text("not data")
+    for spec in ([tmp_path / "in"], [str(tmp_path / "in" / "day*.csv")],
+                 [tmp_path / "in" / "day1.csv", tmp_path / "in" / "day2.csv"]):
+        d = load_many(spec)
+        assert d.n_rows == 60
+        assert d.segments == [(0, 30), (30, 60)]
+        assert d.timestamps[0] == 0
+        assert d.timestamps[30] == 1_000
+
+
+def test_several_files_must_agree(tmp_path):
+    from edge_aae.core.data import load_many
+
+    write(tmp_path, "a.csv", "timestamp,a\n" + "\n".join(f"{i},{i}" for i in range(10)))
+    write(tmp_path, "b.csv", "timestamp,z\n" + "\n".join(f"{i + 100},{i}" for i in range(10)))
+    write(tmp_path, "c.csv", "timestamp,a\n" + "\n".join(f"{i + 5},{i}" for i in range(10)))
+    with pytest.raises(DataError, match="b.csv: channels z differ"):
+        load_many([tmp_path / "a.csv", tmp_path / "b.csv"])
+    with pytest.raises(DataError, match="c.csv: starts before .*a.csv ends"):
+        load_many([tmp_path / "a.csv", tmp_path / "c.csv"])
+    with pytest.raises(UsageError, match="matches no file"):
+        load_many([str(tmp_path / "none*.csv")])
