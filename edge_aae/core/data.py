@@ -171,6 +171,14 @@ def load_series(path: str | Path, *, time_col: str | None = None,
         if missing:
             raise DataError(f"{p}: channel column(s) {', '.join(missing)} not found; "
                             f"columns: {', '.join(header)}")
+        for c in channels:
+            if not _mostly_numeric(columns[c]):  # asked for by name, but text: say where, do not guess
+                cells_in = [(i, v) for i, v in enumerate(columns[c]) if v.lower() not in MISSING_CELLS]
+                if not cells_in:
+                    raise DataError(f"{p}: column {c!r}: no values in its first {len(columns[c])} rows")
+                i, cell = next((i, v) for i, v in cells_in if not _is_float(v))
+                raise DataError(f"{p}:{i + line0}: column {c!r}: value {cell!r} is not numeric "
+                                "(the column is mostly text)")
     if not channels:
         raise DataError(f"{p}: no numeric channel columns found")
 
