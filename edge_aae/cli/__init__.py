@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "pip install 'edge-aae[train]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("\ninterrupted", file=sys.stderr)  # on a line of its own, not after a progress bar
         return 130
 
 

@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_aae.core.contract import validation_errors
 from edge_aae.core.errors import ConfigError, EdgeAAEError
-from edge_aae.core.protocol import Topics, parse_broker_url
+from edge_aae.core.protocol import Topics, parse_broker_url, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,7 @@ class AlertSubscriber:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_: self.subscribed.set()
-        self.client.on_connect_fail = lambda *_: log.warning("broker %s:%d not reachable; retrying",
-                                                               self.host, self.port)
+        self.client.on_connect_fail = lambda *_: log.warning("%s; retrying", unreachable(self.host, self.port))
         self._started = False
 
     # -- paho callbacks --------------------------------------------------------------------
@@ -183,7 +182,7 @@ class AlertSubscriber:
         client.subscribe([(self.alert_filter, 1), (self.status_filter, 1)])
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and self._started:  # not on the user's own close() (Ctrl-C)
             log.warning("disconnected (%s); reconnecting", reason_code)
         self.connected.clear()
         self.subscribed.clear()

@@ -17,6 +17,7 @@ With ROOT the topic root and GW the gateway id:
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -123,3 +124,14 @@ class Topics:
             return None
         asset = topic[len(prefix):]
         return asset if asset and "/" not in asset else None
+
+
+def unreachable(host: str, port: int) -> str:
+    """Why a broker cannot be reached, in words: a host name DNS cannot resolve, or no answer."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"broker host {host!r} cannot be resolved (DNS: {exc.args[-1] if exc.args else exc}); check the name"
+    except OSError as exc:
+        return f"broker {host}:{port} not reachable ({exc})"
+    return f"broker {host}:{port} not reachable (nothing answers there)"

@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_aae.core.protocol import SENSOR_QOS, STATUS_QOS, UPDATE_QOS, Topics
+from edge_aae.core.protocol import SENSOR_QOS, STATUS_QOS, UPDATE_QOS, Topics, unreachable
 from edge_aae.gateway.config import GatewayConfig
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.stats import Stats
@@ -219,7 +219,7 @@ class Transport:
 
     @_contained
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        log.warning("broker %s:%d not reachable; retrying", self.cfg.broker.host, self.cfg.broker.port)
+        log.warning("%s; retrying", unreachable(self.cfg.broker.host, self.cfg.broker.port))
 
     @_contained
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:

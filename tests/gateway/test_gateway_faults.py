@@ -276,3 +276,28 @@ def test_after_the_fuzz_the_gateway_still_scores_and_contained_nothing(live):
     assert status["stats"].get("internal_errors", 0) == 0, live.daemon.log()[-3000:]
     assert status["stats"]["messages_rejected"] > 50
     assert os.path.getsize(live.tmp / "outbox" / "heartbeat") > 0
+
+
+def test_an_unresolvable_broker_host_is_named_as_a_dns_failure(bundle, tmp_path):
+    cfg = write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox")
+    daemon = DaemonProcess(tmp_path, cfg, "mqtt://no-such-host.invalid:1883")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "cannot be resolved (DNS" not in daemon.log():
+            time.sleep(0.2)
+        assert "broker host 'no-such-host.invalid' cannot be resolved (DNS" in daemon.log(), daemon.log()[-1500:]
+        assert daemon.proc.poll() is None  # it keeps retrying: a name can start resolving later
+    finally:
+        daemon.close()
+
+
+def test_the_subscriber_does_not_report_its_own_close_as_a_lost_connection(broker, caplog):
+    from edge_aae.client.subscriber import AlertSubscriber
+
+    sub = AlertSubscriber(broker.url)
+    sub.start()
+    assert sub.connected.wait(10)
+    caplog.clear()
+    sub.close()
+    time.sleep(0.3)
+    assert not [r for r in caplog.records if "disconnected" in r.getMessage()]
