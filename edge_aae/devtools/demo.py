@@ -66,6 +66,18 @@ def summarize(result: DemoResult) -> dict[str, Any]:
     }
 
 
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary for people: labels, rounded numbers, "none" rather than an empty list."""
+    delay = summary["median_detection_delay_s"]
+    rate = summary["throughput_readings_per_s"]
+    return [("faults detected", f"{summary['faults_detected']} of {summary['faults']}"),
+            ("faults missed", ", ".join(summary["missed"]) or "none"),
+            ("false alerts", str(summary["false_alerts"])),
+            ("median detection delay", "-" if delay is None else f"{delay:.0f} s of data"),
+            ("readings replayed", f"{summary['readings']:,}"),
+            ("throughput", "-" if rate is None else f"{rate:,.0f} readings/s")]
+
+
 def write_report(out_dir: Path, result: DemoResult, summary: dict[str, Any]) -> Path:
     """``report.html`` with two plots (PNG beside it): scores vs threshold, channels to blame."""
     import base64
@@ -125,7 +137,7 @@ def write_report(out_dir: Path, result: DemoResult, summary: dict[str, Any]) -> 
     def img(p: Path) -> str:
         return f'<img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" width="100%">'
 
-    rows_html = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in summary.items())
+    rows_html = "".join(f"<tr><td>{label}</td><td>{value}</td></tr>" for label, value in summary_rows(summary))
     alerts_html = "".join(
         f"<tr><td>{a.event}</td><td>{a.asset}</td><td>{time.strftime('%H:%M:%S', time.gmtime(a.since))}</td>"
         f"<td>{a.ratio:.2f}</td><td>{', '.join(f'{c} {s:.0%}' for c, s in a.top_channels)}</td></tr>"

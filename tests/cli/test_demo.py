@@ -63,3 +63,14 @@ def test_readme_has_the_two_setup_commands():
     assert "make test" in text
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_the_report_summary_reads_as_words():
+    from edge_aae.devtools.demo import summary_rows
+
+    rows = dict(summary_rows({"faults": 12, "faults_detected": 12, "missed": [], "false_alerts": 0,
+                              "median_detection_delay_s": 41.7, "readings": 10800,
+                              "throughput_readings_per_s": 1127.8225710032666}))
+    assert rows == {"faults detected": "12 of 12", "faults missed": "none", "false alerts": "0",
+                    "median detection delay": "42 s of data", "readings replayed": "10,800",
+                    "throughput": "1,128 readings/s"}
