@@ -81,31 +81,36 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
 def write_report(out_dir: Path, result: DemoResult, summary: dict[str, Any]) -> Path:
     """``report.html`` with two plots (PNG beside it): scores vs threshold, channels to blame."""
     import base64
+    from datetime import UTC, datetime
 
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+
+    def utc(unix_s: float) -> float:  # the plot and the alert table use the same clock: UTC
+        return float(mdates.date2num(datetime.fromtimestamp(unix_s, tz=UTC)))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = sorted(result.scores, key=lambda s: s["ts"])
-    t0 = min([s["ts"] for s in scores] + [f["start_ts"] for f in result.faults])
-    ts = np.array([s["ts"] for s in scores]) - t0
+    ts = np.array([utc(s["ts"]) for s in scores])
     sc = np.array([s["score"] for s in scores])
     fig, ax = plt.subplots(figsize=(13, 4.2))
     ax.plot(ts, sc, lw=0.6, color="tab:blue", label="score (from the daemon)")
     ax.axhline(result.threshold, color="tab:red", lw=1, ls="--", label=f"threshold {result.threshold:.1f}")
     for i, f in enumerate(result.faults):
-        ax.axvspan(f["start_ts"] - t0, f["end_ts"] - t0, color="orange", alpha=0.25,
+        ax.axvspan(utc(f["start_ts"]), utc(f["end_ts"]), color="orange", alpha=0.25,
                    label="injected fault" if i == 0 else None)
     for i, a in enumerate(x for x in result.alerts if x.event == "raised"):
-        ax.axvline(a.ts - t0, color="black", lw=0.8, alpha=0.7, label="alert raised" if i == 0 else None)
+        ax.axvline(utc(a.ts), color="black", lw=0.8, alpha=0.7, label="alert raised" if i == 0 else None)
     ax.set_yscale("symlog", linthresh=1.0)  # normal scores sit around 0, faults reach the hundreds
-    ax.set_xlabel("seconds of data")
+    ax.set_xlabel("data time (UTC), as in the alert table")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=UTC))
     ax.set_ylabel("anomaly score (symlog)")
     ax.set_title(f"{summary['faults_detected']}/{summary['faults']} faults detected, "
                  f"{summary['false_alerts']} false alert(s)")
-    ax.legend(loc="upper right", fontsize=8, ncol=4)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, ncol=4)  # below: peaks stay visible
     fig.tight_layout()
     p1 = out_dir / "scores.png"
     fig.savefig(p1, dpi=110)
