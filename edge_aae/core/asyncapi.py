@@ -24,7 +24,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                                                  "vibration_mm_s": 2.1, "motor_temp_c": 61.0,
                                                  "bearing_temp_c": 48.2, "pressure_bar": 4.1, "flow_m3h": 31.7},
                  "seq": 1042},
-    "score": {"ts": 1700000000.5, "asset": "pump7", "score": 3.42, "threshold": 41.3,
+    "score": {"ts": 1700000000.5, "asset": "pump7", "score": 3.42, "threshold": 41.3, "latent_score": -0.21,
               "channel_scores": {"speed_rpm": 0.9, "current_a": 1.1, "voltage_v": 0.8, "vibration_mm_s": 1.4,
                                  "motor_temp_c": 0.7, "bearing_temp_c": 1.0, "pressure_bar": 0.9, "flow_m3h": 1.2},
               "model": {"name": "pump", "version": "2026.11.23.1200"}},

@@ -413,7 +413,7 @@ class Daemon:
         for slot, idx in groups.values():
             t0 = time.monotonic()
             try:
-                score, channel_scores, _latent = slot.scorer.score_windows(np.stack([due[i][2] for i in idx]))
+                score, channel_scores, latent = slot.scorer.score_windows(np.stack([due[i][2] for i in idx]))
             except Exception as exc:  # onnxruntime errors have no common base; keep the loop alive
                 log.error("inference failed on %s: %s", slot.key, exc)
                 self.stats.drop("inference_error", len(idx))
@@ -441,7 +441,7 @@ class Daemon:
             self.stats.add("windows_scored", len(idx))
             for j, i in enumerate(idx):
                 asset, ts, _ = due[i]
-                self._publish_result(asset, ts, float(score[j]), channel_scores[j], slot)
+                self._publish_result(asset, ts, float(score[j]), channel_scores[j], float(latent[j]), slot)
 
     def _health_check(self, slot: ModelSlot) -> bool:
         """In an update's health window: latency and memory against the previous model. True: rolled back."""
@@ -517,7 +517,7 @@ class Daemon:
             self._publish_status()
         return True
 
-    def _publish_result(self, asset: str, ts: float, score: float, channel_scores: np.ndarray,
+    def _publish_result(self, asset: str, ts: float, score: float, channel_scores: np.ndarray, latent: float,
                         slot: ModelSlot) -> None:
         state = self.assets[asset]
         state.windows += 1
@@ -527,6 +527,7 @@ class Daemon:
         p = self.cfg.publish
         if p.scores == "every" or (p.scores == "every_nth" and state.windows % p.every_n == 0):
             payload = {"ts": ts, "asset": asset, "score": round(score, 6), "threshold": scorer.threshold,
+                       "latent_score": round(latent, 6) if np.isfinite(latent) else None,
                        "channel_scores": dict(zip(scorer.channels, channel_scores.astype(np.float64).round(6).tolist(),
                                                   strict=True)),
                        "model": slot.model_ref}

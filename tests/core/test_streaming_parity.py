@@ -88,6 +88,9 @@ def test_the_live_daemon_scores_what_the_offline_scorer_scores(broker, bundle, s
         assert sorted(live) == offline.timestamps.tolist()
         np.testing.assert_allclose([live[t] for t in offline.timestamps.tolist()], offline.score,
                                    rtol=1e-5, atol=1e-5)
+        latent = {m["ts"]: m["latent_score"] for m in rec.json("/pump1/score")}  # every message carries it
+        np.testing.assert_allclose([latent[t] for t in offline.timestamps.tolist()], offline.latent_score,
+                                   rtol=1e-5, atol=1e-5)
         assert not rec.json("/errors")  # missing values are the rule, not errors
         pub.disconnect()
     finally:
