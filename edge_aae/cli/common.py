@@ -18,10 +18,15 @@ def add_data_args(p: argparse.ArgumentParser, label: bool = False, many: bool = 
     else:
         p.add_argument("--data", required=True, type=Path,
                        help="CSV (header; , ; or tab) or headerless numeric text")
-    p.add_argument("--time-col", help="timestamp column (default: detected by name; else one row per second)")
-    p.add_argument("--channels", help="comma-separated channel columns (default: all numeric but time/label)")
+    add_column_args(p)
     if label:
         p.add_argument("--label-col", help="0/1 label column, to report AUROC")
+
+
+def add_column_args(p: argparse.ArgumentParser) -> None:
+    """``--time-col`` and ``--channels``: which columns of a data file are what."""
+    p.add_argument("--time-col", help="timestamp column (default: detected by name; else one row per second)")
+    p.add_argument("--channels", help="comma-separated channel columns (default: all numeric but time/label)")
 
 
 def channels_arg(args: argparse.Namespace) -> list[str] | None:

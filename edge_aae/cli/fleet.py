@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from edge_aae.cli.common import add_column_args
 from edge_aae.core.errors import UsageError
 
 
@@ -61,8 +62,7 @@ def register_replay(sub: Any) -> None:
     pace.add_argument("--rate", type=float, metavar="N", help="N readings per second (0: as fast as acknowledged)")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="readings per message (default: 1)")
     p.add_argument("--loop", action="store_true", help="start over at the end, timestamps moved on (Ctrl-C stops)")
-    p.add_argument("--time-col", help="timestamp column (default: detected by name; else one row per second)")
-    p.add_argument("--channels", help="comma-separated channel columns (default: all numeric but time/label)")
+    add_column_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_replay)
 

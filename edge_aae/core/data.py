@@ -186,7 +186,7 @@ def load_series(path: str | Path, *, time_col: str | None = None,
     text_cols = {header.index(time_col)} if time_col is not None and not _mostly_numeric(columns[time_col]) else set()
     parsed = _fast_parse(p, lines[line0 - 1:], delimiter, [header.index(c) for c in wanted], text_cols,
                          header, line0)
-    if parsed is None:  # quoting, ragged rows, text in a numeric column: the careful parser says where
+    if parsed is None:  # ragged rows: the careful parser says where
         parsed = _careful_parse(p, lines[line0 - 1:], delimiter, header, wanted, line0)
     cells = dict(zip(wanted, parsed, strict=True))
     values = np.empty((len(lines) - line0 + 1, len(channels)), dtype=np.float64)
@@ -256,12 +256,11 @@ def _fast_parse(path: Path, body: list[str], delimiter: str, usecols: list[int],
                 header: list[str], line0: int) -> list[np.ndarray] | None:
     """The wanted columns: float arrays (NaN where missing), strings for ``text_cols`` (date-times).
 
-    numpy's C parser: several times faster and leaner than splitting cells in Python. A cell
-    that is not a number becomes NaN with one warning per column (file, column, first line). None
-    when the file needs the careful parser (quotes, ragged rows).
+    numpy's C parser (quoted cells included): several times faster and leaner than splitting
+    cells in Python. A cell that is not a number becomes NaN with one warning per column (file,
+    column, first line). None for ragged rows: the careful parser names their line.
     """
-    if not usecols or any('"' in ln for ln in body[:PROBE_ROWS]):
-        return None
+    read: dict[str, Any] = {"delimiter": delimiter, "comments": None, "quotechar": '"'}
     numeric = [c for c in usecols if c not in text_cols]
     bad: dict[int, list[Any]] = {}  # column -> [count, first row, first cell]
 
@@ -283,16 +282,14 @@ def _fast_parse(path: Path, body: list[str], delimiter: str, usecols: list[int],
     try:
         if numeric:
             try:
-                block = np.loadtxt(body, delimiter=delimiter, usecols=numeric, dtype=np.float64, ndmin=2,
-                                   comments=None)
+                block = np.loadtxt(body, usecols=numeric, dtype=np.float64, ndmin=2, **read)
             except ValueError:  # missing or bad cells: the same parser, one Python call per cell
                 bad.clear()
-                block = np.loadtxt(body, delimiter=delimiter, usecols=numeric, dtype=np.float64, ndmin=2,
-                                   comments=None, converters={c: lenient(c) for c in numeric})
+                block = np.loadtxt(body, usecols=numeric, dtype=np.float64, ndmin=2,
+                                   converters={c: lenient(c) for c in numeric}, **read)
             out |= {c: block[:, j] for j, c in enumerate(numeric)}
         for c in text_cols:
-            out[c] = np.char.strip(np.loadtxt(body, delimiter=delimiter, usecols=[c], dtype=str, ndmin=1,
-                                              comments=None))
+            out[c] = np.char.strip(np.loadtxt(body, usecols=[c], dtype=str, ndmin=1, **read))
     except ValueError:
         return None
     for col, (count, row, cell) in bad.items():
@@ -303,7 +300,7 @@ def _fast_parse(path: Path, body: list[str], delimiter: str, usecols: list[int],
 
 def _careful_parse(path: Path, body: list[str], delimiter: str, header: list[str], wanted: list[str],
                    line0: int) -> list[np.ndarray]:
-    """The csv module, row by row: handles quoting and names the line of a ragged row."""
+    """The csv module, row by row: the fallback when numpy's parser gives up; names the line of a ragged row."""
     rows = list(csv.reader(io.StringIO("\n".join(body)), delimiter=delimiter))
     for i, row in enumerate(rows):
         if len(row) != len(header):
@@ -318,18 +315,17 @@ def _numeric(path: Path, name: str, cells: np.ndarray, line0: int) -> np.ndarray
         out = cells.astype(np.float64)
     else:
         out = np.full(len(cells), np.nan)
-        bad = -1
+        bad = []
         for i, c in enumerate(cells.tolist()):
             if c.lower() in MISSING_CELLS:
                 continue
             try:
                 out[i] = float(c)
             except ValueError:
-                bad = i if bad < 0 else bad
-        if bad >= 0:
-            n_bad = int(np.isnan(out).sum() - sum(c.lower() in MISSING_CELLS for c in cells.tolist()))
+                bad.append(i)
+        if bad:
             log.warning("%s: column %r: %d cell(s) that are not numbers read as missing values, the first "
-                        "at line %d (%r)", path, name, n_bad, bad + line0, str(cells[bad])[:40])
+                        "at line %d (%r)", path, name, len(bad), bad[0] + line0, str(cells[bad[0]])[:40])
     out[~np.isfinite(out)] = np.nan
     return out
 

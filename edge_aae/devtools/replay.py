@@ -26,6 +26,15 @@ def reading_batches(data: SensorData, batch: int, sensor_names: list[str] | None
         yield json.dumps({"ts": [float(t) for t in ts], "values": values}).encode("utf-8")
 
 
+def messages(data: SensorData, batch: int) -> Iterator[bytes]:
+    """:func:`reading_batches`, except that ``batch == 1`` sends single readings (a scalar ``ts``)."""
+    for payload in reading_batches(data, batch):
+        if batch == 1:
+            msg = json.loads(payload)
+            payload = json.dumps({"ts": msg["ts"][0], "values": {k: v[0] for k, v in msg["values"].items()}}).encode()
+        yield payload
+
+
 def publish_acked(client: object, topic: str, payload: bytes, timeout_s: float = 30.0) -> None:
     """Publish one QoS 1 message and wait for its PUBACK, waiting out a reconnect first.
 
@@ -66,10 +75,7 @@ def publish_series(client: object, topic: str, data: SensorData, batch: int = 1,
     t0 = time.monotonic()
     n = 0
     sent_rows = 0
-    for payload in reading_batches(data, batch):
-        if batch == 1:
-            msg = json.loads(payload)
-            payload = json.dumps({"ts": msg["ts"][0], "values": {k: v[0] for k, v in msg["values"].items()}}).encode()
+    for payload in messages(data, batch):
         client.publish(topic, payload, qos=qos)  # type: ignore[attr-defined]
         n += 1
         sent_rows += batch
@@ -122,11 +128,7 @@ def replay(client: object, topic: str, data: SensorData, plan: ReplayPlan,
     lap = 0
     while True:
         shifted = data if lap == 0 else dataclasses.replace(data, timestamps=data.timestamps + lap * span)
-        for payload in reading_batches(shifted, plan.batch):
-            if plan.batch == 1:
-                msg = json.loads(payload)
-                payload = json.dumps({"ts": msg["ts"][0],
-                                      "values": {k: v[0] for k, v in msg["values"].items()}}).encode()
+        for payload in messages(shifted, plan.batch):
             publish_acked(client, topic, payload)
             sent += min(plan.batch, data.n_rows - (sent % data.n_rows))
             if progress is not None:

@@ -147,6 +147,7 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
     if lookup is None:
         lookup = channel_lookup(channels, channel_map)
     columns: list[list[float] | None] = [None] * len(channels)
+    any_missing = False
     for name, v in values.items():
         col = lookup.get(name) if isinstance(name, str) else None
         if col is None:
@@ -160,10 +161,15 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
                 raise PayloadError("length_mismatch", f"{name[:60]!r}: {len(v)} values for {n} timestamps")
             if not all(x is None or _number(x) for x in v):
                 raise PayloadError("non_numeric", f"{name[:60]!r}: values must be numbers (null: missing)")
-            col_values = [MISSING if x is None else _as_float(x, repr(name)[:60]) for x in v]
+            if None in v:  # a C-level scan of the list
+                any_missing = True
+                col_values = [MISSING if x is None else _as_float(x, repr(name)[:60]) for x in v]
+            else:
+                col_values = [_as_float(x, repr(name)[:60]) for x in v]
         else:
             if not (v is None or _number(v)):
                 raise PayloadError("non_numeric", f"{name[:60]!r}: {str(v)[:40]!r} is not a number")
+            any_missing = any_missing or v is None
             col_values = [MISSING if v is None else _as_float(v, repr(name)[:60])]
         if not all(x is MISSING or (math.isfinite(x) and abs(x) <= FLOAT32_MAX) for x in col_values):
             raise PayloadError("non_finite", f"{name[:60]!r}: values must be finite float32 numbers")
@@ -173,7 +179,7 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
         raise PayloadError("missing_channel", f"missing {', '.join(missing)}")
     out = np.array(columns, dtype=np.float32).T  # (n, C); NaN only where a value was null
     ts_arr = np.array(ts_list, dtype=np.float64)
-    keep = ~np.isnan(out).any(axis=1)
-    if keep.all():
+    if not any_missing:  # the common case: no array scan on the hot path
         return Readings(ts_arr, np.ascontiguousarray(out), seq)
+    keep = ~np.isnan(out).any(axis=1)
     return Readings(ts_arr[keep], np.ascontiguousarray(out[keep]), seq, missing=int((~keep).sum()))

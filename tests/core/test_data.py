@@ -160,3 +160,9 @@ def test_several_files_must_agree(tmp_path):
         load_many([tmp_path / "a.csv", tmp_path / "c.csv"])
     with pytest.raises(UsageError, match="matches no file"):
         load_many([str(tmp_path / "none*.csv")])
+
+
+def test_a_quoted_number_past_the_probed_rows_is_a_number(tmp_path):
+    lines = ["timestamp,a,b"] + [f"{i},{i},{i}" for i in range(300)] + ['300,"7",8']
+    d = load_series(write(tmp_path, "q.csv", "\n".join(lines)))
+    assert d.values[-1].tolist() == [7.0, 8.0]
