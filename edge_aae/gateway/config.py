@@ -183,6 +183,14 @@ class HomeAssistantConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus text format on ``http://bind:port/metrics``; ``port = 0`` turns it off."""
+
+    port: int = 0
+    bind: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class UpdateConfig:
     """Over-the-air model updates on ``ROOT/GW/model/update`` (off unless a public key is set).
 
@@ -218,6 +226,7 @@ class GatewayConfig:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     path: str = ""
 
     def redacted(self) -> dict[str, Any]:
@@ -332,6 +341,9 @@ def _check_values(cfg: GatewayConfig, problems: list[str]) -> None:
     h = cfg.homeassistant
     need(bool(h.discovery_prefix) and not any(c in h.discovery_prefix for c in "+# "),
          f"homeassistant.discovery_prefix: {h.discovery_prefix!r} must be non-empty, without spaces, '+' or '#'")
+    mt = cfg.metrics
+    need(0 <= mt.port <= 65535, f"metrics.port: {mt.port} is not in 0..65535 (0: off)")
+    need(bool(mt.bind), "metrics.bind: must be an address, e.g. 127.0.0.1 (0.0.0.0: every interface)")
     u = cfg.update
     need(not u.enabled or bool(u.public_key), "update.public_key: required when update.enabled is true")
     need(u.max_bytes >= 1000, f"update.max_bytes: {u.max_bytes} < 1000")

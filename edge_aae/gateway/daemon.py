@@ -35,9 +35,12 @@ from typing import Any
 import numpy as np
 
 from edge_aae.core.alerting import AlertEvent, AlertTracker
+from edge_aae.core.errors import ConfigError
 from edge_aae.core.protocol import ALERT_QOS, ERRORS_QOS, SCORE_QOS, STATUS_QOS, Topics
 from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.homeassistant import Announcements, discovery_messages
+from edge_aae.gateway.metrics import MetricsServer
+from edge_aae.gateway.metrics import render as render_metrics
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
 from edge_aae.gateway.ratelimit import TokenBucket
@@ -231,6 +234,13 @@ class Daemon:
         self._errors_limit = TokenBucket(cfg.publish.errors_per_s)
         self._internal_logged = 0
         self._started = time.time()
+        self.metrics: MetricsServer | None = None
+        if cfg.metrics.port:
+            try:
+                self.metrics = MetricsServer(cfg.metrics.bind, cfg.metrics.port, self._metrics_page)
+            except OSError as exc:
+                raise ConfigError(f"{cfg.path or 'config'}: metrics.port: cannot listen on "
+                                  f"{cfg.metrics.bind}:{cfg.metrics.port}: {exc.strerror or exc}") from None
         self.transport = Transport(cfg, self.topics, self.stats, self.outbox,
                                    Handlers(message=self._on_message, connected=self._on_connected,
                                             status_payload=self._status_payload, report=self._report_error,
@@ -578,6 +588,8 @@ class Daemon:
         if self.updater is not None:
             self.updater.start()
         self.transport.start()
+        if self.metrics is not None:
+            self.metrics.start()
         log.info("gateway %s serving %s on %s:%d (topics under %s)", self.cfg.gateway_id,
                  ", ".join(f"{k}={v['name']} {v['version']}" for k, v in self.registry.describe().items()),
                  b.host, b.port, self.topics.base)
@@ -640,6 +652,11 @@ class Daemon:
             self._unhealthy_logged = (why, now)
             log.warning("unhealthy: %s", why)
 
+    def _metrics_page(self) -> str:
+        """The Prometheus page (called from the metrics server's thread)."""
+        return render_metrics(self.stats.snapshot(len(self.queue), len(self.outbox)), self.stats.latency_histogram(),
+                              self.registry.describe(), self.transport.healthy()[0])
+
     def _report_stats(self) -> None:
         snap = self.stats.snapshot(len(self.queue), len(self.outbox))
         log.info("stats: %s", json.dumps(snap))
@@ -664,5 +681,7 @@ class Daemon:
         self._report_stats()
         if self.updater is not None:
             self.updater.stop()
+        if self.metrics is not None:
+            self.metrics.close()
         self.transport.close()
         log.info("stopped")

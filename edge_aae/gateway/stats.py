@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import resource
 import threading
@@ -26,6 +27,10 @@ EXTRA_COUNTS = ("internal_errors", "errors_suppressed", "stream_resets", "gap_re
                 "connections_refused", "subscriptions_refused")
 
 
+# Upper bounds (ms) of the inference latency histogram (Prometheus ``/metrics``).
+LATENCY_BUCKETS_MS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0)
+
+
 class Stats:
     """Thread-safe counters; :meth:`snapshot` gives the status topic's ``stats`` object."""
 
@@ -35,6 +40,9 @@ class Stats:
         self.counts: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self._latency_ms: deque[float] = deque(maxlen=latency_window)
+        self._buckets = [0] * len(LATENCY_BUCKETS_MS)
+        self._latency_sum_ms = 0.0
+        self._latency_count = 0
 
     def add(self, name: str, n: int = 1) -> None:
         """Count ``n`` of ``name`` (readings_in, windows_scored, alerts_raised, ...)."""
@@ -50,6 +58,18 @@ class Stats:
         """Record one inference's latency per window, in milliseconds."""
         with self._lock:
             self._latency_ms.append(ms_per_window)
+            i = bisect.bisect_left(LATENCY_BUCKETS_MS, ms_per_window)
+            if i < len(self._buckets):
+                self._buckets[i] += 1
+            self._latency_sum_ms += ms_per_window
+            self._latency_count += 1
+
+    def latency_histogram(self) -> tuple[list[float], list[int], float, int]:
+        """``(upper bounds ms, cumulative counts, sum ms, count)`` of every latency recorded."""
+        with self._lock:
+            counts, total, n = list(self._buckets), self._latency_sum_ms, self._latency_count
+        cumulative = [sum(counts[:i + 1]) for i in range(len(counts))]
+        return list(LATENCY_BUCKETS_MS), cumulative, total, n
 
     def snapshot(self, queue_depth: int, outbox_depth: int) -> dict[str, Any]:
         """The counters as plain JSON-ready values."""
