@@ -12,9 +12,9 @@ from edge_aae.core.errors import UsageError
 def add_data_args(p: argparse.ArgumentParser, label: bool = False, many: bool = False) -> None:
     """``--data``, ``--time-col``, ``--channels`` (and ``--label-col``); ``many``: several files."""
     if many:
-        p.add_argument("--data", required=True, nargs="+", metavar="PATH",
+        p.add_argument("--data", nargs="+", metavar="PATH",
                        help="CSV or headerless numeric text files, folders of them, or glob patterns (quoted); "
-                            "each file is its own segment: no window spans two files")
+                            "each file is its own segment: no window spans two files (required)")
     else:
         p.add_argument("--data", required=True, type=Path,
                        help="CSV (header; , ; or tab) or headerless numeric text")

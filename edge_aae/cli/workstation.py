@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,10 +36,13 @@ def register(sub: Any) -> None:
                        description="Train an AAE on normal data. Example: "
                                    "edge-aae train --data data/pump/train.csv --out runs/pump")
     add_data_args(p, many=True)
-    p.add_argument("--out", required=True, type=Path, help="run directory to write")
+    p.add_argument("--out", type=Path, help="run directory to write (required)")
     p.add_argument("--config", type=Path, help="TOML with training settings (flags override it)")
     add_train_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue an interrupted run from its last epoch, with its own data and settings "
+                        "(checkpoint.pt and train_args.json in RUN); alone, or with --epochs to train longer")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", help="score a CSV with a run directory or exported bundle",
@@ -115,9 +119,45 @@ def _train_config(args: argparse.Namespace) -> Any:
         raise UsageError(f"invalid option: {exc}") from None
 
 
+TRAIN_ARGS = "train_args.json"
+CHECKPOINT = "checkpoint.pt"
+
+
+def _resume_args(args: argparse.Namespace) -> Any:
+    """``--resume RUN``: the run's own data and settings (``--epochs`` may extend it)."""
+    from edge_aae.train.config import TrainConfig
+
+    run = args.resume
+    given = [f"--{k.replace('_', '-')}" for k in ("data", "out", "config", "time_col", "channels")
+             if getattr(args, k, None)]
+    given += [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(TrainConfig)
+              if f.name not in ("epochs", "threads") and getattr(args, f.name) is not None]
+    if given:
+        raise UsageError(f"--resume continues {run} with its own data and settings: leave out {', '.join(given)}")
+    path = run / TRAIN_ARGS
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        config = TrainConfig.from_dict(saved["config"], source=str(path))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: missing; {run} is not a run started by this version of edge-aae train") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path}: unreadable ({exc})") from None
+    if not (run / CHECKPOINT).is_file():
+        raise UsageError(f"{run / CHECKPOINT}: missing; the run stopped before its first epoch ended: start it "
+                         "again without --resume")
+    args.data, args.time_col, args.channels, args.out = saved["data"], saved["time_col"], saved["channels"], run
+    return config.replace(**{k: getattr(args, k) for k in ("epochs", "threads") if getattr(args, k) is not None})
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``edge-aae train``."""
-    config = _train_config(args)
+    if args.resume is not None:
+        config = _resume_args(args)
+    else:
+        missing = [flag for flag, v in (("--data", args.data), ("--out", args.out)) if not v]
+        if missing:
+            raise UsageError(f"train needs {' and '.join(missing)} (or --resume RUN)")
+        config = _train_config(args)
     from edge_aae.train.detector import AAEDetector
     from edge_aae.train.report import write_latent_plot
 
@@ -125,7 +165,19 @@ def cmd_train(args: argparse.Namespace) -> int:
                      max_nan_run=config.max_nan_run, max_gap_factor=config.max_gap_factor)
     print(f"{data.path}: {data.n_rows} rows, {len(data.channels)} channels, "
           f"{len(data.segments)} segment(s), sample period {data.sample_period_s:g} s")
-    det = AAEDetector(config).fit(data, progress=not args.quiet)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.resume is None:  # what --resume needs to start the same training again
+        (args.out / TRAIN_ARGS).write_text(json.dumps(
+            {"data": [str(Path(d).resolve()) for d in args.data], "time_col": args.time_col,
+             "channels": args.channels, "config": config.to_dict()}, indent=1) + "\n", encoding="utf-8")
+    try:
+        det = AAEDetector(config).fit(data, progress=not args.quiet, checkpoint=args.out / CHECKPOINT,
+                                      resume=args.resume is not None)
+    except KeyboardInterrupt:
+        if not (args.out / CHECKPOINT).is_file():
+            raise
+        print(f"\ninterrupted: continue with  edge-aae train --resume {args.out}", file=sys.stderr)
+        return 130
     det.save(args.out)
     write_latent_plot(det, data, args.out / "report.png")
     rep = det.report_
@@ -146,7 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print_table(["", "value"], rows)
     for w in rep["warnings"]:
         print(f"WARNING: {w}", file=sys.stderr)
-    print(f"wrote run directory {args.out} (model.json, weights.pt, report.json, report.png)")
+    print(f"wrote run directory {args.out} (model.json, weights.pt, report.json, report.png, checkpoint.pt)")
     return 0
 
 

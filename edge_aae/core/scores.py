@@ -21,7 +21,7 @@ class WindowScores:
         timestamps: ``(n,)`` unix seconds of that sample.
         score: ``(n,)`` combined score, higher is more anomalous.
         channel_scores: ``(n, C)`` per-channel contributions (1 = typical on normal data).
-        latent_score: ``(n,)`` normalized latent negative log density.
+        latent_score: ``(n,)`` normalized latent distance (to the nearest normal training code).
         threshold: the label-free threshold the flags use.
         channels: channel names in column order.
 

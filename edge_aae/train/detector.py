@@ -74,8 +74,12 @@ class AAEDetector:
         self.name = name
 
     # ----------------------------------------------------------------- fit
-    def fit(self, data: SensorData | np.ndarray, progress: bool = False) -> AAEDetector:
+    def fit(self, data: SensorData | np.ndarray, progress: bool = False, checkpoint: Path | None = None,
+            resume: bool = False) -> AAEDetector:
         """Learn normal behaviour from ``data`` (a series or an ``(n_rows, C)`` array).
+
+        ``checkpoint``: a file the training loop rewrites after every epoch; ``resume``: continue
+        from it (the same data and config give the same model as an uninterrupted run).
 
         Raises:
             DataError: too few rows for one window, or for a validation split.
@@ -119,7 +123,7 @@ class AAEDetector:
         val_w = remove_level(gather_windows(scaled, val_ends, cfg.window_len), mask)
         log.info("training on %d windows, validating on %d (window_len=%d, %d channels)",
                  train_w.shape[0], val_w.shape[0], cfg.window_len, len(data.channels))
-        result = train_aae(train_w, val_w, cfg, progress=progress)
+        result = train_aae(train_w, val_w, cfg, progress=progress, checkpoint=checkpoint, resume=resume)
         _check_validation_fit(result, val_w, list(data.channels), str(data.path))
         self.channels_ = list(data.channels)
         self.sample_period_s_ = float(data.sample_period_s)
@@ -127,13 +131,16 @@ class AAEDetector:
         self.scorer_ = self._build_scorer(result.encoder, result.decoder, result.prior)
         self.scorer_.set_scaler(self.scaler_.center_, self.scaler_.scale_)
         self.scorer_.level_mask.copy_(torch.as_tensor(mask, dtype=torch.float32))
+        calib = np.sort(rng.choice(train_ends, min(CALIBRATION_WINDOWS, train_ends.size), replace=False))
+        with torch.no_grad():  # the latent score's reference: codes of normal training windows
+            self.scorer_.set_code_bank(self.scorer_.encoder(torch.from_numpy(
+                remove_level(gather_windows(scaled, calib, cfg.window_len), mask).astype(np.float32))))
         if cfg.score_stat == "shift":
             self._fit_shift(val_w, train_w)
         else:
             self._fit_normalization(val_w)
         val_raw = gather_windows(data.values, val_ends, cfg.window_len)
-        calib = rng.choice(train_ends, min(CALIBRATION_WINDOWS, train_ends.size), replace=False)
-        self.calibration_ = {"train": gather_windows(data.values, np.sort(calib), cfg.window_len),
+        self.calibration_ = {"train": gather_windows(data.values, calib, cfg.window_len),
                              "val": val_raw}
         self.val_scores_ = self.score_windows(val_raw)[0]
         train_raw = self.calibration_["train"]
@@ -162,18 +169,18 @@ class AAEDetector:
     @torch.no_grad()
     def _residual_stats(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`ScoreGraph.residual_stats` of scaled windows in batches, as float64 arrays."""
-        stats, nlls = [], []
+        stats, dists = [], []
         for i in range(0, scaled.shape[0], 1024):
             r, n = self.scorer_.residual_stats(torch.from_numpy(scaled[i:i + 1024]))
             stats.append(r.numpy())
-            nlls.append(n.numpy())
-        return np.concatenate(stats).astype(np.float64), np.concatenate(nlls).astype(np.float64)
+            dists.append(n.numpy())
+        return np.concatenate(stats).astype(np.float64), np.concatenate(dists).astype(np.float64)
 
     def _fit_normalization(self, val_scaled: np.ndarray) -> None:
-        err, nll = self._residual_stats(val_scaled)
+        err, dist = self._residual_stats(val_scaled)
         channel_scale = np.maximum(err.mean(axis=0), 1e-4)
         rec = np.sqrt(((err / channel_scale) ** 2).mean(axis=1))
-        self.scorer_.set_normalization(channel_scale, *_robust_stats(rec), *_robust_stats(nll))
+        self.scorer_.set_normalization(channel_scale, *_robust_stats(rec), *_robust_stats(dist))
 
     def _fit_shift(self, val_scaled: np.ndarray, train_scaled: np.ndarray) -> None:
         """Mean and covariance of normal mean residuals, and the T² limit the score is divided by.
@@ -187,8 +194,8 @@ class AAEDetector:
         ref = val_scaled
         if val_scaled.shape[0] < pot_min_scores(cfg.pot_init_quantile):
             ref = np.concatenate([val_scaled, train_scaled])
-        b, nll = self._residual_stats(ref)  # (n_ref, C) mean residuals
-        nll = nll[:val_scaled.shape[0]]  # the latent statistics come from validation windows alone
+        b, dist = self._residual_stats(ref)  # (n_ref, C) mean residuals
+        dist = dist[:val_scaled.shape[0]]  # the latent statistics come from validation windows alone
         center = b.mean(axis=0)
         cov = np.atleast_2d(np.cov(b, rowvar=False))
         cov += np.eye(cov.shape[0]) * (1e-4 * float(np.mean(np.diag(cov))) + 1e-10)  # constant channels
@@ -200,7 +207,7 @@ class AAEDetector:
                         cov.shape[0])
         self.shift_n_eff_ = n_eff
         self.scorer_.set_shift(center, np.linalg.inv(cov))
-        self.scorer_.set_normalization(np.diag(cov).copy(), 0.0, limit, *_robust_stats(nll))
+        self.scorer_.set_normalization(np.diag(cov).copy(), 0.0, limit, *_robust_stats(dist))
         log.info("shift score: T² limit %.2f for %d channels from %d windows (%.0f effective)",
                  limit, cov.shape[0], ref.shape[0], n_eff)
 
@@ -386,9 +393,15 @@ class AAEDetector:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             state.setdefault("level_mask", torch.zeros(len(det.channels_)))  # runs from before the option
+            if "code_bank" not in state:
+                raise CorruptModelError(f"{weights}: the run predates the latent code bank: retrain it with "
+                                        f"edge-aae {__version__}")
+            det.scorer_.set_code_bank(state["code_bank"])
             det.scorer_.load_state_dict(state)
         except FileNotFoundError:
             raise CorruptModelError(f"{weights}: missing") from None
+        except CorruptModelError:
+            raise
         except Exception as exc:  # torch raises many kinds for a damaged file
             raise CorruptModelError(f"{weights}: cannot load weights ({type(exc).__name__}: "
                                     f"{str(exc).splitlines()[0][:200]})") from None

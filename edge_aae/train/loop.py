@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,8 +72,11 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+CHECKPOINT_FORMAT = 1
+
+
 def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainConfig,
-              progress: bool = False) -> TrainResult:
+              progress: bool = False, checkpoint: Path | None = None, resume: bool = False) -> TrainResult:
     """Fit encoder, decoder and discriminator on scaled windows.
 
     Args:
@@ -78,6 +84,13 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
         val_windows: ``(m, window_len, C)`` float32, later in time than the training ones.
         config: hyperparameters; ``adversarial_weight == 0`` trains the plain autoencoder.
         progress: show a progress bar with the losses on stderr.
+        checkpoint: after every epoch, everything needed to continue (networks, optimizers,
+            random states, history, the best epoch so far) is written here, atomically.
+        resume: continue from ``checkpoint`` instead of starting over. With the same windows
+            and config, the result is the one an uninterrupted run reaches (on the CPU).
+
+    Raises:
+        EdgeAAEError: ``resume`` without a readable checkpoint, or one from other settings.
 
     """
     device = resolve_device(config.device)
@@ -102,19 +115,35 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     bce = nn.BCEWithLogitsLoss()
 
+    start_epoch = 1
+    history: list[EpochStats] = []
+    best_state: dict[str, dict[str, torch.Tensor]] | None = None
+    best_val, best_epoch, stale = float("inf"), 0, 0
+    nets: dict[str, Any] = {"encoder": encoder, "decoder": decoder, "disc": disc, "opt_ae": opt_ae, "opt_d": opt_d, "opt_g": opt_g,
+            "grad_scaler": scaler}
+    if resume:
+        ck = _read_checkpoint(checkpoint, config, train_windows.shape)
+        for name, obj in nets.items():
+            obj.load_state_dict(ck[name])
+        torch.set_rng_state(ck["torch_rng"])
+        gen.set_state(ck["gen_rng"])
+        history = [EpochStats(**h) for h in ck["history"]]
+        best_state, best_val, best_epoch, stale = ck["best_state"], ck["best_val"], ck["best_epoch"], ck["stale"]
+        start_epoch = ck["epoch"] + 1
+        log.info("resuming after epoch %d (best so far: epoch %d)", ck["epoch"], best_epoch)
+
     x_train = torch.from_numpy(train_windows).to(device)
     x_val = torch.from_numpy(val_windows).to(device)
     n = x_train.shape[0]
     n_batches = max(1, n // config.batch_size)
-    history: list[EpochStats] = []
-    best_state: dict[str, dict[str, torch.Tensor]] | None = None
-    best_val, best_epoch, stale = float("inf"), 0, 0
     warnings: list[str] = []
+    done = stopped = (start_epoch > config.epochs
+                      or (bool(history) and stale >= config.patience))  # a finished run resumed: nothing to do
 
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=config.epochs, desc="train", unit="epoch", leave=True)
+        bar = tqdm(total=config.epochs, initial=start_epoch - 1, desc="train", unit="epoch", leave=True)
 
     def step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter]) -> None:
         opt.zero_grad(set_to_none=True)
@@ -125,7 +154,9 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
         scaler.update()
 
     ae_params = [*encoder.parameters(), *decoder.parameters()]
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(start_epoch, config.epochs + 1):
+        if done:
+            break
         t0 = time.monotonic()
         encoder.train()
         decoder.train()
@@ -179,10 +210,18 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
                           "disc": copy.deepcopy(disc.state_dict())}
         else:
             stale += 1
-            if stale >= config.patience:
-                log.info("early stop at epoch %d; best validation loss %.5f at epoch %d",
-                         epoch, best_val, best_epoch)
-                break
+            stopped = stale >= config.patience
+        if checkpoint is not None:
+            _write_checkpoint(checkpoint, {
+                "format": CHECKPOINT_FORMAT, "epoch": epoch, "config": config.to_dict(),
+                "windows_shape": list(train_windows.shape),
+                **{name: obj.state_dict() for name, obj in nets.items()},
+                "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(),
+                "history": [asdict(h) for h in history], "best_state": best_state, "best_val": best_val,
+                "best_epoch": best_epoch, "stale": stale})
+        if stopped:
+            log.info("early stop at epoch %d; best validation loss %.5f at epoch %d", epoch, best_val, best_epoch)
+            break
     if bar is not None:
         bar.close()
     assert best_state is not None
@@ -195,6 +234,34 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
     for w in warnings[-3:]:
         log.warning(w)
     return TrainResult(encoder, decoder, prior, disc, history, best_epoch, str(device), use_amp, warnings)
+
+
+def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file, then rename: an interruption never leaves half a checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _read_checkpoint(path: Path | None, config: TrainConfig, shape: tuple[int, ...]) -> dict[str, Any]:
+    """The checkpoint to resume from, checked against this run's settings and windows."""
+    if path is None or not path.is_file():
+        raise EdgeAAEError(f"{path}: no checkpoint to resume from")
+    try:
+        ck: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a damaged file: torch raises many kinds
+        raise EdgeAAEError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise EdgeAAEError(f"{path}: not a checkpoint of this version of edge-aae")
+    theirs, ours = ck["config"], config.to_dict()
+    differ = sorted(k for k in ours if k not in ("epochs", "patience", "threads") and theirs.get(k) != ours[k])
+    if differ:
+        raise EdgeAAEError(f"{path}: the checkpoint was trained with other settings ({', '.join(differ)}); "
+                           "resume with the run's own settings")
+    if list(shape) != ck["windows_shape"]:
+        raise EdgeAAEError(f"{path}: the checkpoint was trained on {ck['windows_shape'][0]} windows, this data "
+                           f"gives {shape[0]}: resume with the same data")
+    return ck
 
 
 @torch.no_grad()

@@ -183,8 +183,11 @@ class ScoreGraph(nn.Module):
         channel_scores ``(B, C)``: each channel's time-weighted squared reconstruction
             error divided by its mean on validation data (1 is typical; the contributions).
             The reconstruction part of the score is their root mean square.
-        latent_score ``(B,)``: negative log density of the code under the prior,
-            robustly normalized on validation data.
+        latent_score ``(B,)``: the code's distance to the nearest code of a normal training
+            window (``code_bank``), robustly normalized on validation data: how far the window
+            lies from every operating state seen in training, in the space the prior shaped.
+            It catches channels each in range but in a combination never seen (``unseen_mode``),
+            which reconstruction alone can miss.
 
     With ``score_stat = "shift"``, ``b`` is each channel's time-weighted mean residual
     (reconstruction minus input, scaled units), a sustained shift that sample noise
@@ -204,6 +207,7 @@ class ScoreGraph(nn.Module):
     score_stats: torch.Tensor
     shift_center: torch.Tensor
     shift_precision: torch.Tensor
+    code_bank: torch.Tensor
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: LatentPrior,
                  window_len: int, n_channels: int, latent_weight: float, score_tail: float,
@@ -224,6 +228,7 @@ class ScoreGraph(nn.Module):
         self.register_buffer("channel_scale", torch.ones(n_channels))
         self.register_buffer("level_mask", torch.zeros(n_channels))
         self.register_buffer("score_stats", torch.tensor([0.0, 1.0, 0.0, 1.0]))
+        self.register_buffer("code_bank", torch.zeros(1, prior.latent_dim))
         if score_stat == "shift":
             self.register_buffer("shift_center", torch.zeros(n_channels))
             self.register_buffer("shift_precision", torch.eye(n_channels))
@@ -244,13 +249,25 @@ class ScoreGraph(nn.Module):
         self.shift_center.copy_(torch.as_tensor(center, dtype=torch.float32))
         self.shift_precision.copy_(torch.as_tensor(precision, dtype=torch.float32))
 
+    def set_code_bank(self, codes: np.ndarray | torch.Tensor) -> None:
+        """Store the codes ``(K, latent_dim)`` of normal training windows the latent score measures against."""
+        self.code_bank = torch.as_tensor(codes, dtype=torch.float32).reshape(-1, self.prior.latent_dim).clone()
+
+    def latent_distance(self, z: torch.Tensor) -> torch.Tensor:
+        """Euclidean distance ``(B,)`` from each code ``(B, D)`` to its nearest neighbour in the code bank.
+
+        Sub, Pow, ReduceSum, ReduceMin: no MatMul, so INT8 export leaves the bank in FP32.
+        """
+        d2 = (z.unsqueeze(1) - self.code_bank.unsqueeze(0)).pow(2).sum(-1)  # (B, K)
+        return d2.amin(1).clamp_min(0.0).sqrt()
+
     def scale_input(self, window: torch.Tensor) -> torch.Tensor:
         """Raw sensor units to scaled units; channels in ``level_mask`` lose their window mean."""
         x = (window - self.center) / self.scale
         return x - self.level_mask * x.mean(dim=1, keepdim=True)
 
     def residual_stats(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel time-weighted residual statistic ``(B, C)`` and latent NLL ``(B,)`` of scaled windows.
+        """Per-channel time-weighted residual statistic ``(B, C)`` and latent distance ``(B,)`` of scaled windows.
 
         The statistic is the squared error for the ``error`` score and the signed mean
         residual (reconstruction minus input) for the ``shift`` score.
@@ -259,20 +276,20 @@ class ScoreGraph(nn.Module):
         resid = self.decoder(z) - scaled  # (B, L, C)
         if self.score_stat == "error":
             resid = resid.pow(2)
-        return (resid * self.time_weights.unsqueeze(-1)).sum(1), self.prior.nll(z)
+        return (resid * self.time_weights.unsqueeze(-1)).sum(1), self.latent_distance(z)
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score raw windows; see the class docstring for the outputs."""
         stats = self.score_stats
-        res, nll = self.residual_stats(self.scale_input(window))
+        res, dist = self.residual_stats(self.scale_input(window))
         if self.score_stat == "shift":
             d = res - self.shift_center
             # d' P d as Mul + ReduceSum: no MatMul, so INT8 export leaves the precision in FP32
             t2 = ((d.unsqueeze(-1) * self.shift_precision).sum(1) * d).sum(1)
-            return (t2 - stats[0]) / stats[1], d.pow(2) / self.channel_scale, (nll - stats[2]) / stats[3]
+            return (t2 - stats[0]) / stats[1], d.pow(2) / self.channel_scale, (dist - stats[2]) / stats[3]
         channel_scores = res / self.channel_scale
         rec = channel_scores.pow(2).mean(1).sqrt()  # RMS: one bad channel stands out, all count
         rec_norm = (rec - stats[0]) / stats[1]
-        latent_score = (nll - stats[2]) / stats[3]
+        latent_score = (dist - stats[2]) / stats[3]
         score = rec_norm + self.latent_weight * latent_score
         return score, channel_scores, latent_score
