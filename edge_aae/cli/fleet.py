@@ -36,7 +36,19 @@ def register(sub: Any) -> None:
                                    "edge-aae deploy bundles/pump --broker mqtt://localhost:1883 --gateway pump-gw-01")
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="signed bundle folder")
     _add_broker_args(p)
-    p.add_argument("--gateway", required=True, metavar="GW", help="gateway id")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--gateway", metavar="GW[,GW...]", help="gateway id, or several separated by commas")
+    target.add_argument("--gateways-file", type=Path, metavar="FILE",
+                        help="gateway ids, one per line (# comments and blank lines ignored)")
+    target.add_argument("--all", action="store_true",
+                        help="every gateway whose retained status under --root says online")
+    p.add_argument("--max-parallel", type=int, default=4, metavar="N", help="gateways updated at once (default: 4)")
+    p.add_argument("--abort-after", type=int, default=0, metavar="K",
+                   help="after K failures start no further gateway (default: 0, never)")
+    p.add_argument("--canary", type=int, default=0, metavar="N",
+                   help="update the first N gateways alone and watch them before the rest (default: 0)")
+    p.add_argument("--canary-wait", type=float, default=60.0, metavar="S",
+                   help="seconds the canaries must stay online, healthy and on the new version (default: 60)")
     p.add_argument("--asset", default="", help="replace this asset's model (default: the gateway's default model)")
     p.add_argument("--chunk-kb", type=int, default=128, help="split the bundle into messages of this size "
                                                              "(default: 128)")
@@ -44,6 +56,15 @@ def register(sub: Any) -> None:
                    help="seconds to wait for the outcome (0: none; default: 60)")
     p.set_defaults(func=cmd_deploy)
     register_replay(sub)
+
+    p = sub.add_parser("fleet", help="list the gateways under a topic root: state, health, models, last seen",
+                       description="List every gateway's retained status. Example: "
+                                   "edge-aae fleet --broker mqtt://localhost:1883")
+    _add_broker_args(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per gateway instead of the table")
+    p.add_argument("--wait", type=float, default=2.0, metavar="S",
+                   help="seconds to collect retained statuses (default: 2)")
+    p.set_defaults(func=cmd_fleet)
 
 
 def register_replay(sub: Any) -> None:
@@ -54,7 +75,19 @@ def register_replay(sub: Any) -> None:
                                    "--broker mqtt://localhost:1883 --gateway dev-01 --asset pump1 --speed 60")
     p.add_argument("file", type=Path, metavar="FILE", help="CSV (header; , ; or tab) or headerless numeric text")
     _add_broker_args(p)
-    p.add_argument("--gateway", required=True, metavar="GW", help="gateway id")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--gateway", metavar="GW[,GW...]", help="gateway id, or several separated by commas")
+    target.add_argument("--gateways-file", type=Path, metavar="FILE",
+                        help="gateway ids, one per line (# comments and blank lines ignored)")
+    target.add_argument("--all", action="store_true",
+                        help="every gateway whose retained status under --root says online")
+    p.add_argument("--max-parallel", type=int, default=4, metavar="N", help="gateways updated at once (default: 4)")
+    p.add_argument("--abort-after", type=int, default=0, metavar="K",
+                   help="after K failures start no further gateway (default: 0, never)")
+    p.add_argument("--canary", type=int, default=0, metavar="N",
+                   help="update the first N gateways alone and watch them before the rest (default: 0)")
+    p.add_argument("--canary-wait", type=float, default=60.0, metavar="S",
+                   help="seconds the canaries must stay online, healthy and on the new version (default: 60)")
     p.add_argument("--asset", required=True, help="asset name (the last level of the readings topic)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, metavar="X",
@@ -134,10 +167,72 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     """``edge-aae deploy``."""
     from edge_aae.client.deploy import deploy_bundle, read_password
+    from edge_aae.client.rollout import BrokerLogin, retained_statuses, rollout
 
     if args.chunk_kb < 1:
         raise UsageError("--chunk-kb must be at least 1")
-    return deploy_bundle(args.bundle, args.broker, args.gateway, root=args.root, asset=args.asset,
-                         tls_ca=args.tls_ca, username=args.username,
-                         password=read_password(args.password_file, args.username), chunk_kb=args.chunk_kb,
-                         wait_s=args.wait)
+    login = BrokerLogin(args.broker, args.root, args.tls_ca, args.username,
+                        read_password(args.password_file, args.username))
+    if args.all:
+        gateways = sorted(g for g, st in retained_statuses(login).items() if st.get("state") == "online")
+        if not gateways:
+            raise UsageError(f"--all: no gateway under {args.root}/ reports online on {args.broker}")
+    elif args.gateways_file is not None:
+        try:
+            lines = args.gateways_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"--gateways-file {args.gateways_file}: cannot read it ({exc.strerror})") from None
+        gateways = [ln.split("#")[0].strip() for ln in lines if ln.split("#")[0].strip()]
+        if not gateways:
+            raise UsageError(f"--gateways-file {args.gateways_file}: no gateway ids in it")
+    else:
+        gateways = [g.strip() for g in args.gateway.split(",") if g.strip()]
+    bad = [g for g in gateways if any(c in g for c in "+#/ ")]
+    if bad:
+        raise UsageError(f"gateway id {bad[0]!r}: no spaces, '/', '+' or '#'")
+    single = len(gateways) == 1 and not (args.all or args.gateways_file or args.canary or args.abort_after)
+    if single:
+        return deploy_bundle(args.bundle, args.broker, gateways[0], root=args.root, asset=args.asset,
+                             tls_ca=args.tls_ca, username=args.username, password=login.password,
+                             chunk_kb=args.chunk_kb, wait_s=args.wait)
+    code, _ = rollout(args.bundle, login, gateways, asset=args.asset, max_parallel=args.max_parallel,
+                      abort_after=args.abort_after, canary=args.canary, canary_wait_s=args.canary_wait,
+                      chunk_kb=args.chunk_kb, wait_s=args.wait)
+    return code
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """``edge-aae fleet``."""
+    import json
+    import time
+
+    from edge_aae.cli.common import print_table
+    from edge_aae.client.deploy import read_password
+    from edge_aae.client.rollout import BrokerLogin, retained_statuses
+
+    login = BrokerLogin(args.broker, args.root, args.tls_ca, args.username,
+                        read_password(args.password_file, args.username))
+    statuses = retained_statuses(login, wait_s=args.wait)
+    if args.json:
+        for gw in sorted(statuses):
+            print(json.dumps({"gateway": gw, **statuses[gw]}))
+        return 0
+    if not statuses:
+        print(f"no gateway has a retained status under {args.root}/ on {args.broker}")
+        return 0
+    now = time.time()
+    rows = []
+    for gw in sorted(statuses):
+        st = statuses[gw]
+        models = st.get("models") if isinstance(st.get("models"), dict) else {}
+        ts = st.get("ts")
+        age = f"{now - ts:.0f} s ago" if isinstance(ts, int | float) else "?"
+        health = {True: "yes", False: f"no: {st.get('problem', '?')}"}.get(st.get("healthy"), "-")
+        rows.append((gw, str(st.get("state", "?")), health,
+                     ", ".join(f"{k}={v.get('version', '?')}" for k, v in sorted(models.items())
+                               if isinstance(v, dict)) or "-",
+                     str(st.get("assets_total", "-")), age))
+    print_table(["gateway", "state", "healthy", "models", "assets", "last status"], rows)
+    online = sum(1 for st in statuses.values() if st.get("state") == "online")
+    print(f"{len(statuses)} gateway(s), {online} online")
+    return 0

@@ -24,8 +24,11 @@ STATUS_CONFIRM_S = 30.0  # after "installed", how long to wait for the status to
 
 def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-aae", asset: str = "",
                   tls_ca: str = "", username: str = "", password: str | None = None, chunk_kb: int = 128,
-                  wait_s: float = 60.0, out: TextIO = sys.stdout) -> int:
+                  wait_s: float = 60.0, out: TextIO = sys.stdout, report: dict[str, Any] | None = None) -> int:
     """Publish ``bundle`` to ``ROOT/GW/model/update`` and wait for the outcome on ``ROOT/GW/model``.
+
+    ``report``, when given, is filled with ``outcome`` (``installed``, ``refused``, ``rolled_back``,
+    ``no answer``, ``not confirmed``), ``previous``, ``version`` and ``reason``.
 
     Returns:
         0 when the gateway reports ``installed`` and its status then shows the new version in
@@ -37,6 +40,7 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
         EdgeAAEError: the broker refused the connection or did not acknowledge the chunks.
 
     """
+    report = {} if report is None else report
     manifest = read_manifest(bundle)
     if not (bundle / SIGNATURE).is_file():
         print(f"warning: {bundle} is not signed; a gateway with updates enabled will refuse it", file=sys.stderr)
@@ -100,6 +104,7 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
         if not connected.wait(15) or refused:
             raise EdgeAAEError(f"broker {host}:{port} refused the connection: {refused[0] if refused else 'timeout'}")
         version = manifest.model.version
+        report.update(version=version, previous="", outcome="no answer", reason="")
         out.write(f"deploying {manifest.model.name} {version} ({archive_kib:.0f} KiB in "
                   f"{len(chunks) - 1} chunk(s)) to {topics.model_update} as update {update_id}\n")
         for payload in chunks:
@@ -113,10 +118,13 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
             out.write("sent (not waiting for the outcome)\n")
             return 0
         if not got.wait(wait_s):
+            report["reason"] = f"nothing within {wait_s:.0f} s (offline? updates disabled?)"
             out.write(f"no outcome from gateway {gateway} within {wait_s:.0f} s (offline? updates disabled?)\n")
             return 1
         event = outcome.get("event")
         detail = outcome.get("reason") or f"version {outcome.get('version')} (was {outcome.get('previous')})"
+        report.update(outcome=str(event), previous=str(outcome.get("previous") or ""),
+                      reason=str(outcome.get("reason") or ""))
         out.write(f"gateway {gateway}: {event}: {detail}\n")
         if event != "installed":
             return 1
@@ -134,6 +142,7 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
             time.sleep(0.1)
         serving = in_service()
         if serving != version:
+            report.update(outcome="not confirmed", reason=f"status shows {key} = {serving or 'nothing'} in service")
             out.write(f"gateway {gateway} reported installed, but its status shows {key} = {serving or 'nothing'} "
                       f"in service, not {version}: the outcome may be forged (an open broker?)\n")
             return 1

@@ -73,6 +73,7 @@ def resolve_device(requested: str) -> torch.device:
 
 
 CHECKPOINT_FORMAT = 1
+JOINT = os.environ.get("EDGE_AAE_JOINT") == "1"  # experiment switch
 
 
 def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainConfig,
@@ -164,6 +165,32 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
         sums = np.zeros(4)
         for b in range(n_batches):
             x = x_train[order[b * config.batch_size:(b + 1) * config.batch_size]]
+            if JOINT:
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    z = encoder(x)
+                    loss_r = (decoder(z).float() - x).pow(2).mean()
+                    if adversarial:
+                        logits_gen = disc(z.float()).float()
+                        loss_g = bce(logits_gen, torch.ones_like(logits_gen))
+                        loss = loss_r + config.adversarial_weight * loss_g
+                    else:
+                        loss = loss_r
+                step(opt_ae, loss, ae_params)
+                sums[0] += loss_r.item()
+                if not adversarial:
+                    continue
+                sums[2] += loss_g.item()
+                z_fake = z.detach().float()
+                z_real = prior.sample(x.shape[0])
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    logits_real, logits_fake = disc(z_real), disc(z_fake)
+                    loss_d = bce(logits_real.float(), torch.ones_like(logits_real, dtype=torch.float32)) + \
+                        bce(logits_fake.float(), torch.zeros_like(logits_fake, dtype=torch.float32))
+                step(opt_d, loss_d, list(disc.parameters()))
+                acc = 0.5 * ((logits_real > 0).float().mean() + (logits_fake < 0).float().mean())
+                sums[1] += loss_d.item()
+                sums[3] += acc.item()
+                continue
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss_r = (decoder(encoder(x)).float() - x).pow(2).mean()
             step(opt_ae, loss_r, ae_params)
