@@ -224,10 +224,12 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     rows = []
     for gw in sorted(statuses):
         st = statuses[gw]
-        models = st.get("models") if isinstance(st.get("models"), dict) else {}
+        models = st.get("models")
+        models = models if isinstance(models, dict) else {}
         ts = st.get("ts")
         age = f"{now - ts:.0f} s ago" if isinstance(ts, int | float) else "?"
-        health = {True: "yes", False: f"no: {st.get('problem', '?')}"}.get(st.get("healthy"), "-")
+        healthy = st.get("healthy")
+        health = "yes" if healthy is True else f"no: {st.get('problem', '?')}" if healthy is False else "-"
         rows.append((gw, str(st.get("state", "?")), health,
                      ", ".join(f"{k}={v.get('version', '?')}" for k, v in sorted(models.items())
                                if isinstance(v, dict)) or "-",

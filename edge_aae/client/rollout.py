@@ -140,8 +140,9 @@ def watch_canaries(login: BrokerLogin, outcomes: list[GatewayOutcome], wait_s: f
 
     def on_status(st: dict[str, Any], topic: str) -> None:
         gw = topic.split("/")[-2]
-        models = st.get("models") if isinstance(st.get("models"), dict) else {}
-        serving = models.get(key, {}).get("version") if isinstance(models.get(key), dict) else None
+        models = st.get("models")
+        slot = models.get(key) if isinstance(models, dict) else None
+        serving = slot.get("version") if isinstance(slot, dict) else None
         problem = ""
         if st.get("state") != "online":
             problem = f"went {st.get('state')}"
