@@ -120,8 +120,8 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
     history: list[EpochStats] = []
     best_state: dict[str, dict[str, torch.Tensor]] | None = None
     best_val, best_epoch, stale = float("inf"), 0, 0
-    nets: dict[str, Any] = {"encoder": encoder, "decoder": decoder, "disc": disc, "opt_ae": opt_ae, "opt_d": opt_d, "opt_g": opt_g,
-            "grad_scaler": scaler}
+    nets: dict[str, Any] = {"encoder": encoder, "decoder": decoder, "disc": disc, "opt_ae": opt_ae,
+                            "opt_d": opt_d, "opt_g": opt_g, "grad_scaler": scaler}
     if resume:
         ck = _read_checkpoint(checkpoint, config, train_windows.shape)
         for name, obj in nets.items():

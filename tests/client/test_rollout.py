@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,6 @@ def cli(*args: object) -> subprocess.CompletedProcess[str]:
 def versions_in_service(broker: Mosquitto) -> dict[str, str]:
     p = cli("fleet", "--broker", broker.url, "--json", "--wait", "1")
     assert p.returncode == 0, p.stderr
-    import json
     return {d["gateway"]: d["models"]["default"]["version"] for d in map(json.loads, p.stdout.splitlines())
             if d.get("state") == "online"}
 
@@ -62,7 +62,8 @@ def test_rollout_abort_canary_all_and_fleet(tmp_path, versions):
                 "--max-parallel", "1", "--abort-after", "1", "--wait", "30")
         assert p.returncode == 1, p.stdout + p.stderr
         rows = {line.split()[0]: line for line in p.stdout.splitlines()[1:5]}
-        assert "refused" in rows["odd"] and "signature" in rows["odd"], p.stdout
+        assert "refused" in rows["odd"], p.stdout
+        assert "signature" in rows["odd"], p.stdout
         for gw in ("gw1", "gw2", "gw3"):
             assert "skipped" in rows[gw], p.stdout
         assert "installed on 0 of 4" in p.stdout
