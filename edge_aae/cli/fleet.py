@@ -57,6 +57,30 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_deploy)
     register_replay(sub)
 
+    p = sub.add_parser("record", help="write alerts, statuses and optionally scores from MQTT into a database",
+                       description="Record the fleet's alerts into SQLite or PostgreSQL (idempotent on alert id, "
+                                   "persistent MQTT session, acknowledged after commit). Example: edge-aae record "
+                                   "--broker mqtt://localhost:1883 --db sqlite:///alerts.db")
+    _add_broker_args(p)
+    p.add_argument("--db", required=True, metavar="URL",
+                   help="sqlite:///FILE (default kind) or postgresql://USER@HOST:PORT/DB")
+    p.add_argument("--share", default="", metavar="GROUP",
+                   help="MQTT 5 shared subscription group: recorders in one group split the messages")
+    p.add_argument("--client-id", default="", metavar="ID",
+                   help="MQTT client id; the persistent session is kept under it (default: from host and group)")
+    p.add_argument("--scores-every", type=int, default=0, metavar="N",
+                   help="also record one score message in N per asset (default: 0, none)")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("history", help="summarize the alert history database (table and HTML report)",
+                       description="Alerts per asset from the database edge-aae record writes. Example: "
+                                   "edge-aae history --db sqlite:///alerts.db --since 7d")
+    p.add_argument("--db", required=True, metavar="URL", help="sqlite:///FILE or postgresql://...")
+    p.add_argument("--asset", default="", help="only this asset")
+    p.add_argument("--since", default="7d", help="period: 90m, 12h, 7d, 2w (default: 7d)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="also write DIR/history.html (with a plot)")
+    p.set_defaults(func=cmd_history)
+
     p = sub.add_parser("fleet", help="list the gateways under a topic root: state, health, models, last seen",
                        description="List every gateway's retained status. Example: "
                                    "edge-aae fleet --broker mqtt://localhost:1883")
@@ -237,4 +261,55 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     print_table(["gateway", "state", "healthy", "models", "assets", "last status"], rows)
     online = sum(1 for st in statuses.values() if st.get("state") == "online")
     print(f"{len(statuses)} gateway(s), {online} online")
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """``edge-aae record``."""
+    import signal
+
+    from edge_aae.client.deploy import read_password
+    from edge_aae.client.recorder import HistoryRecorder, RecordOptions
+
+    logging.getLogger().setLevel(logging.INFO)
+    rec = HistoryRecorder(RecordOptions(args.broker, args.db, root=args.root, share=args.share,
+                                        client_id=args.client_id, scores_every=args.scores_every,
+                                        tls_ca=args.tls_ca, username=args.username,
+                                        password=read_password(args.password_file, args.username)))
+    signal.signal(signal.SIGTERM, lambda *_: rec.stop())
+    signal.signal(signal.SIGINT, lambda *_: rec.stop())
+    print(f"recording {args.root}/ from {args.broker} into {args.db} (Ctrl-C stops)", flush=True)
+    return rec.run()
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """``edge-aae history``."""
+    import time
+
+    from edge_aae.cli.common import print_table
+    from edge_aae.client.history_db import open_db
+    from edge_aae.client.history_report import parse_since, summarize, write_report
+
+    since = parse_since(args.since)
+    try:
+        db = open_db(args.db)
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"--db {args.db}: cannot open it ({str(exc).strip().splitlines()[0]})") from None
+    try:
+        summaries, rows = summarize(db, time.time() - since, args.asset)
+    finally:
+        db.close()
+    if not summaries:
+        print(f"no alerts in the last {args.since}" + (f" for asset {args.asset}" if args.asset else ""))
+    else:
+        print_table(["gateway", "asset", "raised", "cleared", "last raised (UTC)", "median duration", "top channel"],
+                    [(s.gateway, s.asset, str(s.raised), str(s.cleared),
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.last_raised)) if s.last_raised else "-",
+                      "-" if s.median_duration_s is None else f"{s.median_duration_s:.0f} s", s.top_channel)
+                     for s in summaries])
+    if args.out:
+        path = write_report(args.out, summaries, rows, f"edge-aae alert history, last {args.since}")
+        print(f"report: {path.resolve()}")
     return 0

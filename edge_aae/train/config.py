@@ -46,7 +46,8 @@ class TrainConfig:
     latent_dim: int = _opt(0, 'latent code size; 0: half the channels, 2 to 8')
     prior: str = _opt("gaussian", 'prior the discriminator pushes the codes towards')
     n_components: int = _opt(4, 'components of the mixture prior')
-    adversarial_weight: float = _opt(1.0, 'weight of the adversarial loss; 0 trains the plain autoencoder')
+    adversarial_weight: float = _opt(0.1, 'weight of the adversarial loss beside the reconstruction error; '
+                                           '0 trains the plain autoencoder')
     latent_weight: float = _opt(0.5, 'weight of the latent score in the combined score')
     score_tail: float = _opt(0.25, "how much the score favours a window's most recent samples (smaller: more)")
     # "error": time-weighted squared reconstruction error per channel, RMS over channels.

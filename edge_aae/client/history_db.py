@@ -1,0 +1,170 @@
+"""The alert history database: SQLite (embedded default) or PostgreSQL, one schema, migrated on open.
+
+URLs: ``sqlite:///alerts.db`` (a relative path), ``sqlite:////var/lib/edge-aae/alerts.db``
+(absolute), ``postgresql://user@host:5432/dbname`` (``postgres://`` too; query parameters such
+as ``?options=-csearch_path%3Dplant`` are passed to the driver). PostgreSQL needs ``psycopg``
+(``pip install 'edge-aae[db]'``).
+
+Writes are idempotent: an alert message is keyed on its ``id``, a status on gateway and time, a
+score on gateway, asset and time; a second copy of the same message is not a second row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from edge_aae.core.errors import UsageError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS edge_aae_schema (version INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS alerts (
+        id TEXT PRIMARY KEY, alert_id TEXT NOT NULL, event TEXT NOT NULL, gateway TEXT NOT NULL,
+        asset TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, since DOUBLE PRECISION, score DOUBLE PRECISION,
+        peak_score DOUBLE PRECISION, threshold DOUBLE PRECISION, top_channel TEXT, model_name TEXT,
+        model_version TEXT, payload TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS alerts_asset_ts ON alerts (asset, ts)",
+    """CREATE TABLE IF NOT EXISTS statuses (
+        gateway TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, state TEXT, healthy INTEGER, payload TEXT NOT NULL,
+        PRIMARY KEY (gateway, ts))""",
+    """CREATE TABLE IF NOT EXISTS scores (
+        gateway TEXT NOT NULL, asset TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, score DOUBLE PRECISION,
+        threshold DOUBLE PRECISION, latent_score DOUBLE PRECISION, model_version TEXT,
+        PRIMARY KEY (gateway, asset, ts))""",
+)
+
+ALERT_COLUMNS = ("id", "alert_id", "event", "gateway", "asset", "ts", "since", "score", "peak_score", "threshold",
+                 "top_channel", "model_name", "model_version", "payload", "received_at")
+_INSERT_ALERT = ("INSERT INTO alerts (id, alert_id, event, gateway, asset, ts, since, score, peak_score, threshold, "
+                 "top_channel, model_name, model_version, payload, received_at) VALUES "
+                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+
+
+@dataclass(frozen=True)
+class DbUrl:
+    """A parsed ``--db`` URL."""
+
+    kind: str  # sqlite or postgresql
+    target: str  # the SQLite file, or the libpq connection string
+
+
+def parse_db_url(url: str) -> DbUrl:
+    """``sqlite:///FILE`` or ``postgresql://...``.
+
+    Raises:
+        UsageError: any other form, naming the accepted ones.
+
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+        if not path:
+            raise UsageError(f"--db {url!r}: a SQLite URL is sqlite:///FILE (relative) or sqlite:////abs/FILE")
+        return DbUrl("sqlite", path)
+    if parsed.scheme in ("postgresql", "postgres"):
+        return DbUrl("postgresql", url)
+    raise UsageError(f"--db {url!r}: expected sqlite:///FILE or postgresql://USER@HOST:PORT/DB")
+
+
+class HistoryDb:
+    """A connection with the schema in place. Use :func:`open_db`."""
+
+    def __init__(self, conn: Any, kind: str) -> None:
+        """Wrap an open DB-API connection of ``kind`` (``sqlite`` or ``postgresql``)."""
+        self.conn = conn
+        self.kind = kind
+        self._mark = "?" if kind == "sqlite" else "%s"
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self._mark)
+
+    def migrate(self) -> None:
+        """Create what is missing; refuse a database written by a newer schema."""
+        cur = self.conn.cursor()
+        for stmt in _SCHEMA:
+            cur.execute(stmt)
+        cur.execute("SELECT version FROM edge_aae_schema")
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(self._sql("INSERT INTO edge_aae_schema (version) VALUES (?)"), (SCHEMA_VERSION,))
+        elif int(row[0]) > SCHEMA_VERSION:
+            self.conn.rollback()
+            raise UsageError(f"the history database has schema version {row[0]}; this edge-aae knows "
+                             f"{SCHEMA_VERSION}: upgrade edge-aae")
+        self.conn.commit()
+
+    def write(self, rows: list[tuple[str, dict[str, Any], float]]) -> None:
+        """Insert a batch of ``(kind, payload, received_at)`` in one transaction (``kind``: alert, status, score).
+
+        Copies already present are skipped (``ON CONFLICT DO NOTHING``).
+        """
+        cur = self.conn.cursor()
+        for kind, p, received in rows:
+            if kind == "alert":
+                top = p.get("top_channels") or [{}]
+                model = _dict(p.get("model"))
+                values = (p["id"], p["alert_id"], p["event"], p["gateway"], p["asset"], float(p["ts"]),
+                          _num(p.get("since")), _num(p.get("score")), _num(p.get("peak_score")),
+                          _num(p.get("threshold")), str(top[0].get("channel", "")) if isinstance(top[0], dict) else "",
+                          str(model.get("name", "")), str(model.get("version", "")), json.dumps(p), received)
+                cur.execute(self._sql(_INSERT_ALERT), values)
+            elif kind == "status":
+                healthy = p.get("healthy")
+                cur.execute(self._sql("INSERT INTO statuses (gateway, ts, state, healthy, payload) VALUES "
+                                      "(?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                            (p["gateway"], float(p["ts"]), str(p.get("state", "")),
+                             None if healthy is None else int(bool(healthy)), json.dumps(p)))
+            elif kind == "score":
+                model = _dict(p.get("model"))
+                cur.execute(self._sql("INSERT INTO scores (gateway, asset, ts, score, threshold, latent_score, "
+                                      "model_version) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                            (p["gateway"], p["asset"], float(p["ts"]), _num(p.get("score")),
+                             _num(p.get("threshold")), _num(p.get("latent_score")), str(model.get("version", ""))))
+        self.conn.commit()
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a ``SELECT`` written with ``?`` placeholders."""
+        cur = self.conn.cursor()
+        cur.execute(self._sql(sql), params)
+        return list(cur.fetchall())
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def open_db(url: str, connect_timeout_s: float = 10.0) -> HistoryDb:
+    """Connect and migrate.
+
+    Raises:
+        UsageError: a malformed URL, or PostgreSQL without psycopg installed.
+        OSError / the driver's OperationalError: the database cannot be reached (callers retry).
+
+    """
+    target = parse_db_url(url)
+    if target.kind == "sqlite":
+        Path(target.target).parent.mkdir(parents=True, exist_ok=True)
+        db = HistoryDb(sqlite3.connect(target.target, timeout=connect_timeout_s, check_same_thread=False), "sqlite")
+    else:
+        try:
+            import psycopg
+        except ImportError:
+            raise UsageError("--db postgresql://...: needs psycopg (pip install 'edge-aae[db]')") from None
+        db = HistoryDb(psycopg.connect(target.target, connect_timeout=max(1, int(connect_timeout_s))),
+                       "postgresql")
+    db.migrate()
+    return db
