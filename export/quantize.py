@@ -56,7 +56,37 @@ MIN_FAN_IN_PER_CHANNEL = 16
 # Accuracy-aware fallback, tried in order until the parity gate passes: everything
 # quantized; the first layer (it sees the scaled raw input, the widest range) kept
 # FP32; and the last one too (it produces the reconstruction whose error is the score).
-FALLBACKS: tuple[tuple[str, ...], ...] = ((), ("first",), ("first", "last"))
+# "code": the encoder's last layer, whose output (the latent code) is measured against the
+# FP32 code bank: a few int8 steps there move every distance.
+FALLBACKS: tuple[tuple[str, ...], ...] = ((), ("code",), ("first", "code"), ("first", "last", "code"))
+
+
+def code_node(model: onnx.ModelProto) -> str | None:
+    """The compute node that produces the latent code (the input of the code-bank distance).
+
+    The distance subtracts a constant of rank >= 2 (the bank) from the code; walking back from
+    the code through non-compute nodes reaches the encoder's last Conv/MatMul/Gemm.
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type != "Sub" or len(node.input) != 2:
+            continue
+        banks = [i for i in node.input if i in inits and len(inits[i].dims) >= 2]
+        if not banks:
+            continue
+        todo = [i for i in node.input if i not in inits]
+        seen: set[str] = set()
+        while todo:
+            name = todo.pop()
+            prod = producers.get(name)
+            if prod is None or prod.name in seen:
+                continue
+            seen.add(prod.name)
+            if prod.op_type in QUANTIZED_OPS:
+                return str(prod.name)
+            todo.extend(i for i in prod.input if i not in inits)
+    return None
 
 
 def compute_nodes(model: onnx.ModelProto) -> list[str]:
@@ -108,6 +138,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
         compute = compute_nodes(model)
         exclude = ([compute[0]] if "first" in keep_fp32 and compute else []) + (
             [compute[-1]] if "last" in keep_fp32 and len(compute) > 1 else [])
+        code = code_node(model) if "code" in keep_fp32 else None
+        if code is not None and code not in exclude:
+            exclude.append(code)
         quantize_static(str(pre), str(out_path), _WindowReader(calib_windows),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=ACTIVATION_TYPE[target], weight_type=QuantType.QInt8,
@@ -131,7 +164,10 @@ def weight_axis(node: onnx.NodeProto) -> int:
 
 
 def quantize_weights_int8(fp32_path: Path, out_path: Path) -> int:
-    """Store every Conv/Gemm/MatMul weight as symmetric int8, one scale per output channel.
+    """Store every Conv/Gemm/MatMul weight but the code layer's as symmetric int8, one scale per output channel.
+
+    The layer that produces the latent code keeps FP32 weights (see :func:`code_node`): it is
+    small, and the latent score compares its output with an FP32 code bank.
 
     Each weight becomes ``Cast(int8 -> float) * scale``, constant inputs that onnxruntime
     folds back into an FP32 weight at session load (``DequantizeLinear`` would stay in
@@ -149,8 +185,10 @@ def quantize_weights_int8(fp32_path: Path, out_path: Path) -> int:
     inits = {i.name: i for i in model.graph.initializer}
     nodes: list[onnx.NodeProto] = []
     done: set[str] = set()
+    code = code_node(model)
     for node in model.graph.node:
-        name = node.input[1] if node.op_type in QUANTIZED_OPS and len(node.input) > 1 else ""
+        name = (node.input[1] if node.op_type in QUANTIZED_OPS and len(node.input) > 1 and node.name != code
+                else "")
         if name in inits and name not in done:
             w = numpy_helper.to_array(inits[name]).astype(np.float32)
             axis = weight_axis(node)
