@@ -46,6 +46,7 @@ from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
 from edge_aae.gateway.ratelimit import TokenBucket
 from edge_aae.gateway.registry import AssetBinding, ModelRegistry, ModelSlot
 from edge_aae.gateway.scorer import OnnxModel
+from edge_aae.gateway.sdnotify import Notifier
 from edge_aae.gateway.stats import Stats, rss_mb
 from edge_aae.gateway.stream import AssetStream
 from edge_aae.gateway.transport import Handlers, Transport
@@ -241,6 +242,8 @@ class Daemon:
             except OSError as exc:
                 raise ConfigError(f"{cfg.path or 'config'}: metrics.port: cannot listen on "
                                   f"{cfg.metrics.bind}:{cfg.metrics.port}: {exc.strerror or exc}") from None
+        self.systemd = Notifier()
+        self._ready_sent = False
         self.transport = Transport(cfg, self.topics, self.stats, self.outbox,
                                    Handlers(message=self._on_message, connected=self._on_connected,
                                             status_payload=self._status_payload, report=self._report_error,
@@ -636,9 +639,18 @@ class Daemon:
                                f"{self.cfg.runtime.queue_max_readings}")
 
     def _watchdog(self, now: float) -> None:
-        """Heartbeat while healthy; the transport's probes, loop restarts and resubscriptions."""
+        """Heartbeat while healthy; the transport's probes, loop restarts and resubscriptions.
+
+        systemd's watchdog is fed here, every second, whatever the broker's state: it proves the
+        worker loop runs (a stuck loop gets the daemon restarted), while MQTT health is the
+        heartbeat file's and the status topic's business (restarting cannot fix a broker outage).
+        """
         self.transport.maintain(now, self._stop.is_set())
         healthy, why = self.transport.healthy()
+        if not self._ready_sent:
+            self._ready_sent = True
+            self.systemd.send(READY="1", STATUS=f"serving as {self.cfg.gateway_id}")
+        self.systemd.send(WATCHDOG="1", STATUS="healthy" if healthy else f"unhealthy: {why}")
         if healthy != self._reported_health and self.transport.connected.is_set():
             self._reported_health = healthy  # the retained status says so at once, not at the next stats
             self._publish_status()
@@ -666,6 +678,7 @@ class Daemon:
     def _shutdown(self) -> None:
         """Stop intake, drain the queue, flush the outbox (bounded), publish offline, disconnect."""
         log.info("shutting down: draining %d queued reading(s)", len(self.queue))
+        self.systemd.send(STOPPING="1", STATUS="draining and flushing the outbox")
         self.transport.stop_intake()
         due: list[tuple[str, float, np.ndarray]] = []
         self._ingest(self.queue.get_all(0), due)
@@ -684,4 +697,5 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.close()
         self.transport.close()
+        self.systemd.close()
         log.info("stopped")
