@@ -80,6 +80,7 @@ class ExportReport:
     signed: bool = False
     int8_quantization: str = ""  # static, weights, or empty without INT8
     int8_attempts: list[dict[str, Any]] = field(default_factory=list)  # every INT8 variant tried, and why it failed
+    target: str = ""  # x86_64 or arm64: the CPU the bundle is for
 
 
 def host_target() -> str:
@@ -191,7 +192,8 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
             if int8_gate.passed:
                 break
         assert int8_gate is not None
-        unfused = count_unfused_weight_dequant(int8_path)
+        # onnxruntime fuses per CPU: a count taken on another architecture says nothing about the target
+        unfused = count_unfused_weight_dequant(int8_path) if target == host_target() else None
         if target == host_target():
             one = gate_windows[:1]
             latency = {"fp32": median_latency_us(fp32_path, one), "int8": median_latency_us(int8_path, one)}
@@ -254,7 +256,7 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
     (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1) + "\n", encoding="utf-8")
     sizes = {name: (tmp / name).stat().st_size for name in (FP32_MODEL, INT8_MODEL) if (tmp / name).exists()}
     report = ExportReport(tmp, default_kind, reason, fp32_gate, int8_gate, sizes, unfused, latency,
-                          int8_quantization=quantization, int8_attempts=tried)
+                          int8_quantization=quantization, int8_attempts=tried, target=target)
     parity = {"fp32_vs_torch": as_dict(fp32_gate), "int8_vs_fp32": as_dict(int8_gate),
               "default_model": default_kind, "default_reason": reason, "thresholds": thresholds,
               "int8_quantization": quantization or None,

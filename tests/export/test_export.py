@@ -311,3 +311,17 @@ def test_parity_json_says_why_each_int8_variant_failed(bundle):
     gate = Int8Parity(0.99, 0.95, 1.0, 3, 100, False, {"decision_agreement": 0.995, "spearman": 0.99,
                                                         "spearman_normal": 0.99, "top_channel_agreement": 0.9}, 0.999)
     assert [f["criterion"] for f in gate.failures()] == ["decision_agreement", "spearman"]
+
+
+def test_arm64_export_does_not_report_a_fusion_count_it_did_not_measure(trained_run, tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "edge_aae.cli", "export", str(trained_run), "--out",
+                        str(tmp_path / "arm"), "--target", "arm64"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    line = next(ln for ln in p.stdout.splitlines() if "unfused weight DequantizeLinear" in ln)
+    assert "not measured" in line
+    assert "FAIL" not in line
+    parity = json.loads((tmp_path / "arm" / "parity.json").read_text())
+    assert parity["unfused_weight_dequantize_linear"] is None
