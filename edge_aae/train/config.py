@@ -59,11 +59,11 @@ class TrainConfig:
     batch_size: int = _opt(128, 'windows per training batch')
     # 1e-3 trained as well but diverged late more often, and its INT8 twin ranked worse
     lr: float = _opt(5e-4, 'learning rate of the autoencoder')
-    disc_lr: float = _opt(2e-4, 'learning rate of the discriminator')
+    disc_lr: float = _opt(1e-4, 'learning rate of the discriminator')
     grad_clip: float = _opt(1.0, 'gradient norm clip (0: none)')
     val_fraction: float = _opt(0.2,
                 'share of the training series (its end) held out for validation and the threshold')
-    patience: int = _opt(5, 'epochs without a better validation loss before stopping')
+    patience: int = _opt(10, 'epochs without a better validation loss before stopping')
     max_train_windows: int = _opt(12000, 'most training windows used (a random subset beyond)')
     seed: int = _opt(0, 'random seed (runs are deterministic on the CPU)')
     device: str = _opt("auto", 'training device; auto picks CUDA when present (mixed precision there)')
