@@ -129,7 +129,7 @@ def test_daemon_alert_reaches_cli_and_client_then_offline(broker, bundle, synth_
         assert any(s.state == "offline" and s.gateway == "gw1" for s in statuses)
         time.sleep(0.5)
         cli.send_signal(signal.SIGINT)
-        out, err = cli.communicate(timeout=15)
+        out, err = cli.communicate(timeout=60)
         assert cli.returncode == 0, err
         lines = [json.loads(line) for line in out.splitlines()]
         cli_alerts = [x for x in lines if x["type"] == "alert" and x["event"] == "raised"]
