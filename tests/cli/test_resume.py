@@ -15,6 +15,11 @@ SMALL = ("--window-len", "16", "--hidden", "16", "--max-train-windows", "4000", 
 EPOCHS = "10"  # long enough that the SIGINT lands mid-run even when the poll is slow
 
 
+def ctrl_c_enabled() -> None:
+    """In the child: Ctrl-C as a terminal gives it, even when this run inherited SIGINT ignored (nohup, &)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def checkpoint_epoch(path: Path) -> int:
     try:
         return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
@@ -28,7 +33,8 @@ def test_sigint_then_resume_reaches_the_uninterrupted_weights(tmp_path, synth_di
     p = run_cli("train", "--data", data, "--out", whole, "--epochs", EPOCHS, *SMALL)
     assert p.returncode == 0, p.stderr
     proc = subprocess.Popen([sys.executable, "-m", "edge_aae.cli", "train", "--data", str(data), "--out", str(cut),
-                             "--epochs", EPOCHS, *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--epochs", EPOCHS, *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_enabled)
     deadline = time.monotonic() + 240
     while checkpoint_epoch(cut / "checkpoint.pt") < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)

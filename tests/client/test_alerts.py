@@ -23,6 +23,7 @@ from edge_aae.devtools.daemon_process import DaemonProcess, write_config
 from edge_aae.devtools.mosquitto import Mosquitto
 from edge_aae.devtools.mqtt_recorder import Recorder, publisher
 from edge_aae.devtools.replay import publish_series
+from tests.cli.test_resume import ctrl_c_enabled
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "asyncapi.yaml"
@@ -99,7 +100,7 @@ def test_daemon_alert_reaches_cli_and_client_then_offline(broker, bundle, synth_
     first_fault = json.loads((synth_dir / "faults.json").read_text())["faults"][0]
     segment = test.slice_rows(max(0, first_fault["start"] - 300), first_fault["end"] + 200)
     cli = subprocess.Popen([sys.executable, "-m", "edge_aae.cli", "alerts", "--broker", broker.url, "--json"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_enabled)
     got: list[Alert] = []
     statuses: list[GatewayStatus] = []
     sub = AlertSubscriber(broker.url, on_alert=got.append, on_status=statuses.append).start()
