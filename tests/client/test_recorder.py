@@ -188,3 +188,32 @@ def test_sqlite_history_and_a_database_that_is_down(tmp_path):
         rec.close()
         down.close()
         broker.stop()
+
+
+def test_a_database_connection_lost_mid_run_loses_nothing(tmp_path, pg):
+    import psycopg
+
+    url, sql = pg
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    rec = RecordProcess(tmp_path, broker, url + "&application_name=rec_lost", "--client-id", "rec-lost")
+    pub = publisher(broker.port)
+    try:
+        wait_until(lambda: "connected to" in rec.log(), 30, "the recorder")
+        for n in range(100):
+            pub.publish("edge-aae/gw1/anomaly/pump1/alert", alert("gw1", "pump1", n), qos=1).wait_for_publish(10)
+        wait_until(lambda: sql("SELECT count(*) FROM alerts")[0][0] >= 100, 30, "the first 100 rows")
+        with psycopg.connect(PG_BASE, autocommit=True) as admin:  # the database drops the recorder's session
+            killed = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE application_name = 'rec_lost'").fetchall()
+        assert killed == [(True,)]
+        for n in range(100, 200):
+            pub.publish("edge-aae/gw1/anomaly/pump1/alert", alert("gw1", "pump1", n), qos=1).wait_for_publish(10)
+        wait_until(lambda: sql("SELECT count(*) FROM alerts")[0][0] >= 200, 60, "all 200 rows")
+        assert sql("SELECT count(*), count(DISTINCT id) FROM alerts")[0] == (200, 200)
+        assert "database write failed" in rec.log()
+        assert rec.terminate() == 0
+    finally:
+        pub.disconnect()
+        rec.close()
+        broker.stop()
