@@ -12,6 +12,7 @@ score on gateway, asset and time; a second copy of the same message is not a sec
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from edge_aae.core.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -106,27 +109,34 @@ class HistoryDb:
         """
         cur = self.conn.cursor()
         for kind, p, received in rows:
-            if kind == "alert":
-                top = p.get("top_channels") or [{}]
-                model = _dict(p.get("model"))
-                values = (p["id"], p["alert_id"], p["event"], p["gateway"], p["asset"], float(p["ts"]),
-                          _num(p.get("since")), _num(p.get("score")), _num(p.get("peak_score")),
-                          _num(p.get("threshold")), str(top[0].get("channel", "")) if isinstance(top[0], dict) else "",
-                          str(model.get("name", "")), str(model.get("version", "")), json.dumps(p), received)
-                cur.execute(self._sql(_INSERT_ALERT), values)
-            elif kind == "status":
-                healthy = p.get("healthy")
-                cur.execute(self._sql("INSERT INTO statuses (gateway, ts, state, healthy, payload) VALUES "
-                                      "(?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
-                            (p["gateway"], float(p["ts"]), str(p.get("state", "")),
-                             None if healthy is None else int(bool(healthy)), json.dumps(p)))
-            elif kind == "score":
-                model = _dict(p.get("model"))
-                cur.execute(self._sql("INSERT INTO scores (gateway, asset, ts, score, threshold, latent_score, "
-                                      "model_version) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
-                            (p["gateway"], p["asset"], float(p["ts"]), _num(p.get("score")),
-                             _num(p.get("threshold")), _num(p.get("latent_score")), str(model.get("version", ""))))
+            try:
+                self._insert(cur, kind, p, received)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:  # the row, not the database
+                log.warning("%s message skipped: field %s missing or of the wrong type", kind, exc)
         self.conn.commit()
+
+    def _insert(self, cur: Any, kind: str, p: dict[str, Any], received: float) -> None:
+        """One row; raises KeyError/TypeError/ValueError for a payload that lacks what the row needs."""
+        if kind == "alert":
+            top = p.get("top_channels") or [{}]
+            model = _dict(p.get("model"))
+            values = (p["id"], p["alert_id"], p["event"], p["gateway"], p["asset"], float(p["ts"]),
+                      _num(p.get("since")), _num(p.get("score")), _num(p.get("peak_score")),
+                      _num(p.get("threshold")), str(top[0].get("channel", "")) if isinstance(top[0], dict) else "",
+                      str(model.get("name", "")), str(model.get("version", "")), json.dumps(p), received)
+            cur.execute(self._sql(_INSERT_ALERT), values)
+        elif kind == "status":
+            healthy = p.get("healthy")
+            cur.execute(self._sql("INSERT INTO statuses (gateway, ts, state, healthy, payload) VALUES "
+                                  "(?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                        (p["gateway"], float(p["ts"]), str(p.get("state", "")),
+                         None if healthy is None else int(bool(healthy)), json.dumps(p)))
+        elif kind == "score":
+            model = _dict(p.get("model"))
+            cur.execute(self._sql("INSERT INTO scores (gateway, asset, ts, score, threshold, latent_score, "
+                                  "model_version) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                        (p["gateway"], p["asset"], float(p["ts"]), _num(p.get("score")),
+                         _num(p.get("threshold")), _num(p.get("latent_score")), str(model.get("version", ""))))
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a ``SELECT`` written with ``?`` placeholders."""

@@ -136,6 +136,9 @@ class HistoryRecorder:
                 c.ack(msg.mid, msg.qos)
                 return
             assert isinstance(payload, dict)
+            parts = msg.topic.split("/")
+            if len(parts) >= 3:  # the gateway is in the topic (score messages do not repeat it)
+                payload.setdefault("gateway", parts[-4] if kind != "status" and len(parts) >= 5 else parts[-2])
             if kind == "score":
                 key = f"{payload.get('gateway')}/{payload.get('asset')}"
                 n = self._score_count[key] = self._score_count.get(key, 0) + 1

@@ -217,3 +217,34 @@ def test_a_database_connection_lost_mid_run_loses_nothing(tmp_path, pg):
         pub.disconnect()
         rec.close()
         broker.stop()
+
+
+def test_scores_are_sampled_one_in_n_per_asset(tmp_path):
+    import sqlite3
+
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    db = tmp_path / "scores.db"
+    rec = RecordProcess(tmp_path, broker, f"sqlite:///{db}", "--scores-every", "5", "--client-id", "rec-scores")
+    pub = publisher(broker.port)
+    try:
+        wait_until(lambda: "connected to" in rec.log(), 30, "the recorder")
+        for asset in ("pump1", "pump2"):
+            for n in range(10):
+                score = {"ts": 1.7e9 + n, "asset": asset, "score": 0.5, "threshold": 1.0, "latent_score": 0.1,
+                         "channel_scores": {"Pressure": 1.0}, "model": {"name": "pump", "version": "1.0.0"}}
+                pub.publish(f"edge-aae/gw7/anomaly/{asset}/score", json.dumps(score), qos=1).wait_for_publish(10)
+
+        def rows():
+            with sqlite3.connect(db) as conn:
+                return conn.execute("SELECT gateway, asset, ts FROM scores ORDER BY asset, ts").fetchall()
+
+        wait_until(lambda: db.exists() and len(rows()) >= 4, 30, "sampled scores")
+        time.sleep(0.5)
+        assert rows() == [("gw7", "pump1", 1.7e9), ("gw7", "pump1", 1.7e9 + 5),
+                          ("gw7", "pump2", 1.7e9), ("gw7", "pump2", 1.7e9 + 5)]
+        assert rec.terminate() == 0
+    finally:
+        pub.disconnect()
+        rec.close()
+        broker.stop()
