@@ -122,6 +122,9 @@ def load_series(path: str | Path, *, time_col: str | None = None,
         raise UsageError(f"{p}: is a folder; give a CSV or text file")
     if not p.is_file():
         raise UsageError(f"{p}: file not found")
+    if p.suffix.lower() == ".parquet":
+        return _load_parquet(p, time_col=time_col, channels=channels, label_col=label_col,
+                             max_nan_run=max_nan_run, max_gap_factor=max_gap_factor)
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -197,6 +200,76 @@ def load_series(path: str | Path, *, time_col: str | None = None,
     else:
         timestamps = _parse_times(p, time_col, cells[time_col], line0)
     labels = None if label_col is None else _parse_labels(p, label_col, cells[label_col], line0)
+    return assemble_series(str(p), list(channels), timestamps, values, labels,
+                           max_nan_run=max_nan_run, max_gap_factor=max_gap_factor)
+
+
+def _load_parquet(p: Path, *, time_col: str | None, channels: Sequence[str] | None, label_col: str | None,
+                  max_nan_run: int, max_gap_factor: float) -> SensorData:
+    """A Parquet file, with the CSV reader's rules for the time, label and channel columns.
+
+    Numeric columns are channels; a timestamp column (Parquet timestamp type, numbers of seconds,
+    or text the CSV reader understands) is the time; nulls are missing values.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError(f"{p}: reading Parquet needs pyarrow (pip install 'edge-aae[parquet]')") from None
+    try:
+        table = pq.read_table(p)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{p}: not a readable Parquet file ({str(exc).splitlines()[0][:200]})") from None
+    header = list(table.column_names)
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataError(f"{p}: duplicate column name(s) {', '.join(dupes)}")
+    if table.num_rows == 0:
+        raise DataError(f"{p}: no data rows")
+    for name, what in ((time_col, "time"), (label_col, "label")):
+        if name is not None and name not in header:
+            raise DataError(f"{p}: {what} column {name!r} not found; columns: {', '.join(header)}")
+    if time_col is None:
+        time_col = next((h for h in header if h.strip().lower() in TIME_COLUMN_NAMES), None)
+
+    def numeric(name: str) -> bool:
+        t = table.schema.field(name).type
+        return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
+
+    excluded = {time_col, label_col} | {h for h in header if h.strip().lower() in LABEL_COLUMN_NAMES}
+    if channels is None:
+        channels = [h for h in header if h not in excluded and numeric(h)]
+    else:
+        missing = [c for c in channels if c not in header]
+        if missing:
+            raise DataError(f"{p}: channel column(s) {', '.join(missing)} not found; columns: {', '.join(header)}")
+        text = [c for c in channels if not numeric(c)]
+        if text:
+            raise DataError(f"{p}: column {text[0]!r} is not numeric (Parquet type "
+                            f"{table.schema.field(text[0]).type})")
+    if not channels:
+        raise DataError(f"{p}: no numeric channel columns found")
+    values = np.column_stack([table.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False)
+                              for c in channels]).astype(np.float64)
+    if time_col is None:
+        timestamps = np.arange(table.num_rows, dtype=np.float64)
+    else:
+        col = table.column(time_col)
+        if pa.types.is_timestamp(col.type):  # nulls become NaN, which _parse_times reports by row
+            cells = col.cast(pa.timestamp("ns")).cast(pa.int64()).cast(pa.float64(), safe=False).to_numpy(
+                zero_copy_only=False) / 1e9
+        elif numeric(time_col):
+            cells = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            cells = np.asarray(col.cast(pa.string()).to_pylist(), dtype=object)
+        timestamps = _parse_times(p, time_col, cells, 1)
+    labels = None
+    if label_col is not None:
+        raw = table.column(label_col).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(~np.isin(raw, (0.0, 1.0)))
+        if bad.size:
+            raise DataError(f"{p}: label column {label_col!r}: row {int(bad[0])} is {raw[bad[0]]!r}, not 0 or 1")
+        labels = raw.astype(np.int8)
     return assemble_series(str(p), list(channels), timestamps, values, labels,
                            max_nan_run=max_nan_run, max_gap_factor=max_gap_factor)
 
@@ -410,7 +483,7 @@ def _true_runs(mask: np.ndarray, offset: int = 0) -> list[tuple[int, int]]:
     return [(int(a) + offset, int(b) + offset) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
-DATA_SUFFIXES = (".csv", ".txt", ".tsv")
+DATA_SUFFIXES = (".csv", ".txt", ".tsv", ".parquet")
 
 
 def expand_data_paths(specs: Sequence[str | Path]) -> list[Path]:
