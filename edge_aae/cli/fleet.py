@@ -20,6 +20,23 @@ def _add_broker_args(p: argparse.ArgumentParser) -> None:
                    help="file holding the password (default: $EDGE_AAE_MQTT_PASSWORD when --username is given)")
 
 
+def _add_rollout_args(p: argparse.ArgumentParser) -> None:
+    """``deploy``'s targets (one gateway, a list, a file or all online) and rollout limits."""
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--gateway", metavar="GW[,GW...]", help="gateway id, or several separated by commas")
+    target.add_argument("--gateways-file", type=Path, metavar="FILE",
+                        help="gateway ids, one per line (# comments and blank lines ignored)")
+    target.add_argument("--all", action="store_true",
+                        help="every gateway whose retained status under --root says online")
+    p.add_argument("--max-parallel", type=int, default=4, metavar="N", help="gateways updated at once (default: 4)")
+    p.add_argument("--abort-after", type=int, default=0, metavar="K",
+                   help="after K failures start no further gateway (default: 0, never)")
+    p.add_argument("--canary", type=int, default=0, metavar="N",
+                   help="update the first N gateways alone and watch them before the rest (default: 0)")
+    p.add_argument("--canary-wait", type=float, default=60.0, metavar="S",
+                   help="seconds the canaries must stay online, healthy and on the new version (default: 60)")
+
+
 def register(sub: Any) -> None:
     """Add ``alerts`` and ``deploy`` to the top-level parser's subparsers."""
     p = sub.add_parser("alerts", help="watch alerts and gateway status across a fleet (live table or JSON lines)",
@@ -36,19 +53,7 @@ def register(sub: Any) -> None:
                                    "edge-aae deploy bundles/pump --broker mqtt://localhost:1883 --gateway pump-gw-01")
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="signed bundle folder")
     _add_broker_args(p)
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--gateway", metavar="GW[,GW...]", help="gateway id, or several separated by commas")
-    target.add_argument("--gateways-file", type=Path, metavar="FILE",
-                        help="gateway ids, one per line (# comments and blank lines ignored)")
-    target.add_argument("--all", action="store_true",
-                        help="every gateway whose retained status under --root says online")
-    p.add_argument("--max-parallel", type=int, default=4, metavar="N", help="gateways updated at once (default: 4)")
-    p.add_argument("--abort-after", type=int, default=0, metavar="K",
-                   help="after K failures start no further gateway (default: 0, never)")
-    p.add_argument("--canary", type=int, default=0, metavar="N",
-                   help="update the first N gateways alone and watch them before the rest (default: 0)")
-    p.add_argument("--canary-wait", type=float, default=60.0, metavar="S",
-                   help="seconds the canaries must stay online, healthy and on the new version (default: 60)")
+    _add_rollout_args(p)
     p.add_argument("--asset", default="", help="replace this asset's model (default: the gateway's default model)")
     p.add_argument("--chunk-kb", type=int, default=128, help="split the bundle into messages of this size "
                                                              "(default: 128)")
@@ -99,19 +104,7 @@ def register_replay(sub: Any) -> None:
                                    "--broker mqtt://localhost:1883 --gateway dev-01 --asset pump1 --speed 60")
     p.add_argument("file", type=Path, metavar="FILE", help="CSV (header; , ; or tab) or headerless numeric text")
     _add_broker_args(p)
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--gateway", metavar="GW[,GW...]", help="gateway id, or several separated by commas")
-    target.add_argument("--gateways-file", type=Path, metavar="FILE",
-                        help="gateway ids, one per line (# comments and blank lines ignored)")
-    target.add_argument("--all", action="store_true",
-                        help="every gateway whose retained status under --root says online")
-    p.add_argument("--max-parallel", type=int, default=4, metavar="N", help="gateways updated at once (default: 4)")
-    p.add_argument("--abort-after", type=int, default=0, metavar="K",
-                   help="after K failures start no further gateway (default: 0, never)")
-    p.add_argument("--canary", type=int, default=0, metavar="N",
-                   help="update the first N gateways alone and watch them before the rest (default: 0)")
-    p.add_argument("--canary-wait", type=float, default=60.0, metavar="S",
-                   help="seconds the canaries must stay online, healthy and on the new version (default: 60)")
+    p.add_argument("--gateway", required=True, metavar="GW", help="gateway id")
     p.add_argument("--asset", required=True, help="asset name (the last level of the readings topic)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, metavar="X",

@@ -77,10 +77,8 @@ def alert(gateway: str, asset: str, n: int) -> bytes:
                        "model": {"name": "pump", "version": "1.0.0"}}).encode()
 
 
-def test_record_survives_a_recorder_sigkill_and_a_broker_restart(tmp_path, pg, bundle, synth_dir):
+def test_record_survives_a_recorder_sigkill_and_a_broker_restart(tmp_path, broker, pg, bundle, synth_dir):
     url, sql = pg
-    broker = Mosquitto(tmp_path / "broker")
-    broker.start()
     daemon = DaemonProcess(tmp_path, write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox"), broker.url)
     rec = RecordProcess(tmp_path, broker, url, "--client-id", "rec-test")
     watch = Recorder(broker.port, "edge-aae/gw1/status")
@@ -123,13 +121,10 @@ def test_record_survives_a_recorder_sigkill_and_a_broker_restart(tmp_path, pg, b
         watch.close()
         rec.close()
         daemon.close()
-        broker.stop()
 
 
-def test_two_recorders_in_one_share_group_split_without_doubles(tmp_path, pg):
+def test_two_recorders_in_one_share_group_split_without_doubles(tmp_path, broker, pg):
     url, sql = pg
-    broker = Mosquitto(tmp_path / "broker")
-    broker.start()
     recs = [RecordProcess(tmp_path, broker, url, "--share", "hist", "--client-id", f"rec-{i}") for i in (1, 2)]
     pub = publisher(broker.port)
     try:
@@ -151,12 +146,9 @@ def test_two_recorders_in_one_share_group_split_without_doubles(tmp_path, pg):
         pub.disconnect()
         for r in recs:
             r.close()
-        broker.stop()
 
 
-def test_sqlite_history_and_a_database_that_is_down(tmp_path):
-    broker = Mosquitto(tmp_path / "broker")
-    broker.start()
+def test_sqlite_history_and_a_database_that_is_down(tmp_path, broker):
     db = f"sqlite:///{tmp_path / 'alerts.db'}"
     rec = RecordProcess(tmp_path, broker, db)
     down = RecordProcess(tmp_path, broker, "postgresql://127.0.0.1:1/none?connect_timeout=1", "--client-id", "down")
@@ -187,15 +179,12 @@ def test_sqlite_history_and_a_database_that_is_down(tmp_path):
         pub.disconnect()
         rec.close()
         down.close()
-        broker.stop()
 
 
-def test_a_database_connection_lost_mid_run_loses_nothing(tmp_path, pg):
+def test_a_database_connection_lost_mid_run_loses_nothing(tmp_path, broker, pg):
     import psycopg
 
     url, sql = pg
-    broker = Mosquitto(tmp_path / "broker")
-    broker.start()
     rec = RecordProcess(tmp_path, broker, url + "&application_name=rec_lost", "--client-id", "rec-lost")
     pub = publisher(broker.port)
     try:
@@ -216,14 +205,11 @@ def test_a_database_connection_lost_mid_run_loses_nothing(tmp_path, pg):
     finally:
         pub.disconnect()
         rec.close()
-        broker.stop()
 
 
-def test_scores_are_sampled_one_in_n_per_asset(tmp_path):
+def test_scores_are_sampled_one_in_n_per_asset(tmp_path, broker):
     import sqlite3
 
-    broker = Mosquitto(tmp_path / "broker")
-    broker.start()
     db = tmp_path / "scores.db"
     rec = RecordProcess(tmp_path, broker, f"sqlite:///{db}", "--scores-every", "5", "--client-id", "rec-scores")
     pub = publisher(broker.port)
@@ -247,4 +233,3 @@ def test_scores_are_sampled_one_in_n_per_asset(tmp_path):
     finally:
         pub.disconnect()
         rec.close()
-        broker.stop()

@@ -42,9 +42,7 @@ def versions_in_service(broker: Mosquitto) -> dict[str, str]:
             if d.get("state") == "online"}
 
 
-def test_rollout_abort_canary_all_and_fleet(tmp_path, versions):
-    broker = Mosquitto(tmp_path / "broker")
-    broker.start()
+def test_rollout_abort_canary_all_and_fleet(tmp_path, broker, versions):
     rec = Recorder(broker.port, "edge-aae/#")
     daemons = []
     try:
@@ -97,7 +95,6 @@ def test_rollout_abort_canary_all_and_fleet(tmp_path, versions):
         for d in daemons:
             d.close()
         rec.close()
-        broker.stop()
 
 
 def test_rollout_usage_errors(tmp_path, versions):
