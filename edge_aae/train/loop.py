@@ -147,8 +147,9 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
     n = x_train.shape[0]
     n_batches = max(1, n // config.batch_size)
     warnings: list[str] = []
-    done = stopped = (start_epoch > config.epochs
-                      or (bool(history) and stale >= config.patience))  # a finished run resumed: nothing to do
+    if history and stale >= config.patience:  # a run that had stopped early, resumed: nothing to do
+        start_epoch = config.epochs + 1
+    stopped = False
 
     bar = None
     if progress:
@@ -165,8 +166,6 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
 
     ae_params = [*encoder.parameters(), *decoder.parameters()]
     for epoch in range(start_epoch, config.epochs + 1):
-        if done:
-            break
         t0 = time.monotonic()
         encoder.train()
         decoder.train()
