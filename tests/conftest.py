@@ -9,7 +9,7 @@ import pytest
 from edge_aae.train import synth
 
 # Small but real: enough for the quality floors, fast on a 2-core CPU.
-FAST_TRAIN = {"epochs": 12, "patience": 4, "max_train_windows": 6000}
+FAST_TRAIN = {"epochs": 12, "patience": 4, "windows_per_epoch": 6000}
 
 
 @pytest.fixture

@@ -183,7 +183,7 @@ def run_demo(out_dir: Path, build_bundle: Callable[..., Any], broker_url: str | 
     faults = json.loads((data_dir / "faults.json").read_text())["faults"]
 
     _say(out, "2/6 training the adversarial autoencoder" + (" (--fast)" if fast else ""))
-    cfg = TrainConfig(epochs=12, max_train_windows=6000) if fast else TrainConfig()
+    cfg = TrainConfig(epochs=12, windows_per_epoch=6000) if fast else TrainConfig()
     det = AAEDetector(cfg).fit(load_series(data_dir / "train.csv"), progress=True)
     det.save(out_dir / "run")
 

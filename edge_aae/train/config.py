@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -10,7 +11,13 @@ from typing import Any
 
 from edge_aae.core.errors import ConfigError, UsageError
 
+log = logging.getLogger(__name__)
+
 ARCHITECTURES = ("conv", "mlp")
+# Keys renamed since a release; an old name in a config file or a saved run still reads.
+RENAMED = {"max_train_windows": "windows_per_epoch"}
+RENAMED_WHY = {"max_train_windows": "windows are drawn afresh from all of them every epoch; "
+                                    "nothing beyond the budget is thrown away"}
 PRIORS = ("gaussian", "mixture")
 THRESHOLD_METHODS = ("pot", "quantile", "t2")
 SCORE_STATS = ("error", "shift")
@@ -64,7 +71,9 @@ class TrainConfig:
     val_fraction: float = _opt(0.2,
                 'share of the training series (its end) held out for validation and the threshold')
     patience: int = _opt(10, 'epochs without a better validation loss before stopping')
-    max_train_windows: int = _opt(12000, 'most training windows used (a random subset beyond)')
+    # A sampling budget, not a cap: every epoch draws this many windows afresh from all training
+    # windows, which are cut on the fly from the series (memory grows with rows, not windows).
+    windows_per_epoch: int = _opt(12000, 'training windows drawn per epoch (from all of them, afresh each epoch)')
     seed: int = _opt(0, 'random seed (runs are deterministic on the CPU)')
     device: str = _opt("auto", 'training device; auto picks CUDA when present (mixed precision there)')
     threshold: str = _opt("pot", 'label-free threshold rule (t2 needs --score-stat shift)')
@@ -92,7 +101,7 @@ class TrainConfig:
         """Check values once, naming the key at fault."""
         problems = []
         positive_ints = ("window_len", "stride", "hidden", "n_components",
-                         "epochs", "batch_size", "patience", "max_train_windows")
+                         "epochs", "batch_size", "patience", "windows_per_epoch")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -141,6 +150,11 @@ class TrainConfig:
 
         """
         known = {f.name for f in fields(cls)}
+        values = dict(values)
+        for old, new in RENAMED.items():
+            if old in values and new not in values:  # runs and configs written before the rename
+                log.warning("%s: %s is now %s (%s)", source, old, new, RENAMED_WHY[old])
+                values[new] = values.pop(old)
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "

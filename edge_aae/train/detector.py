@@ -38,9 +38,11 @@ from edge_aae.core.windows import (
     stream_windows,
     window_ends,
 )
+from edge_aae.train import distributed
 from edge_aae.train.config import TrainConfig, auto_latent_dim
-from edge_aae.train.loop import TrainResult, train_aae, use_threads
+from edge_aae.train.loop import TrainResult, resolve_device, train_aae, use_threads
 from edge_aae.train.model import LatentPrior, ScoreGraph, build_autoencoder, time_weight_span
+from edge_aae.train.window_source import WindowSource
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ RUN_FORMAT = "edge-aae-run"
 RUN_FORMAT_VERSION = 1
 MIN_VAL_WINDOWS = 20
 CALIBRATION_WINDOWS = 1000
+MAX_VAL_WINDOWS = 20000  # beyond, validation takes every k-th window
+SCALER_FIT_ROWS = 500_000  # beyond, the scaler's median and IQR come from evenly spaced rows
 
 
 class AAEDetector:
@@ -75,11 +79,14 @@ class AAEDetector:
 
     # ----------------------------------------------------------------- fit
     def fit(self, data: SensorData | np.ndarray, progress: bool = False, checkpoint: Path | None = None,
-            resume: bool = False) -> AAEDetector:
+            resume: bool = False, log_dir: Path | None = None) -> AAEDetector:
         """Learn normal behaviour from ``data`` (a series or an ``(n_rows, C)`` array).
 
         ``checkpoint``: a file the training loop rewrites after every epoch; ``resume``: continue
-        from it (the same data and config give the same model as an uninterrupted run).
+        from it (the same data and config give the same model as an uninterrupted run);
+        ``log_dir``: TensorBoard scalars per epoch. Under ``torchrun`` every rank trains and
+        only rank 0 fits the scoring and threshold (the others return after training, with
+        ``replica_ = True``).
 
         Raises:
             DataError: too few rows for one window, or for a validation split.
@@ -105,25 +112,34 @@ class AAEDetector:
         train_ends = ends[:split][ends[:split] < val_ends[0] - cfg.window_len + 1]
         if train_ends.size == 0:
             train_ends = ends[:split]
-        rows = np.zeros(data.n_rows, dtype=bool)
-        for e in train_ends:
-            rows[e - cfg.window_len + 1:e + 1] = True
-        self.scaler_ = RobustScaler().fit(data.values[rows])
+        # a long series: validation is every k-th window (its scores are as correlated over k
+        # times fewer windows, which the threshold's span accounts for)
+        val_step = max(1, -(-val_ends.size // MAX_VAL_WINDOWS))
+        val_ends = val_ends[::val_step]
+        self.scaler_ = RobustScaler().fit(data.values[_training_rows(data.n_rows, train_ends, cfg.window_len)])
         constant = [c for c, k in zip(data.channels, self.scaler_.constant_, strict=True) if k]
         if constant:
             log.warning("%s: channel(s) %s are constant in the training data: any change in them scores as "
                         "anomalous; drop them with --channels if they are not meant to move", data.path,
                         ", ".join(constant))
         rng = np.random.default_rng(cfg.seed)
-        if train_ends.size > cfg.max_train_windows:
-            train_ends = np.sort(rng.choice(train_ends, cfg.max_train_windows, replace=False))
-        scaled = self.scaler_.transform(data.values)
+        scaled = _scaled_f32(self.scaler_, data.values)
         mask = level_mask(cfg.relative_channels, list(data.channels))
-        train_w = remove_level(gather_windows(scaled, train_ends, cfg.window_len), mask)
+        # a sample of training windows for the steps below that need them stacked (shift reference)
+        train_sample = (np.sort(rng.choice(train_ends, cfg.windows_per_epoch, replace=False))
+                        if train_ends.size > cfg.windows_per_epoch else train_ends)
+        train_w = remove_level(gather_windows(scaled, train_sample, cfg.window_len), mask)
         val_w = remove_level(gather_windows(scaled, val_ends, cfg.window_len), mask)
-        log.info("training on %d windows, validating on %d (window_len=%d, %d channels)",
-                 train_w.shape[0], val_w.shape[0], cfg.window_len, len(data.channels))
-        result = train_aae(train_w, val_w, cfg, progress=progress, checkpoint=checkpoint, resume=resume)
+        log.info("training on %d windows (%d drawn per epoch), validating on %d (window_len=%d, %d channels)",
+                 train_ends.size, min(cfg.windows_per_epoch, train_ends.size), val_w.shape[0], cfg.window_len,
+                 len(data.channels))
+        source = WindowSource(scaled, train_ends, cfg.window_len, mask, resolve_device(cfg.device))
+        result = train_aae(source, val_w, cfg, progress=progress, checkpoint=checkpoint, resume=resume,
+                           log_dir=log_dir)
+        del source
+        self.replica_ = not distributed.current().is_main
+        if self.replica_:
+            return self
         _check_validation_fit(result, val_w, list(data.channels), str(data.path))
         self.channels_ = list(data.channels)
         self.sample_period_s_ = float(data.sample_period_s)
@@ -146,7 +162,7 @@ class AAEDetector:
         train_raw = self.calibration_["train"]
         methods = ("pot", "quantile", "t2") if cfg.score_stat == "shift" else ("pot", "quantile")
         # overlapping windows' scores are correlated over about 1 / sum(w^2) windows (the time weights)
-        self.threshold_span_ = time_weight_span(cfg.window_len, cfg.score_tail, cfg.stride)
+        self.threshold_span_ = time_weight_span(cfg.window_len, cfg.score_tail, cfg.stride * val_step)
         fit = fit_threshold(self.val_scores_, lambda: self.score_windows(train_raw)[0], cfg.threshold,
                             cfg.target_far, init_quantile=cfg.pot_init_quantile, span=self.threshold_span_,
                             rules=methods, t2_n_effective=self.shift_n_eff_ if cfg.score_stat == "shift" else None,
@@ -441,6 +457,25 @@ class AAEDetector:
     def _check_fitted(self) -> None:
         if not hasattr(self, "scorer_"):
             raise RuntimeError("AAEDetector is not fitted: call fit() or load() first")
+
+
+def _training_rows(n_rows: int, train_ends: np.ndarray, window_len: int) -> np.ndarray:
+    """Indices of the rows the training windows cover (evenly thinned beyond ``SCALER_FIT_ROWS``)."""
+    covered = np.zeros(n_rows + 1, dtype=np.int32)
+    np.add.at(covered, train_ends - window_len + 1, 1)
+    np.add.at(covered, train_ends + 1, -1)
+    rows = np.flatnonzero(np.cumsum(covered[:-1]) > 0)
+    if rows.size > SCALER_FIT_ROWS:
+        rows = rows[np.linspace(0, rows.size - 1, SCALER_FIT_ROWS).astype(np.int64)]
+    return rows
+
+
+def _scaled_f32(scaler: RobustScaler, values: np.ndarray, chunk: int = 200_000) -> np.ndarray:
+    """``scaler.transform(values)`` as float32, a chunk at a time (no float64 copy of a long series)."""
+    out = np.empty(values.shape, dtype=np.float32)
+    for i in range(0, values.shape[0], chunk):
+        out[i:i + chunk] = scaler.transform(values[i:i + chunk])
+    return out
 
 
 def _robust_stats(x: np.ndarray) -> tuple[float, float]:

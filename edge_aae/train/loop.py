@@ -9,6 +9,10 @@ Per batch, two steps:
    steps whatever its weight, and on the benchmarks that pulled reconstruction apart within a few
    epochs (early stopping then kept an epoch-2 model);
 2. the discriminator, on prior samples against the (detached) codes.
+
+Windows are cut per batch from the scaled series (:class:`WindowSource`); every epoch draws
+``windows_per_epoch`` of them afresh. Under ``torchrun`` (:mod:`edge_aae.train.distributed`) each
+rank takes its share of every batch and DDP averages the gradients.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ import torch
 from torch import nn
 
 from edge_aae.core.errors import EdgeAAEError
+from edge_aae.train import distributed
 from edge_aae.train.config import TrainConfig
 from edge_aae.train.model import Discriminator, LatentPrior, build_autoencoder
+from edge_aae.train.tracking import EpochLogger
+from edge_aae.train.window_source import WindowSource
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +82,25 @@ def use_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 def resolve_device(requested: str) -> torch.device:
-    """``auto`` picks CUDA when present."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto`` picks CUDA when present; under torchrun, this process's own GPU."""
     if requested == "cuda" and not torch.cuda.is_available():
         raise EdgeAAEError("--device cuda: no CUDA device is available (try --device auto)")
-    return torch.device(requested)
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", distributed.current().local_rank)
+    return torch.device("cpu")
 
 
 CHECKPOINT_FORMAT = 1
 
 
-def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainConfig,
-              progress: bool = False, checkpoint: Path | None = None, resume: bool = False) -> TrainResult:
+def train_aae(train_windows: WindowSource | np.ndarray, val_windows: np.ndarray, config: TrainConfig,
+              progress: bool = False, checkpoint: Path | None = None, resume: bool = False,
+              log_dir: Path | None = None) -> TrainResult:
     """Fit encoder, decoder and discriminator on scaled windows.
 
     Args:
-        train_windows: ``(n, window_len, C)`` float32, already scaled.
+        train_windows: the training windows, cut on the fly from a scaled series, or stacked
+            ``(n, window_len, C)`` float32; each epoch draws ``config.windows_per_epoch`` of them.
         val_windows: ``(m, window_len, C)`` float32, later in time than the training ones.
         config: hyperparameters; ``adversarial_weight == 0`` trains the plain autoencoder.
         progress: show a progress bar with the losses on stderr.
@@ -99,24 +108,40 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
             random states, history, the best epoch so far) is written here, atomically.
         resume: continue from ``checkpoint`` instead of starting over. With the same windows
             and config, the result is the one an uninterrupted run reaches (on the CPU).
+        log_dir: TensorBoard scalars per epoch here, when tensorboard is installed.
 
     Raises:
         EdgeAAEError: ``resume`` without a readable checkpoint, or one from other settings.
 
     """
     device = resolve_device(config.device)
+    ddp = distributed.current()
     use_threads(config.threads)
     torch.manual_seed(config.seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    gen = torch.Generator(device="cpu").manual_seed(config.seed)
-    n_channels = train_windows.shape[2]
+    gen = torch.Generator(device="cpu").manual_seed(config.seed)  # the epoch order: the same on every rank
+    source = (train_windows if isinstance(train_windows, WindowSource)
+              else WindowSource.from_windows(train_windows, device))
+    if source.device != device:
+        raise EdgeAAEError(f"training windows live on {source.device}, training runs on {device}")
+    n_channels = source.shape[2]
     encoder, decoder = build_autoencoder(config.arch, config.window_len, n_channels,
                                          config.hidden, config.latent_dim)
     prior = LatentPrior(config.prior, config.latent_dim, config.n_components)
     disc = Discriminator(config.latent_dim)
     for m in (encoder, decoder, prior, disc):
         m.to(device)
+    if ddp.rank > 0:  # the same initial weights everywhere, but each rank its own prior samples
+        torch.manual_seed(config.seed + 7919 * ddp.rank)
+    enc_t: nn.Module = encoder  # what the training steps call (DDP-wrapped under torchrun)
+    dec_t: nn.Module = decoder
+    disc_t: nn.Module = disc
+    if ddp.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        enc_t, dec_t, disc_t = (DistributedDataParallel(m, device_ids=ids) for m in (encoder, decoder, disc))
     adversarial = config.adversarial_weight > 0
     opt_ae = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=config.lr)
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.disc_lr)
@@ -132,7 +157,7 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
     nets: dict[str, Any] = {"encoder": encoder, "decoder": decoder, "disc": disc, "opt_ae": opt_ae,
                             "opt_d": opt_d, "grad_scaler": scaler}
     if resume:
-        ck = _read_checkpoint(checkpoint, config, train_windows.shape)
+        ck = _read_checkpoint(checkpoint, config, source.shape)
         for name, obj in nets.items():
             obj.load_state_dict(ck[name])
         torch.set_rng_state(ck["torch_rng"])
@@ -142,17 +167,19 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
         start_epoch = ck["epoch"] + 1
         log.info("resuming after epoch %d (best so far: epoch %d)", ck["epoch"], best_epoch)
 
-    x_train = torch.from_numpy(train_windows).to(device)
     x_val = torch.from_numpy(val_windows).to(device)
-    n = x_train.shape[0]
-    n_batches = max(1, n // config.batch_size)
+    n = len(source)
+    n_batches = max(1, min(n, config.windows_per_epoch) // config.batch_size)
+    # each rank takes its share of every batch: the global batch is the single-process one
+    per_rank = max(1, config.batch_size // ddp.world)
+    tracker = EpochLogger(log_dir) if log_dir is not None and ddp.is_main else None
     warnings: list[str] = []
     if history and stale >= config.patience:  # a run that had stopped early, resumed: nothing to do
         start_epoch = config.epochs + 1
     stopped = False
 
     bar = None
-    if progress:
+    if progress and ddp.is_main:
         from tqdm import tqdm
         bar = tqdm(total=config.epochs, initial=start_epoch - 1, desc="train", unit="epoch", leave=True)
 
@@ -172,12 +199,14 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
         order = torch.randperm(n, generator=gen)[: n_batches * config.batch_size].to(device)
         sums = np.zeros(4)
         for b in range(n_batches):
-            x = x_train[order[b * config.batch_size:(b + 1) * config.batch_size]]
+            first = b * config.batch_size + ddp.rank * per_rank
+            x = source.batch(order[first:first + per_rank])
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                z = encoder(x)
-                loss_r = (decoder(z).float() - x).pow(2).mean()
+                z = enc_t(x)
+                loss_r = (dec_t(z).float() - x).pow(2).mean()
                 loss = loss_r
                 if adversarial:  # the encoder also tries to pass its codes off as prior samples
+                    # (the bare discriminator: its gradients from this step are discarded)
                     logits_gen = disc(z.float()).float()
                     loss_g = bce(logits_gen, torch.ones_like(logits_gen))
                     loss = loss_r + config.adversarial_weight * loss_g
@@ -187,7 +216,7 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
                 continue
             z_real = prior.sample(x.shape[0])  # global RNG, seeded above
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits_real, logits_fake = disc(z_real), disc(z.detach().float())
+                logits_real, logits_fake = disc_t(torch.cat([z_real, z.detach().float()])).split(x.shape[0])
                 loss_d = bce(logits_real.float(), torch.ones_like(logits_real, dtype=torch.float32)) + \
                     bce(logits_fake.float(), torch.zeros_like(logits_fake, dtype=torch.float32))
             step(opt_d, loss_d, list(disc.parameters()))
@@ -195,12 +224,16 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
             sums[1] += loss_d.item()
             sums[2] += loss_g.item()
             sums[3] += acc.item()
+        if ddp.active:
+            sums = distributed.all_reduce_sum(torch.as_tensor(sums, device=device)).cpu().numpy() / ddp.world
         means = sums / n_batches
-        val_loss = _val_loss(encoder, decoder, x_val)
+        val_loss = _val_loss(encoder, decoder, x_val, ddp)
         stats = EpochStats(epoch, float(means[0]), val_loss, float(means[1]), float(means[2]),
                            float(means[3]) if adversarial else float("nan"), time.monotonic() - t0)
         history.append(stats)
         log.debug("epoch %d: %s", epoch, stats)
+        if tracker is not None:
+            tracker.epoch(stats, encoder, prior, x_val, decoder)
         if bar is not None:
             bar.set_postfix(rec=f"{stats.recon_loss:.4f}", val=f"{val_loss:.4f}",
                             d_acc=f"{stats.disc_acc:.2f}" if adversarial else "-")
@@ -220,10 +253,10 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
         else:
             stale += 1
             stopped = stale >= config.patience
-        if checkpoint is not None:
+        if checkpoint is not None and ddp.is_main:
             _write_checkpoint(checkpoint, {
                 "format": CHECKPOINT_FORMAT, "epoch": epoch, "config": config.to_dict(),
-                "windows_shape": list(train_windows.shape),
+                "windows_shape": list(source.shape),
                 **{name: obj.state_dict() for name, obj in nets.items()},
                 "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(),
                 "history": [asdict(h) for h in history], "best_state": best_state, "best_val": best_val,
@@ -233,6 +266,8 @@ def train_aae(train_windows: np.ndarray, val_windows: np.ndarray, config: TrainC
             break
     if bar is not None:
         bar.close()
+    if tracker is not None:
+        tracker.close()
     assert best_state is not None
     encoder.load_state_dict(best_state["encoder"])
     decoder.load_state_dict(best_state["decoder"])
@@ -274,14 +309,21 @@ def _read_checkpoint(path: Path | None, config: TrainConfig, shape: tuple[int, .
 
 
 @torch.no_grad()
-def _val_loss(encoder: nn.Module, decoder: nn.Module, x_val: torch.Tensor) -> float:
+def _val_loss(encoder: nn.Module, decoder: nn.Module, x_val: torch.Tensor,
+              ddp: distributed.DistContext | None = None) -> float:
+    """Mean squared reconstruction error of the validation windows (each rank its share, summed)."""
     encoder.eval()
     decoder.eval()
+    if ddp is not None and ddp.active:
+        x_val = x_val[ddp.rank::ddp.world]
     total, count = 0.0, 0
     for i in range(0, x_val.shape[0], 1024):
         x = x_val[i:i + 1024]
         total += float((decoder(encoder(x)) - x).pow(2).mean(dim=(1, 2)).sum())
         count += x.shape[0]
+    if ddp is not None and ddp.active:
+        total, count = distributed.all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64,
+                                                               device=x_val.device)).tolist()
     return total / max(count, 1)
 
 

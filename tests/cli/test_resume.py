@@ -11,7 +11,7 @@ import torch
 
 from tests.cli.test_cli import assert_clean_error, run_cli
 
-SMALL = ("--window-len", "16", "--hidden", "16", "--max-train-windows", "4000", "--patience", "50", "--quiet")
+SMALL = ("--window-len", "16", "--hidden", "16", "--windows-per-epoch", "4000", "--patience", "50", "--quiet")
 EPOCHS = "10"  # long enough that the SIGINT lands mid-run even when the poll is slow
 
 

@@ -28,7 +28,7 @@ def write_smd(root, seed=0):
 @pytest.mark.slow  # 25 s: the folder-layout test covers the same bench in `make test`; `make bench` runs this
 def test_quality_bench_smd_layout_runs_all_methods(tmp_path):
     write_smd(tmp_path / "smd")
-    cfg = TrainConfig(epochs=6, patience=3, max_train_windows=4000)
+    cfg = TrainConfig(epochs=6, patience=3, windows_per_epoch=4000)
     results, table = run_quality_bench("smd", tmp_path / "smd", tmp_path / "out", cfg)
     assert set(results["pooled"]) == set(METHODS)
     aae = results["pooled"]["AAE (torch)"]
@@ -55,7 +55,7 @@ def test_quality_bench_folder_layout(tmp_path):
     assert [u.name for u in units] == ["pump-a"]
     assert units[0].truth is not None
     assert units[0].test.timestamps[0] > units[0].train.timestamps[-1]
-    cfg = TrainConfig(epochs=4, patience=2, max_train_windows=3000)
+    cfg = TrainConfig(epochs=4, patience=2, windows_per_epoch=3000)
     results, table = run_quality_bench("folder", root, tmp_path / "out", cfg)
     assert results["pooled"]["AAE (torch)"]["mean_auroc"] > 0.8
     assert "folder layout, 1 units" in table

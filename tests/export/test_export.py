@@ -274,7 +274,7 @@ def test_shift_score_exports_with_its_precision_left_in_fp32(synth_dir, tmp_path
     from edge_aae.train.config import TrainConfig
 
     train = load_series(synth_dir / "train.csv")
-    det = AAEDetector(TrainConfig(epochs=2, max_train_windows=1500, score_stat="shift", threshold="t2")).fit(train)
+    det = AAEDetector(TrainConfig(epochs=2, windows_per_epoch=1500, score_stat="shift", threshold="t2")).fit(train)
     det.save(tmp_path / "run")
     rep = build_bundle(tmp_path / "run", tmp_path / "b", target="x86_64", version="1.0.0", keep_int8=True,
                        force=True)

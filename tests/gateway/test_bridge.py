@@ -1,6 +1,6 @@
 """firmware_configs/mosquitto-bridge.conf on a real pair of brokers: a gateway's local mosquitto
 bridged to a central one carries the gateway's reports out, updates in, and keeps readings local;
-a central outage loses no alert."""
+a central outage loses no alert; consumers on a shared subscription split the alerts, each once."""
 
 from __future__ import annotations
 
@@ -8,30 +8,18 @@ import json
 import time
 from pathlib import Path
 
+from edge_aae.devtools.bridge import bridged_pair
+from edge_aae.devtools.bridge import wait_bridge as bridge_up
 from edge_aae.devtools.mosquitto import Mosquitto
 from edge_aae.devtools.mqtt_recorder import Recorder, publisher
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF = ROOT / "firmware_configs" / "mosquitto-bridge.conf"
-
 
 def bridged(tmp_path: Path) -> tuple[Mosquitto, Mosquitto]:
-    central = Mosquitto(tmp_path / "central")
-    central.start()
-    text = CONF.read_text().replace("GATEWAY_ID", "gw1").replace("central.example.com:8883",
-                                                                 f"127.0.0.1:{central.port}")
-    text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("bridge_cafile"))  # no TLS here
-    local = Mosquitto(tmp_path / "local", extra_conf=text + "\n")
-    local.start()
-    return central, local
+    return bridged_pair(tmp_path)
 
 
 def wait_bridge(central: Mosquitto) -> None:
-    rec = Recorder(central.port, "edge-aae/gw1/bridge")
-    try:
-        assert rec.wait_for(lambda r: any(p == b"1" for t, p, _ in r.messages), 15), "bridge never connected"
-    finally:
-        rec.close()
+    assert bridge_up(central), "bridge never connected"
 
 
 def test_the_bridge_carries_reports_out_updates_in_and_keeps_readings_local(tmp_path):
@@ -78,5 +66,34 @@ def test_a_central_outage_loses_no_alert(tmp_path):
         gw.disconnect()
     finally:
         consumer.close()
+        local.stop()
+        central.stop()
+
+
+def test_two_consumers_on_a_shared_subscription_split_the_alerts_each_handled_once(tmp_path):
+    central, local = bridged(tmp_path)
+    group = "$share/alerting/edge-aae/+/anomaly/+/alert"
+    a = Recorder(central.port, group, client_id="alerting-a", persistent=True)
+    b = Recorder(central.port, group, client_id="alerting-b", persistent=True)
+    try:
+        wait_bridge(central)
+        gw = publisher(local.port)
+        for i in range(60):
+            msg = gw.publish(f"edge-aae/gw1/anomaly/pump{i % 3}/alert", json.dumps({"id": f"a{i}"}), qos=1)
+            msg.wait_for_publish(5)
+
+        def ids(r: Recorder) -> list[str]:
+            return [m["id"] for m in r.json("/alert")]
+
+        assert a.wait_for(lambda _: len(ids(a)) + len(ids(b)) >= 60, 20), (len(ids(a)), len(ids(b)))
+        time.sleep(0.5)  # a duplicate would arrive now
+        got_a, got_b = ids(a), ids(b)
+        assert got_a, "consumer b got everything: the load was not shared"
+        assert got_b, "consumer a got everything: the load was not shared"
+        assert sorted(got_a + got_b) == sorted(f"a{i}" for i in range(60))  # each id once, none lost
+        gw.disconnect()
+    finally:
+        a.close()
+        b.close()
         local.stop()
         central.stop()

@@ -48,7 +48,7 @@ def test_save_load_gives_identical_scores(trained_run, synth_dir, tmp_path):
 
 
 def test_training_is_deterministic_on_cpu(synth_dir):
-    cfg = TrainConfig(epochs=2, max_train_windows=1500, seed=3)
+    cfg = TrainConfig(epochs=2, windows_per_epoch=1500, seed=3)
     data = load_series(synth_dir / "train.csv")
     a = AAEDetector(cfg).fit(data).score_windows(np.zeros((2, cfg.window_len, 8), np.float32) + 1.0)[0]
     b = AAEDetector(cfg).fit(data).score_windows(np.zeros((2, cfg.window_len, 8), np.float32) + 1.0)[0]
@@ -113,7 +113,7 @@ def test_relative_channels_ignore_a_level_offset_and_export_in_graph(synth_dir, 
     from export.to_onnx import export_fp32
 
     train = load_series(synth_dir / "train.csv")
-    cfg = TrainConfig(epochs=2, max_train_windows=1500, relative_channels="motor_temp_c, bearing_temp_c")
+    cfg = TrainConfig(epochs=2, windows_per_epoch=1500, relative_channels="motor_temp_c, bearing_temp_c")
     det = AAEDetector(cfg).fit(train)
     assert det.scorer_.level_mask.tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
     windows = det.load_calibration()["val"][:64].copy()
@@ -132,7 +132,7 @@ def test_relative_channels_ignore_a_level_offset_and_export_in_graph(synth_dir, 
 def test_shift_score_finds_small_sustained_shifts_the_error_score_misses(synth_dir, tmp_path):
     """A level step of half a robust sd over the last 16 samples of one channel."""
     train = load_series(synth_dir / "train.csv")
-    base = {"epochs": 2, "max_train_windows": 1500}
+    base = {"epochs": 2, "windows_per_epoch": 1500}
     error = AAEDetector(TrainConfig(**base)).fit(train)
     shift = AAEDetector(TrainConfig(**base, score_stat="shift", threshold="t2")).fit(train)
     val = shift.load_calibration()["val"]

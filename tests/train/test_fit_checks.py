@@ -14,7 +14,7 @@ from edge_aae.core.windows import RobustScaler, resolution
 from edge_aae.train.config import TrainConfig
 from edge_aae.train.detector import AAEDetector
 
-FAST = {"epochs": 4, "patience": 2, "max_train_windows": 1500}
+FAST = {"epochs": 4, "patience": 2, "windows_per_epoch": 1500}
 
 
 def series(values: np.ndarray, name: str = "t.csv"):

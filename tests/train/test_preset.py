@@ -12,7 +12,7 @@ from edge_aae.train.config import TrainConfig
 from edge_aae.train.detector import AAEDetector
 from edge_aae.train.preset import choose_settings, drift_and_slowness
 
-FAST = {"epochs": 3, "patience": 2, "max_train_windows": 1500}
+FAST = {"epochs": 3, "patience": 2, "windows_per_epoch": 1500}
 
 
 def pump(rows: int, warm_channel: bool, seed: int = 0, labels: np.ndarray | None = None):
