@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # The CPU build of torch is installed first and pinned here only: pyproject declares a range.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test test-slow check lint bench bench-quality demo drills clean
+.PHONY: install test test-slow check lint bench bench-quality demo drills arm64-check clean
 
 install: $(VENV)/.installed
 
@@ -40,11 +40,16 @@ bench-quality: install
 drills: install
 	$(VENV)/bin/python -m export.bench.drills --update BENCHMARKS.md
 
+# The gateway on ARM64 under qemu-user-static (root; builds and caches a Debian arm64 root filesystem)
+arm64-check: install
+	$(PY) -m export.bench.arm64 --update BENCHMARKS.md
+
 demo: install
 	$(VENV)/bin/edge-aae demo
 
 bench: install test-slow
 	$(VENV)/bin/edge-aae bench load --update BENCHMARKS.md
+	$(VENV)/bin/edge-aae bench scale --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench train --out bench-out/train --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench speed --run bench-out/train/aae --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae export bench-out/train/aae --out bench-out/bundle --force

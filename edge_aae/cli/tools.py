@@ -64,6 +64,11 @@ def register(sub: Any) -> None:
     b.add_argument("--channels", type=int, default=38, help="channels (default: 38)")
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
     b.set_defaults(func=cmd_bench_load)
+    b = bench.add_parser("scale", help="training on 2,000,000 rows x 38 channels; --threads 1 vs torch's default")
+    b.add_argument("--rows", type=int, default=2_000_000, help="training rows (default: 2000000)")
+    b.add_argument("--channels", type=int, default=38, help="channels (default: 38)")
+    b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
+    b.set_defaults(func=cmd_bench_scale)
     b = bench.add_parser("daemon", help="edge-aae serve vs a bare paho subscriber: readings/s, latency, RSS")
     b.add_argument("--bundle", type=Path, required=True, help="bundle directory to serve")
     b.add_argument("--readings", type=int, default=20000, help="readings per throughput run (default: 20000)")
@@ -177,6 +182,16 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
         raise UsageError("--rows must be >= 100 and --channels >= 1")
     return publish_bench(args.update, "load", "Loading a large CSV", run_load_bench(args.rows, args.channels),
                          f"edge-aae bench load --rows {args.rows} --channels {args.channels}")
+
+
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    """``edge-aae bench scale``."""
+    from export.bench.scale import run_scale_bench
+
+    if args.rows < 10_000 or args.channels < 8:
+        raise UsageError("--rows must be >= 10000 and --channels >= 8")
+    return publish_bench(args.update, "scale", "Training at scale", run_scale_bench(args.rows, args.channels),
+                         f"edge-aae bench scale --rows {args.rows} --channels {args.channels}")
 
 
 def cmd_bench_daemon(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +31,8 @@ def register(sub: Any) -> None:
     p.add_argument("--train-rows", type=int, default=14_400, help="rows of normal training data (default: 14400)")
     p.add_argument("--test-rows", type=int, default=10_800, help="rows of test data (default: 10800)")
     p.add_argument("--faults-per-kind", type=int, default=2, help="faults of each kind in test.csv (default: 2)")
+    p.add_argument("--channels", type=int, default=8,
+                   help="channels to write: the pump's 8, then derived sensors aux_NN mixing them (default: 8)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train an AAE on normal data into a run directory",
@@ -43,6 +46,13 @@ def register(sub: Any) -> None:
     p.add_argument("--resume", type=Path, metavar="RUN",
                    help="continue an interrupted run from its last epoch, with its own data and settings "
                         "(checkpoint.pt and train_args.json in RUN); alone, or with --epochs to train longer")
+    p.add_argument("--log-dir", type=Path, metavar="DIR",
+                   help="TensorBoard scalars per epoch (losses, discriminator accuracy, MMD² codes vs prior, "
+                        "validation score) in DIR, when tensorboard is installed; report.json stays the record")
+    p.add_argument("--ddp", action="store_true",
+                   help="data-parallel training across the processes torchrun starts (gloo on CPU, NCCL on "
+                        "CUDA), e.g. torchrun --nproc-per-node 2 -m edge_aae.train --data ... --out ...; "
+                        "implied when torchrun launched it; rank 0 writes the run")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", help="score a CSV with a run directory or exported bundle",
@@ -95,12 +105,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from edge_aae.train import synth
 
     try:
-        result = synth.generate(args.seed, args.train_rows, args.test_rows, args.faults_per_kind)
+        result = synth.generate(args.seed, args.train_rows, args.test_rows, args.faults_per_kind,
+                                channels=args.channels)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     synth.write_dataset(args.out, result, args.seed)
     kinds = sorted({f.kind for f in result.faults})
-    print(f"wrote {args.out}/train.csv ({result.train.shape[0]} rows, normal), "
+    print(f"wrote {args.out}/train.csv ({result.train.shape[0]} rows x {len(result.channels)} channels, normal), "
           f"{args.out}/test.csv ({result.test.shape[0]} rows, {len(result.faults)} faults: {', '.join(kinds)}), "
           f"{args.out}/faults.json")
     return 0
@@ -150,7 +161,7 @@ def _resume_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``edge-aae train``."""
+    """``edge-aae train`` (under torchrun: every rank trains, rank 0 writes the run)."""
     if args.resume is not None:
         config = _resume_args(args)
     else:
@@ -158,26 +169,44 @@ def cmd_train(args: argparse.Namespace) -> int:
         if missing:
             raise UsageError(f"train needs {' and '.join(missing)} (or --resume RUN)")
         config = _train_config(args)
+    from edge_aae.train import distributed
+
+    if args.ddp and "WORLD_SIZE" not in os.environ:
+        raise UsageError("--ddp trains across the processes torchrun starts: launch it as  torchrun "
+                         "--nproc-per-node N -m edge_aae.train --data ... --out ...  (no WORLD_SIZE is set)")
+    ddp = distributed.init_from_env(config.device)
+    try:
+        return _train(args, config, ddp)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, config: Any, ddp: Any) -> int:
     from edge_aae.train.detector import AAEDetector
     from edge_aae.train.report import write_latent_plot
 
+    say = print if ddp.is_main else (lambda *a, **k: None)
     data = load_many(args.data, time_col=args.time_col, channels=channels_arg(args),
                      max_nan_run=config.max_nan_run, max_gap_factor=config.max_gap_factor)
-    print(f"{data.path}: {data.n_rows} rows, {len(data.channels)} channels, "
-          f"{len(data.segments)} segment(s), sample period {data.sample_period_s:g} s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.resume is None:  # what --resume needs to start the same training again
+    say(f"{data.path}: {data.n_rows} rows, {len(data.channels)} channels, "
+        f"{len(data.segments)} segment(s), sample period {data.sample_period_s:g} s"
+        + (f"; {ddp.world} processes (DistributedDataParallel)" if ddp.active else ""))
+    if ddp.is_main:
+        args.out.mkdir(parents=True, exist_ok=True)
+    if args.resume is None and ddp.is_main:  # what --resume needs to start the same training again
         (args.out / TRAIN_ARGS).write_text(json.dumps(
             {"data": [str(Path(d).resolve()) for d in args.data], "time_col": args.time_col,
              "channels": args.channels, "config": config.to_dict()}, indent=1) + "\n", encoding="utf-8")
     try:
         det = AAEDetector(config).fit(data, progress=not args.quiet, checkpoint=args.out / CHECKPOINT,
-                                      resume=args.resume is not None)
+                                      resume=args.resume is not None, log_dir=args.log_dir)
     except KeyboardInterrupt:
         if not (args.out / CHECKPOINT).is_file():
             raise
         print(f"\ninterrupted: continue with  edge-aae train --resume {args.out}", file=sys.stderr)
         return 130
+    if det.replica_:  # another rank: rank 0 fits the threshold and writes the run
+        return 0
     det.save(args.out)
     write_latent_plot(det, data, args.out / "report.png")
     rep = det.report_

@@ -132,8 +132,6 @@ def train_aae(train_windows: WindowSource | np.ndarray, val_windows: np.ndarray,
     disc = Discriminator(config.latent_dim)
     for m in (encoder, decoder, prior, disc):
         m.to(device)
-    if ddp.rank > 0:  # the same initial weights everywhere, but each rank its own prior samples
-        torch.manual_seed(config.seed + 7919 * ddp.rank)
     enc_t: nn.Module = encoder  # what the training steps call (DDP-wrapped under torchrun)
     dec_t: nn.Module = decoder
     disc_t: nn.Module = disc
@@ -214,7 +212,9 @@ def train_aae(train_windows: WindowSource | np.ndarray, val_windows: np.ndarray,
             sums[0] += loss_r.item()
             if not adversarial:
                 continue
-            z_real = prior.sample(x.shape[0])  # global RNG, seeded above
+            # global RNG, seeded above; every rank draws the whole batch's prior samples and keeps
+            # its share, so the group sees exactly the samples a single process would
+            z_real = prior.sample(per_rank * ddp.world)[ddp.rank * per_rank:][:x.shape[0]]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits_real, logits_fake = disc_t(torch.cat([z_real, z.detach().float()])).split(x.shape[0])
                 loss_d = bce(logits_real.float(), torch.ones_like(logits_real, dtype=torch.float32)) + \

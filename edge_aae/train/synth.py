@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ class Fault:
 
 @dataclass
 class SynthResult:
-    """What :func:`generate` returns: ``train``/``test`` are ``(n_rows, 8)`` float64."""
+    """What :func:`generate` returns: ``train``/``test`` are ``(n_rows, C)`` float64 (C = 8 by default)."""
 
     train_ts: np.ndarray
     train: np.ndarray
@@ -53,6 +53,7 @@ class SynthResult:
     test: np.ndarray
     labels: np.ndarray
     faults: list[Fault]
+    channels: list[str] = field(default_factory=lambda: list(CHANNELS))
 
 
 def _lag(x: np.ndarray, tau_s: float, x0: float | None = None) -> np.ndarray:
@@ -130,12 +131,16 @@ def _plan_faults(rng: np.random.Generator, n: int, per_kind: int, kinds_wanted: 
 
 
 def generate(seed: int = 0, train_rows: int = 14_400, test_rows: int = 10_800,
-             faults_per_kind: int = 2, kinds: tuple[str, ...] = FAULT_KINDS) -> SynthResult:
+             faults_per_kind: int = 2, kinds: tuple[str, ...] = FAULT_KINDS, channels: int = 8) -> SynthResult:
     """Simulate normal training data and a faulty test series, deterministic for a seed.
 
     ``kinds``: the fault kinds to inject (default the six of :data:`FAULT_KINDS`;
-    :data:`ALL_FAULT_KINDS` adds ``unseen_mode``).
+    :data:`ALL_FAULT_KINDS` adds ``unseen_mode``). ``channels``: beyond the pump's 8, derived
+    sensors ``aux_NN`` (each a fixed mix of two or three pump channels with its own noise, as
+    redundant or computed plant tags are); the first 8 channels are the same for any count.
     """
+    if channels < len(CHANNELS):
+        raise ValueError(f"channels must be at least {len(CHANNELS)} (the pump's own), got {channels}")
     if train_rows < 1000 or test_rows < 1000:
         raise ValueError("train_rows and test_rows must be at least 1000")
     unknown = [k for k in kinds if k not in ALL_FAULT_KINDS]
@@ -196,17 +201,42 @@ def generate(seed: int = 0, train_rows: int = 14_400, test_rows: int = 10_800,
         labels[s:e] = 1
     train_ts = START_TS + np.arange(train_rows, dtype=np.float64)
     test_ts = train_ts[-1] + 3600.0 + np.arange(test_rows, dtype=np.float64)
-    return SynthResult(train_ts, train, test_ts, test, labels, faults)
+    names = list(CHANNELS)
+    if channels > len(CHANNELS):
+        mix_rng = np.random.default_rng([seed, channels])  # the pump's channels stay those of the seed
+        mixes = _aux_mixes(mix_rng, channels - len(CHANNELS), unit)
+        train = np.hstack([train, _aux_values(mix_rng, train, mixes)])
+        test = np.hstack([test, _aux_values(mix_rng, test, mixes)])
+        names += [f"aux_{k:02d}" for k in range(channels - len(CHANNELS))]
+    return SynthResult(train_ts, train, test_ts, test, labels, faults, names)
+
+
+def _aux_mixes(rng: np.random.Generator, n: int, unit: np.ndarray) -> np.ndarray:
+    """``(n, 8)`` weights: each derived sensor mixes two or three pump channels (in their own units)."""
+    w = np.zeros((n, len(CHANNELS)))
+    for k in range(n):
+        picks = rng.choice(len(CHANNELS), size=int(rng.integers(2, 4)), replace=False)
+        w[k, picks] = rng.uniform(0.5, 1.5, picks.size) * rng.choice([-1.0, 1.0], picks.size) / unit[picks]
+    return w
+
+
+def _aux_values(rng: np.random.Generator, x: np.ndarray, mixes: np.ndarray) -> np.ndarray:
+    """Derived sensors of ``(n, 8)`` pump values: the mixes plus 5 % noise, in chunks (long series)."""
+    out = np.empty((x.shape[0], mixes.shape[0]))
+    for i in range(0, x.shape[0], 500_000):
+        out[i:i + 500_000] = x[i:i + 500_000] @ mixes.T
+    out += rng.normal(0.0, 0.05, out.shape) * out.std(axis=0)
+    return out
 
 
 def write_dataset(out_dir: Path, result: SynthResult, seed: int) -> None:
     """Write ``train.csv``, ``test.csv`` and ``faults.json`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv(out_dir / "train.csv", result.train_ts, result.train, None)
-    _write_csv(out_dir / "test.csv", result.test_ts, result.test, result.labels)
+    _write_csv(out_dir / "train.csv", result.train_ts, result.train, None, result.channels)
+    _write_csv(out_dir / "test.csv", result.test_ts, result.test, result.labels, result.channels)
     meta = {
         "seed": seed,
-        "channels": CHANNELS,
+        "channels": result.channels,
         "sample_period_s": 1.0,
         "rows": "0-based data rows of test.csv (header excluded), start inclusive, end exclusive",
         "faults": [asdict(f) | {"start_ts": float(result.test_ts[f.start]),
@@ -217,12 +247,18 @@ def write_dataset(out_dir: Path, result: SynthResult, seed: int) -> None:
              result.train.shape[0], result.test.shape[0], len(result.faults))
 
 
-def _write_csv(path: Path, ts: np.ndarray, values: np.ndarray, labels: np.ndarray | None) -> None:
-    header = ["timestamp", *CHANNELS] + (["label"] if labels is not None else [])
-    lines = [",".join(header)]
-    for i in range(values.shape[0]):
-        row = [f"{ts[i]:.1f}", *(f"{v:.4f}" for v in values[i])]
-        if labels is not None:
-            row.append(str(int(labels[i])))
-        lines.append(",".join(row))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+def _write_csv(path: Path, ts: np.ndarray, values: np.ndarray, labels: np.ndarray | None,
+               channels: list[str]) -> None:
+    """One header line, then ``timestamp`` (0.1 s), the values (4 decimals) and the label, chunk by chunk."""
+    header = ["timestamp", *channels] + (["label"] if labels is not None else [])
+    with path.open("w", encoding="utf-8") as f:
+        f.write(",".join(header) + "\n")
+        for i in range(0, values.shape[0], 100_000):
+            cols = [np.char.mod("%.1f", ts[i:i + 100_000])]
+            cols += [np.char.mod("%.4f", values[i:i + 100_000, j]) for j in range(values.shape[1])]
+            if labels is not None:
+                cols.append(labels[i:i + 100_000].astype(np.int64).astype(str))
+            rows = cols[0]
+            for c in cols[1:]:
+                rows = np.char.add(np.char.add(rows, ","), c)
+            f.write("\n".join(rows.tolist()) + "\n")

@@ -141,7 +141,8 @@ def chroot(rootfs: Path, cmd: list[str], timeout_s: float = 1800, what: str = ""
     env = {"PATH": f"{VENV}/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
            "QEMU_CPU": QEMU_CPU, "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
            "PIP_DISABLE_PIP_VERSION_CHECK": "1", "OMP_NUM_THREADS": "1"}
-    return run(["chroot", str(rootfs), *cmd], timeout_s=timeout_s, env=env, what=what)
+    return run([shutil.which("chroot") or "/usr/sbin/chroot", str(rootfs), *cmd], timeout_s=timeout_s, env=env,
+               what=what)
 
 
 def prepare_rootfs(rootfs: Path, cache: Path) -> dict[str, Any]:
@@ -170,7 +171,7 @@ def prepare_rootfs(rootfs: Path, cache: Path) -> dict[str, Any]:
                 f.write(host_bundle.read_text())
         log("creating the venv and installing the base dependencies from PyPI's aarch64 wheels")
         chroot(rootfs, ["python3", "-m", "venv", VENV], what="python3 -m venv")
-        chroot(rootfs, [f"{VENV}/bin/pip", "install", "-q", "--only-binary=:all:", *deps],
+        chroot(rootfs, [f"{VENV}/bin/pip", "install", "-q", "--no-cache-dir", "--only-binary=:all:", *deps],
                what="pip install (aarch64 wheels only)")
     cache.mkdir(parents=True, exist_ok=True)
     run(["tar", "-cf", str(tarball) + ".part", "-C", str(rootfs), "."], what="caching the root filesystem")
@@ -200,7 +201,7 @@ def train_and_export(work: Path) -> tuple[Path, Path, Path]:
     from edge_aae.train.detector import AAEDetector
     from export.bundle import build_bundle
 
-    synth.write_dataset(work / "data", synth.generate(seed=0, train_rows=6000, test_rows=3000), seed=0)
+    synth.write_dataset(work / "data", synth.generate(seed=0, train_rows=6000, test_rows=6000), seed=0)
     det = AAEDetector(TrainConfig(epochs=8, threads=1)).fit(load_series(work / "data/train.csv"))
     det.save(work / "run")
     bundles = []
@@ -209,6 +210,44 @@ def train_and_export(work: Path) -> tuple[Path, Path, Path]:
         log(f"exported for {target}: {rep.default_kind} {rep.int8_quantization} ({rep.default_reason})")
         bundles.append(work / f"bundle-{target}")
     return work / "data/test.csv", bundles[0], bundles[1]
+
+
+def static_models(work: Path, bundle: Path, test_csv: Path) -> tuple[Path, Path]:
+    """Static INT8 (int8 activations) of the bundle's FP32 graph for arm64, and the test windows as .npy.
+
+    The bundle ships what passed the parity gate, which may be INT8 weights-only; this model is
+    quantized the arm64 way whatever the gate said, so the target's integer kernels are exercised.
+    """
+    from edge_aae.core.data import load_series
+    from edge_aae.core.manifest import FP32_MODEL
+    from edge_aae.core.windows import series_windows
+    from edge_aae.train.detector import AAEDetector
+    from export.quantize import quantize_int8
+
+    det = AAEDetector.load(work / "run")
+    out = work / "static-arm64.onnx"
+    quantize_int8(bundle / FP32_MODEL, out, det.load_calibration()["train"], "arm64", keep_fp32=("code",))
+    windows, _ = series_windows(load_series(test_csv, label_col="label"), det.config_.window_len)
+    np.save(work / "windows.npy", windows.astype(np.float32))
+    return out, work / "windows.npy"
+
+
+RUN_ONNX = """
+import sys, numpy as np, onnxruntime as ort
+so = ort.SessionOptions(); so.intra_op_num_threads = 1
+s = ort.InferenceSession(sys.argv[1], sess_options=so, providers=["CPUExecutionProvider"])
+w = np.load(sys.argv[2])
+name = s.get_inputs()[0].name
+np.save(sys.argv[3], np.concatenate([s.run(None, {name: w[i:i + 256]})[0] for i in range(0, len(w), 256)]))
+"""
+
+
+def compare_arrays(a: np.ndarray, b: np.ndarray, threshold: float) -> dict[str, float]:
+    """Decision agreement at ``threshold`` and the largest relative difference of two score arrays."""
+    rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-6)
+    return {"windows": float(a.size), "agreement": float(np.mean((a > threshold) == (b > threshold))),
+            "max_rel_diff": float(rel.max()), "flagged_a": float((a > threshold).sum()),
+            "flagged_b": float((b > threshold).sum())}
 
 
 def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -246,8 +285,8 @@ def serve_both(rootfs: Path, work: Path, bundle: Path, test_csv: Path) -> dict[s
                            gateway="gw-arm")
     env = {"PATH": f"{VENV}/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": QEMU_CPU}
     arm_log = (work / "daemon-arm.log").open("wb")
-    arm = subprocess.Popen(["chroot", str(rootfs), f"{VENV}/bin/edge-aae", "serve", "--config",
-                            f"/check/{arm_cfg.name}", "--broker", broker.url], stdout=arm_log,
+    arm = subprocess.Popen([shutil.which("chroot") or "/usr/sbin/chroot", str(rootfs), f"{VENV}/bin/edge-aae",
+                            "serve", "--config", f"/check/{arm_cfg.name}", "--broker", broker.url], stdout=arm_log,
                            stderr=subprocess.STDOUT, env=env)
     host = DaemonProcess(work, write_config(work / "gw-x86.toml", bundle, work / "outbox-x86", gateway="gw-x86"),
                          broker.url)
@@ -322,8 +361,10 @@ def check(work: Path, cache: Path) -> dict[str, Any]:
     inside.mkdir()
     wheel = next((work / "wheel").glob("edge_aae-*.whl"))
     shutil.copy(wheel, inside / wheel.name)
-    for src in (arm, x86, test_csv):
+    static, windows = static_models(work, arm, test_csv)
+    for src in (arm, x86, test_csv, static, windows):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, inside / src.name)
+    (inside / "run_onnx.py").write_text(RUN_ONNX)
     with mounted(rootfs):
         t0 = time.monotonic()
         chroot(rootfs, [f"{VENV}/bin/pip", "install", "-q", "--no-index", "--no-deps", f"/check/{wheel.name}"],
@@ -336,9 +377,17 @@ def check(work: Path, cache: Path) -> dict[str, Any]:
             "so = ort.SessionOptions(); so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL\n"
             "so.optimized_model_filepath = '/check/optimized.onnx'; so.intra_op_num_threads = 1\n"
             "so.log_severity_level = 3\n"
-            f"ort.InferenceSession('/check/{arm.name}/model.onnx', sess_options=so)")],
-               what="optimizing the arm64 model with the target's onnxruntime")
+            f"ort.InferenceSession('/check/{static.name}', sess_options=so)")],
+               what="optimizing the static INT8 arm64 model with the target's onnxruntime")
         res["unfused_arm64"] = count_dequant(inside / "optimized.onnx")
+        log("static INT8 (int8 activations) on the emulated arm64 and here")
+        chroot(rootfs, [f"{VENV}/bin/python", "/check/run_onnx.py", f"/check/{static.name}",
+                        f"/check/{windows.name}", "/check/static-on-arm64.npy"], what="static INT8 on arm64")
+        run([sys.executable, str(inside / "run_onnx.py"), str(static), str(windows), str(work / "static-on-x86.npy")],
+            what="static INT8 here")
+        thr = json.loads((arm / "manifest.json").read_text())["models"]["model.fp32.onnx"]["threshold"]
+        res["static"] = compare_arrays(np.load(inside / "static-on-arm64.npy"), np.load(work / "static-on-x86.npy"),
+                                       float(thr))
         log("scoring the test set on the emulated arm64 with the arm64 bundle")
         t1 = time.monotonic()
         chroot(rootfs, [f"{VENV}/bin/edge-aae", "score", f"/check/{arm.name}", "--data", f"/check/{test_csv.name}",
@@ -355,8 +404,8 @@ def check(work: Path, cache: Path) -> dict[str, Any]:
         res["serve"] = serve_both(rootfs, work, arm, test_csv)
         res["serve_s"] = time.monotonic() - t1
     for kind in ("x86_64", "arm64"):
-        res[f"quantization_{kind}"] = json.loads((work / f"bundle-{kind}" / "manifest.json").read_text()).get(
-            "quantization")
+        shipped = json.loads((work / f"bundle-{kind}" / "manifest.json").read_text())["models"]["model.onnx"]
+        res[f"quantization_{kind}"] = f"{shipped['kind']} {shipped.get('quantization', '')}".strip()
     res["total_s"] = time.monotonic() - t_all
     return res
 
@@ -383,7 +432,11 @@ def verdict(res: dict[str, Any]) -> list[tuple[str, bool, str]]:
         ("arm64 bundle on arm64 vs the x86 bundle on x86: decisions", v["agreement"] >= 0.99,
          f"{v['agreement']:.2%} agree ({int(v['flagged_a'])} vs {int(v['flagged_b'])} flagged), max relative "
          f"score difference {v['max_rel_diff']:.1e}"),
-        ("unfused weight DequantizeLinear in the target's optimized arm64 graph", res["unfused_arm64"] == 0,
+        ("static INT8 (int8 activations) on arm64 vs the same model on x86: decisions",
+         res["static"]["agreement"] >= 0.999,
+         f"{res['static']['agreement']:.2%} agree at the FP32 threshold, max relative score difference "
+         f"{res['static']['max_rel_diff']:.1e}"),
+        ("unfused weight DequantizeLinear in the target's optimized static INT8 graph", res["unfused_arm64"] == 0,
          str(res["unfused_arm64"])),
         ("edge-aae serve on arm64: every window scored, alerts arrive", bool(srv["all_scored"]) and
          srv["alerts_arm"] > 0, f"{srv['windows_arm']:,} of {srv['windows_expected']:,} windows, "
