@@ -16,7 +16,7 @@ import hashlib
 import io
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,10 +126,9 @@ def load_series(path: str | Path, *, time_col: str | None = None,
         return _load_parquet(p, time_col=time_col, channels=channels, label_col=label_col,
                              max_nan_run=max_nan_run, max_gap_factor=max_gap_factor)
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        lines = _head_lines(p, PROBE_ROWS + 1)  # the body is streamed to the parser, never held as text
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: not a text file ({exc.reason} at byte {exc.start})") from None
-    lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise DataError(f"{p}: file is empty")
     delimiter = _sniff_delimiter(p, lines)
@@ -187,21 +186,71 @@ def load_series(path: str | Path, *, time_col: str | None = None,
 
     wanted = [*channels, *(c for c in (time_col, label_col) if c is not None)]
     text_cols = {header.index(time_col)} if time_col is not None and not _mostly_numeric(columns[time_col]) else set()
-    parsed = _fast_parse(p, lines[line0 - 1:], delimiter, [header.index(c) for c in wanted], text_cols,
-                         header, line0)
-    if parsed is None:  # ragged rows: the careful parser says where
-        parsed = _careful_parse(p, lines[line0 - 1:], delimiter, header, wanted, line0)
+    def body() -> Iterator[str]:
+        return _body_lines(p, line0 - 1)
+
+    try:
+        parsed = _fast_parse(p, body, delimiter, [header.index(c) for c in wanted], text_cols, header, line0)
+        if parsed is None:  # ragged rows: the careful parser says where
+            parsed = _careful_parse(p, list(body()), delimiter, header, wanted, line0)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not a text file ({exc.reason} at byte {exc.start} of a line)") from None
     cells = dict(zip(wanted, parsed, strict=True))
-    values = np.empty((len(lines) - line0 + 1, len(channels)), dtype=np.float64)
-    for j, name in enumerate(channels):
-        values[:, j] = _numeric(p, name, cells[name], line0)
+    block = _shared_block([cells[c] for c in channels])
+    if block is not None:  # the parser's own array: its first columns are the channels
+        values = block[:, :len(channels)]
+    else:
+        values = np.empty((len(parsed[0]), len(channels)), dtype=np.float64)
+        for j, name in enumerate(channels):
+            values[:, j] = _numeric(p, name, cells[name], line0)
     if time_col is None:
         timestamps = np.arange(values.shape[0], dtype=np.float64)
     else:
         timestamps = _parse_times(p, time_col, cells[time_col], line0)
     labels = None if label_col is None else _parse_labels(p, label_col, cells[label_col], line0)
+    if block is not None:  # nothing kept may pin the parser's block: it is as big as the data
+        timestamps = timestamps.copy() if np.shares_memory(timestamps, block) else timestamps
+        if labels is not None and np.shares_memory(labels, block):
+            labels = labels.copy()
+    del cells, parsed
     return assemble_series(str(p), list(channels), timestamps, values, labels,
-                           max_nan_run=max_nan_run, max_gap_factor=max_gap_factor)
+                           max_nan_run=max_nan_run, max_gap_factor=max_gap_factor, owned=True)
+
+
+def _head_lines(path: Path, n: int) -> list[str]:
+    """The first ``n`` non-blank lines (BOM and line ends stripped)."""
+    out: list[str] = []
+    with path.open(encoding="utf-8-sig") as f:
+        for ln in f:
+            if ln.strip():
+                out.append(ln.rstrip("\r\n"))
+                if len(out) >= n:
+                    break
+    return out
+
+
+def _body_lines(path: Path, skip: int) -> Iterator[str]:
+    """Non-blank lines after the first ``skip`` of them, read as the parser asks (not all at once)."""
+    with path.open(encoding="utf-8-sig") as f:
+        seen = 0
+        for ln in f:
+            if ln.strip():
+                seen += 1
+                if seen > skip:
+                    yield ln.rstrip("\r\n")
+
+
+def _shared_block(columns: list[np.ndarray]) -> np.ndarray | None:
+    """The float64 2-D array whose first columns, in order, are exactly ``columns``; None if there is none."""
+    base = columns[0].base if columns else None
+    if not isinstance(base, np.ndarray) or base.ndim != 2 or base.dtype != np.float64 \
+            or base.shape[1] < len(columns):
+        return None
+    for j, c in enumerate(columns):
+        col = base[:, j]
+        if c.base is not base or c.strides != col.strides or c.ctypes.data != col.ctypes.data:
+            return None
+    return base
 
 
 def _load_parquet(p: Path, *, time_col: str | None, channels: Sequence[str] | None, label_col: str | None,
@@ -276,9 +325,13 @@ def _load_parquet(p: Path, *, time_col: str | None, channels: Sequence[str] | No
 
 def assemble_series(path: str, channels: list[str], timestamps: np.ndarray, values: np.ndarray,
                     labels: np.ndarray | None, *, max_nan_run: int = 5,
-                    max_gap_factor: float = 5.0) -> SensorData:
-    """Fill short NaN runs, find segments, and wrap arrays as :class:`SensorData`."""
-    values = np.array(values, dtype=np.float64, copy=True)
+                    max_gap_factor: float = 5.0, owned: bool = False) -> SensorData:
+    """Fill short NaN runs, find segments, and wrap arrays as :class:`SensorData`.
+
+    ``values`` is copied unless ``owned`` (the caller hands it over: it may be filled in place).
+    """
+    values = (np.ascontiguousarray(values, dtype=np.float64) if owned
+              else np.array(values, dtype=np.float64, copy=True))
     n = values.shape[0]
     valid = np.ones(n, dtype=bool)
     for j in range(values.shape[1]):
@@ -325,7 +378,7 @@ def _mostly_numeric(cells: list[str]) -> bool:
     return bool(probe) and sum(_is_float(c) for c in probe) >= NUMERIC_SHARE * len(probe)
 
 
-def _fast_parse(path: Path, body: list[str], delimiter: str, usecols: list[int], text_cols: set[int],
+def _fast_parse(path: Path, body: Callable[[], Iterator[str]], delimiter: str, usecols: list[int], text_cols: set[int],
                 header: list[str], line0: int) -> list[np.ndarray] | None:
     """The wanted columns: float arrays (NaN where missing), strings for ``text_cols`` (date-times).
 
@@ -355,14 +408,14 @@ def _fast_parse(path: Path, body: list[str], delimiter: str, usecols: list[int],
     try:
         if numeric:
             try:
-                block = np.loadtxt(body, usecols=numeric, dtype=np.float64, ndmin=2, **read)
+                block = np.loadtxt(body(), usecols=numeric, dtype=np.float64, ndmin=2, **read)
             except ValueError:  # missing or bad cells: the same parser, one Python call per cell
                 bad.clear()
-                block = np.loadtxt(body, usecols=numeric, dtype=np.float64, ndmin=2,
+                block = np.loadtxt(body(), usecols=numeric, dtype=np.float64, ndmin=2,
                                    converters={c: lenient(c) for c in numeric}, **read)
             out |= {c: block[:, j] for j, c in enumerate(numeric)}
         for c in text_cols:
-            out[c] = np.char.strip(np.loadtxt(body, usecols=[c], dtype=str, ndmin=1, **read))
+            out[c] = np.char.strip(np.loadtxt(body(), usecols=[c], dtype=str, ndmin=1, **read))
     except ValueError:
         return None
     for col, (count, row, cell) in bad.items():
@@ -409,7 +462,7 @@ def _parse_times(path: Path, name: str, cells: np.ndarray, line0: int) -> np.nda
         if np.isnan(out).any():
             i = int(np.flatnonzero(np.isnan(out))[0])
             raise DataError(f"{path}:{i + line0}: column {name!r}: a timestamp is missing")
-        return _check_forward(path, name, out, [f"{v:g}" for v in out], line0)
+        return _check_forward(path, name, out, out, line0)
     cells_list = [str(c) for c in cells.tolist()]
     out = np.empty(len(cells_list), dtype=np.float64)
     for i, c in enumerate(cells_list):
@@ -429,12 +482,14 @@ def _parse_times(path: Path, name: str, cells: np.ndarray, line0: int) -> np.nda
     return _check_forward(path, name, out, cells_list, line0)
 
 
-def _check_forward(path: Path, name: str, out: np.ndarray, cells: Sequence[str], line0: int) -> np.ndarray:
+def _check_forward(path: Path, name: str, out: np.ndarray, cells: Sequence[str] | np.ndarray,
+                   line0: int) -> np.ndarray:
     back = np.flatnonzero(np.diff(out) < 0)
     if back.size:
         i = int(back[0]) + 1
+        shown = [f"{v:g}" if isinstance(v, float | np.floating) else str(v) for v in (cells[i - 1], cells[i])]
         raise DataError(f"{path}:{i + line0}: column {name!r}: timestamp goes backwards "
-                        f"({cells[i - 1]} -> {cells[i]})")
+                        f"({shown[0]} -> {shown[1]})")
     return out
 
 

@@ -66,6 +66,23 @@ def _spread(x: np.ndarray) -> np.ndarray:
     return np.where(s > 1e-12, s, x.std(axis=0))
 
 
+STAT_ROWS = 200_000  # beyond, the statistics below read evenly spaced stretches of this many rows in all
+STAT_STRETCHES = 100
+
+
+def _finite_rows(values: np.ndarray) -> np.ndarray:
+    """Rows without a missing value; a long series thinned to ``STAT_STRETCHES`` evenly spaced stretches.
+
+    Consecutive rows stay consecutive within a stretch (first differences keep their meaning) and
+    the stretches keep their order in time (block medians still span the whole series).
+    """
+    if values.shape[0] > STAT_ROWS:
+        length = STAT_ROWS // STAT_STRETCHES
+        starts = np.linspace(0, values.shape[0] - length, STAT_STRETCHES).astype(np.int64)
+        values = np.concatenate([values[a:a + length] for a in starts])
+    return values[np.isfinite(values).all(axis=1)]
+
+
 def drift_and_slowness(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per channel of ``(n, C)`` normal values: level drift and slowness (see the module doc).
 
@@ -75,7 +92,7 @@ def drift_and_slowness(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         (about 1 for white noise, near 0 for a slow channel).
 
     """
-    x = values[np.isfinite(values).all(axis=1)]
+    x = _finite_rows(values)
     if x.shape[0] < 4 * DRIFT_BLOCKS:
         return np.zeros(values.shape[1]), np.ones(values.shape[1])
     b = x.shape[0] // DRIFT_BLOCKS
@@ -92,7 +109,7 @@ def _joins(values: np.ndarray, channels: list[str], c: str, picked: list[str], s
     i = channels.index(c)
     if slow[i] >= FAMILY_LIMIT:
         return False
-    x = values[np.isfinite(values).all(axis=1)]
+    x = _finite_rows(values)
     for p in picked:
         j = channels.index(p)
         if x[:, i].std() > 0 and x[:, j].std() > 0 and abs(float(np.corrcoef(x[:, i], x[:, j])[0, 1])) > FAMILY_CORR:

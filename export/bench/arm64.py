@@ -312,8 +312,7 @@ def serve_both(rootfs: Path, work: Path, bundle: Path, test_csv: Path) -> dict[s
         for p in reading_batches(data, 20):
             for gw in ("gw-arm", "gw-x86"):
                 publish_acked(pub, f"edge-aae/{gw}/sensors/pump1", p)
-        n_windows = len(data.timestamps) - (json.loads((bundle / "manifest.json").read_text())
-                                            ["model"]["window"] - 1)
+        n_windows = len(data.timestamps) - (json.loads((bundle / "manifest.json").read_text())["window_len"] - 1)
         done = rec.wait_for(lambda r: all(stats(r, gw).get("windows_scored", 0) >= n_windows
                                           for gw in ("gw-arm", "gw-x86")), 900)
         stream_s = time.monotonic() - t1

@@ -60,3 +60,33 @@ def test_unseen_mode_is_opt_in_and_stays_inside_the_training_range():
 def test_unknown_fault_kinds_are_refused():
     with pytest.raises(ValueError, match="meteor"):
         synth.generate(seed=0, kinds=("meteor",))
+
+
+def test_more_channels_add_derived_sensors_and_keep_the_pump_channels(tmp_path):
+    base = synth.generate(seed=3, train_rows=3000, test_rows=4800)
+    wide = synth.generate(seed=3, train_rows=3000, test_rows=4800, channels=12)
+    assert wide.channels == [*synth.CHANNELS, "aux_00", "aux_01", "aux_02", "aux_03"]
+    assert wide.train.shape == (3000, 12)
+    np.testing.assert_array_equal(wide.train[:, :8], base.train)
+    np.testing.assert_array_equal(wide.test[:, :8], base.test)
+    # each derived sensor follows the pump: well explained by the 8 pump channels
+    coef, *_ = np.linalg.lstsq(np.c_[wide.train[:, :8], np.ones(3000)], wide.train[:, 8:], rcond=None)
+    resid = wide.train[:, 8:] - np.c_[wide.train[:, :8], np.ones(3000)] @ coef
+    assert (resid.std(axis=0) < 0.2 * wide.train[:, 8:].std(axis=0)).all()
+    synth.write_dataset(tmp_path, wide, seed=3)
+    header = (tmp_path / "train.csv").read_text().splitlines()[0].split(",")
+    assert header == ["timestamp", *wide.channels]
+    assert json.loads((tmp_path / "faults.json").read_text())["channels"] == wide.channels
+    with pytest.raises(ValueError, match="at least 8"):
+        synth.generate(seed=3, train_rows=3000, test_rows=4800, channels=5)
+
+
+def test_the_csv_holds_the_values_to_four_decimals(tmp_path):
+    r = synth.generate(seed=1, train_rows=3000, test_rows=4800)
+    synth.write_dataset(tmp_path, r, seed=1)
+    lines = (tmp_path / "test.csv").read_text().splitlines()
+    assert len(lines) == 4801
+    first = lines[1].split(",")
+    assert first[0] == f"{r.test_ts[0]:.1f}"
+    assert first[1:9] == [f"{v:.4f}" for v in r.test[0]]
+    assert first[9] == str(int(r.labels[0]))
