@@ -94,7 +94,8 @@ class SensorData:
         """sha256 over channel names and values: identifies the training data."""
         h = hashlib.sha256()
         h.update("\x1f".join(self.channels).encode())
-        h.update(np.ascontiguousarray(np.nan_to_num(self.values, nan=-1e300)).tobytes())
+        for i in range(0, self.values.shape[0], 65536):  # a chunk at a time: no copy of a long series
+            h.update(np.ascontiguousarray(np.nan_to_num(self.values[i:i + 65536], nan=-1e300)).tobytes())
         return h.hexdigest()
 
 
