@@ -54,6 +54,7 @@ bench: install test-slow
 	$(VENV)/bin/edge-aae bench speed --run bench-out/train/aae --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae export bench-out/train/aae --out bench-out/bundle --force
 	$(VENV)/bin/edge-aae bench daemon --bundle bench-out/bundle --update BENCHMARKS.md
+	$(VENV)/bin/edge-aae bench drift --bundle bench-out/bundle --update BENCHMARKS.md
 	$(PY) -m export.bench.memory bench-out/bundle --update BENCHMARKS.md
 
 clean:

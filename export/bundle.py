@@ -83,6 +83,17 @@ class ExportReport:
     target: str = ""  # x86_64 or arm64: the CPU the bundle is for
 
 
+def monitor_reference(calib: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The drift monitor's training range, per channel, in raw units.
+
+    The 0.5th and 99.5th percentiles of the channel means of normal training and validation windows.
+    """
+    means = np.concatenate([calib["train"].mean(axis=1), calib["val"].mean(axis=1)])
+    low, high = np.nanpercentile(means, [0.5, 99.5], axis=0)
+    return {"channel_low": [round(float(v), 6) for v in low], "channel_high": [round(float(v), 6) for v in high],
+            "range": "0.5th-99.5th percentile of normal window means"}
+
+
 def host_target() -> str:
     """The export target matching this machine."""
     return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
@@ -247,7 +258,8 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
         opset=OPSET, stream=det.stream_rule, training_data_fingerprint=det.fingerprint_,
         versions={"edge_aae": __version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
         golden=golden,
-        golden_tolerance={DEFAULT_MODEL: 1e-3 if default_kind == "int8" else 1e-4, FP32_MODEL: 1e-4})
+        golden_tolerance={DEFAULT_MODEL: 1e-3 if default_kind == "int8" else 1e-4, FP32_MODEL: 1e-4},
+        monitor=monitor_reference(calib))
     for name in dict.fromkeys([*models, INT8_MODEL]):
         if (tmp / name).exists():
             _embed_manifest(tmp / name, manifest.to_json(with_files=False))  # the INT8 working copy too

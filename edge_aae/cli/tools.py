@@ -69,6 +69,11 @@ def register(sub: Any) -> None:
     b.add_argument("--channels", type=int, default=38, help="channels (default: 38)")
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
     b.set_defaults(func=cmd_bench_scale)
+    b = bench.add_parser("drift", help="the gateway's drift monitor on streams that slowly leave the training range")
+    b.add_argument("--bundle", type=Path, required=True, help="bundle of a model trained on the synthetic pump")
+    b.add_argument("--out", type=Path, default=Path("bench-out/drift"), help="folder for drift.png")
+    b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
+    b.set_defaults(func=cmd_bench_drift)
     b = bench.add_parser("daemon", help="edge-aae serve vs a bare paho subscriber: readings/s, latency, RSS")
     b.add_argument("--bundle", type=Path, required=True, help="bundle directory to serve")
     b.add_argument("--readings", type=int, default=20000, help="readings per throughput run (default: 20000)")
@@ -192,6 +197,16 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
         raise UsageError("--rows must be >= 10000 and --channels >= 8")
     return publish_bench(args.update, "scale", "Training at scale", run_scale_bench(args.rows, args.channels),
                          f"edge-aae bench scale --rows {args.rows} --channels {args.channels}")
+
+
+def cmd_bench_drift(args: argparse.Namespace) -> int:
+    """``edge-aae bench drift``."""
+    from export.bench.drift import run_drift_bench
+
+    if not (args.bundle / "manifest.json").is_file():
+        raise UsageError(f"--bundle {args.bundle}: not a bundle (no manifest.json)")
+    return publish_bench(args.update, "drift", "Drift monitor", run_drift_bench(args.bundle, args.out),
+                         f"edge-aae bench drift --bundle {args.bundle} --out {args.out}")
 
 
 def cmd_bench_daemon(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_aae.client.deploy import read_password
-from edge_aae.client.subscriber import Alert, AlertSubscriber, BrokerRefused, GatewayStatus
+from edge_aae.client.subscriber import Alert, AlertSubscriber, BrokerRefused, Drift, Event, GatewayStatus
 from edge_aae.core.errors import UsageError
 
 
@@ -18,13 +18,15 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def event_json(event: Alert | GatewayStatus) -> dict[str, Any]:
+def event_json(event: Event) -> dict[str, Any]:
     """One JSON object for ``--json`` output."""
     if isinstance(event, Alert):
         d = asdict(event)
         d["top_channels"] = [{"channel": c, "share": s} for c, s in event.top_channels]
         d["score_over_threshold"] = round(event.ratio, 3)
         return {"type": "alert"} | d
+    if isinstance(event, Drift):
+        return {"type": "drift"} | asdict(event)
     return {"type": "status"} | asdict(event)
 
 
@@ -37,14 +39,19 @@ class LiveTable:
         self.redraw = redraw
         self.alerts: dict[tuple[str, str], Alert] = {}
         self.gateways: dict[str, GatewayStatus] = {}
+        self.drift: dict[tuple[str, str], Drift] = {}
 
-    def update(self, event: Alert | GatewayStatus) -> None:
+    def update(self, event: Event) -> None:
         """Take one event and show it."""
         if isinstance(event, Alert):
             self.alerts[(event.gateway, event.asset)] = event
             line = (f"{_when(event.ts)}  {event.event.upper():8s} {event.gateway}/{event.asset}  "
                     f"since {_when(event.since)}  score/threshold {event.ratio:.2f}  "
                     f"{self._channels(event)}  model {event.model_name} {event.model_version}")
+        elif isinstance(event, Drift):
+            self.drift[(event.gateway, event.asset)] = event
+            line = (f"{_when(event.ts)}  DRIFT    {event.gateway}/{event.asset}  {event.state}  since "
+                    f"{_when(event.since)}  {self._drift_why(event)}  model {event.model_name} {event.model_version}")
         else:
             self.gateways[event.gateway] = event
             line = f"{_when(event.ts)}  gateway {event.gateway} {event.state.upper()}"
@@ -53,6 +60,18 @@ class LiveTable:
         else:
             self.out.write(line + "\n")
         self.out.flush()
+
+    @staticmethod
+    def _drift_why(d: Drift) -> str:
+        f = d.figures
+        parts = []
+        if "alert_rate" in f:
+            parts.append(f"alert rate {f['alert_rate']:.2%} (target {f.get('target_far', 0):.2%})")
+        if f.get("latent_median") is not None:
+            parts.append(f"latent {f['latent_median']:.1f}")
+        if d.channels:
+            parts.append("out of range: " + ", ".join(d.channels))
+        return "; ".join(parts)
 
     @staticmethod
     def _channels(a: Alert) -> str:
@@ -69,7 +88,11 @@ class LiveTable:
         lines.insert(1, "  ".join("-" * w for w in widths))
         gws = ", ".join(f"{g} {s.state}" for g, s in sorted(self.gateways.items())) or "none seen yet"
         active = sum(a.event == "raised" for a in self.alerts.values())
-        return f"edge-aae alerts: {active} active  |  gateways: {gws}\n\n" + "\n".join(lines)
+        moved = [d for d in self.drift.values() if d.state != "ok"]
+        drift = ("\n\ndrift: " + "; ".join(f"{d.gateway}/{d.asset} {d.state} ({self._drift_why(d)})"
+                                            for d in sorted(moved, key=lambda d: (d.gateway, d.asset)))
+                 if moved else "")
+        return f"edge-aae alerts: {active} active  |  gateways: {gws}\n\n" + "\n".join(lines) + drift
 
 
 def run_alerts(broker: str, *, root: str, gateway: str, asset: str, tls_ca: str, username: str,

@@ -74,6 +74,22 @@ class GatewayStatus:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """An asset's retained drift state: ``ok``, ``drifting`` or ``retrain``, and why."""
+
+    gateway: str
+    asset: str
+    state: str
+    since: float
+    ts: float
+    figures: dict[str, Any]
+    channels: list[str]
+    model_name: str
+    model_version: str
+    retained: bool = False
+
+
+@dataclass(frozen=True)
 class InvalidMessage:
     """A message that could not be used, and why."""
 
@@ -82,7 +98,7 @@ class InvalidMessage:
     payload: bytes
 
 
-Event = Alert | GatewayStatus
+Event = Alert | GatewayStatus | Drift
 
 
 def _validated(topic: str, payload: bytes, schema: str) -> Any:
@@ -115,8 +131,18 @@ def parse_status(topic: str, payload: bytes, retained: bool = False) -> GatewayS
                          msg.get("stats", {}), retained)
 
 
+def parse_drift(topic: str, payload: bytes, retained: bool = False) -> Drift | InvalidMessage:
+    """Validate and convert a drift payload."""
+    msg = _validated(topic, payload, "drift")
+    if isinstance(msg, InvalidMessage):
+        return msg
+    return Drift(msg["gateway"], msg["asset"], msg["state"], float(msg["since"]), float(msg["ts"]),
+                 dict(msg["figures"]), list(msg["channels"]), msg["model"]["name"], msg["model"]["version"],
+                 retained)
+
+
 class AlertSubscriber:
-    """Alerts and gateway status from ``ROOT/GW/anomaly/ASSET/alert`` and ``ROOT/GW/status``.
+    """Alerts, drift states and gateway status: ``ROOT/GW/anomaly/ASSET/alert``, ``.../drift``, ``ROOT/GW/status``.
 
     Args:
         broker: ``mqtt://HOST:PORT`` or ``mqtts://HOST:PORT``.
@@ -125,7 +151,7 @@ class AlertSubscriber:
         username, password: broker credentials.
         client_id: a fixed id with a persistent session (alerts queued while away are delivered);
             empty for a throwaway session.
-        on_alert, on_status, on_invalid: callbacks, run on the network thread.
+        on_alert, on_status, on_drift, on_invalid: callbacks, run on the network thread.
         dedupe: how many recent alert ids to remember for dropping redeliveries.
 
     """
@@ -134,6 +160,7 @@ class AlertSubscriber:
                  tls_ca: str = "", username: str = "", password: str | None = None, client_id: str = "",
                  on_alert: Callable[[Alert], None] | None = None,
                  on_status: Callable[[GatewayStatus], None] | None = None,
+                 on_drift: Callable[[Drift], None] | None = None,
                  on_invalid: Callable[[InvalidMessage], None] | None = None,
                  dedupe: int = 10000) -> None:
         """Configure; nothing connects until :meth:`start` (or ``with`` / iteration)."""
@@ -144,7 +171,8 @@ class AlertSubscriber:
         topics = Topics(root, gateway)
         self.alert_filter = topics.alert(asset)
         self.status_filter = topics.status
-        self.on_alert, self.on_status, self.on_invalid = on_alert, on_status, on_invalid
+        self.drift_filter = topics.drift(asset)
+        self.on_alert, self.on_status, self.on_drift, self.on_invalid = on_alert, on_status, on_drift, on_invalid
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._dedupe = dedupe
         self._events: queue.Queue[Event | BaseException] = queue.Queue()
@@ -179,7 +207,7 @@ class AlertSubscriber:
             return
         self.connected.set()
         log.info("connected to %s:%d", self.host, self.port)
-        client.subscribe([(self.alert_filter, 1), (self.status_filter, 1)])
+        client.subscribe([(self.alert_filter, 1), (self.status_filter, 1), (self.drift_filter, 1)])
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
         if self.connected.is_set() and self._started:  # not on the user's own close() (Ctrl-C)
@@ -191,8 +219,11 @@ class AlertSubscriber:
         if msg.topic.endswith("/status"):
             if not msg.payload:
                 return  # a cleared retained status
-            parsed: Alert | GatewayStatus | InvalidMessage = parse_status(msg.topic, bytes(msg.payload),
-                                                                          bool(msg.retain))
+            parsed: Event | InvalidMessage = parse_status(msg.topic, bytes(msg.payload), bool(msg.retain))
+        elif msg.topic.endswith("/drift"):
+            if not msg.payload:
+                return
+            parsed = parse_drift(msg.topic, bytes(msg.payload), bool(msg.retain))
         else:
             parsed = parse_alert(msg.topic, bytes(msg.payload))
         if isinstance(parsed, InvalidMessage):
@@ -209,6 +240,9 @@ class AlertSubscriber:
                 self._seen.popitem(last=False)
             if self.on_alert is not None:
                 self._safe(self.on_alert, parsed)
+        elif isinstance(parsed, Drift):
+            if self.on_drift is not None:
+                self._safe(self.on_drift, parsed)
         elif self.on_status is not None:
             self._safe(self.on_status, parsed)
         self._events.put(parsed)
@@ -237,7 +271,7 @@ class AlertSubscriber:
         return self
 
     def get(self, timeout_s: float | None = None) -> Event | None:
-        """The next alert or status (None after ``timeout_s``).
+        """The next alert, drift state or status (None after ``timeout_s``).
 
         Raises:
             BrokerRefused: the broker refused the credentials.

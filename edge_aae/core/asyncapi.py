@@ -45,6 +45,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "model_outcome": {"gateway": "rpi4-line2", "ts": 1700000400.0, "event": "refused",
                       "update_id": "9a1b2c3d4e5f6071", "asset": "", "version": "2026.11.20.0900",
                       "reason": "version 2026.11.20.0900 is not newer than the installed 2026.11.23.1200"},
+    "drift": {"asset": "pump7", "gateway": "rpi4-line2", "state": "drifting", "since": 1700003600.0,
+              "ts": 1700003660.0, "figures": {"windows": 1800, "alert_rate": 0.004, "target_far": 0.001,
+                                              "latent_median": 3.4, "max_outside_share": 0.31},
+              "channels": ["current_a"], "outside_share": {"current_a": 0.31},
+              "model": {"name": "pump", "version": "2026.11.23.1200"}},
     "probe": {"probe": "5f0c2a9e1b7d4c33", "gateway": "rpi4-line2", "ts": 1700000202.0},
     "error": {"ts": 1700000201.0, "gateway": "rpi4-line2", "asset": "pump7", "reason": "missing_channel",
               "detail": "missing flow_m3h"},
@@ -92,6 +97,10 @@ def build_document() -> dict[str, Any]:
                                   "anomalous."),
         "alert": ("Alert raised or cleared", "Delivered at least once (QoS 1 from a durable outbox): drop repeats "
                                             "by `id`."),
+        "drift": ("Drift and health of an asset's model", "Retained, on a change of state and every "
+                                                          "`monitor.publish_interval_s`: `ok`, `drifting` (the "
+                                                          "alert rate, the latent codes or a channel's range moved "
+                                                          "away from training) or `retrain` (drifting for long)."),
         "status": ("Gateway status", "Retained. `online` with models and running stats (every minute), "
                                      "`offline` on clean shutdown and as the last will."),
         "error": ("Rejected input", "Every rejected input with the asset and the reason (rate-limited)."),
@@ -120,6 +129,8 @@ def build_document() -> dict[str, Any]:
                   "messages": {"score": {"$ref": "#/components/messages/score"}}},
         "alert": {"address": t.alert("{asset}"), "parameters": _params("root", "gateway", "asset"),
                   "messages": {"alert": {"$ref": "#/components/messages/alert"}}},
+        "drift": {"address": t.drift("{asset}"), "parameters": _params("root", "gateway", "asset"),
+                  "messages": {"drift": {"$ref": "#/components/messages/drift"}}},
         "status": {"address": t.status, "parameters": _params("root", "gateway"),
                    "messages": {"status": {"$ref": "#/components/messages/status"}}},
         "errors": {"address": t.errors, "parameters": _params("root", "gateway"),
@@ -146,6 +157,8 @@ def build_document() -> dict[str, Any]:
         "sendScore": op("send", "score", "score", P.SCORE_QOS, False,
                         "A score for every scored window (configurable)."),
         "sendAlert": op("send", "alert", "alert", P.ALERT_QOS, False, "An alert raised or cleared."),
+        "sendDrift": op("send", "drift", "drift", P.DRIFT_QOS, True,
+                        "Drift state of an asset's model, retained."),
         "sendStatus": op("send", "status", "status", P.STATUS_QOS, True, "Gateway status, retained."),
         "sendError": op("send", "errors", "error", P.ERRORS_QOS, False, "A rejected input."),
         "receiveModelUpdate": op("receive", "modelUpdate", "update_chunk", P.UPDATE_QOS, False,

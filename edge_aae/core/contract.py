@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-SCHEMAS = ("readings", "score", "alert", "status", "error", "update_chunk", "model_outcome", "probe")
+SCHEMAS = ("readings", "score", "alert", "drift", "status", "error", "update_chunk", "model_outcome", "probe")
 
 _TYPES: dict[str, Any] = {
     "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
@@ -110,7 +110,7 @@ def schema_for_topic(topic: str) -> str | None:
     if len(parts) >= 3 and parts[-1] == "model":
         return "model_outcome"
     if len(parts) >= 5 and parts[-3] == "anomaly":
-        return {"score": "score", "alert": "alert"}.get(parts[-1])
+        return {"score": "score", "alert": "alert", "drift": "drift"}.get(parts[-1])
     if len(parts) >= 4 and parts[-2:] == ["sensors", "_probe"]:
         return "probe"
     if len(parts) >= 4 and parts[-2] == "sensors":

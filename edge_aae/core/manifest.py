@@ -126,6 +126,9 @@ class Manifest:
     golden: list[dict[str, Any]] = field(default_factory=list)
     golden_tolerance: dict[str, float] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # what the gateway's drift monitor compares with: channel_low / channel_high, the 0.5th and
+    # 99.5th percentiles of normal training windows' per-channel means (raw units)
+    monitor: dict[str, Any] = field(default_factory=dict)
 
     def threshold(self, model_file: str | None = None) -> float:
         """The threshold calibrated for ``model_file`` (default: the default model)."""
@@ -160,6 +163,7 @@ class Manifest:
             "versions": dict(self.versions),
             "golden": list(self.golden),
             "golden_tolerance": dict(self.golden_tolerance),
+            "monitor": dict(self.monitor),
         }
         if with_files:
             out["files"] = {k: dict(v) for k, v in self.files.items()}
@@ -231,4 +235,4 @@ class Manifest:
             training_data_fingerprint=str(d.get("training_data_fingerprint", "")),
             versions=dict(d.get("versions", {})), golden=list(d.get("golden", [])),
             golden_tolerance={str(k): float(v) for k, v in dict(d.get("golden_tolerance", {})).items()},
-            files=dict(d["files"]))
+            files=dict(d["files"]), monitor=dict(d["monitor"]) if isinstance(d.get("monitor"), dict) else {})

@@ -30,6 +30,7 @@ ERRORS_QOS = 0
 SENSOR_QOS = 1
 UPDATE_QOS = 1
 MODEL_QOS = 1
+DRIFT_QOS = 1
 PROBE_ASSET = "_probe"  # reserved: not an asset
 ANY = "+"  # one topic level, any value (subscriptions only)
 def parse_broker_url(url: str) -> tuple[str, int, bool]:
@@ -91,6 +92,10 @@ class Topics:
     def alert(self, asset: str) -> str:
         """Alerts of one asset."""
         return f"{self.base}/anomaly/{asset}/alert"
+
+    def drift(self, asset: str) -> str:
+        """Retained drift and health state of one asset's model."""
+        return f"{self.base}/anomaly/{asset}/drift"
 
     @property
     def status(self) -> str:

@@ -191,6 +191,22 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """Drift and health per asset, on the device (:mod:`edge_aae.gateway.drift`); counts are windows."""
+
+    enabled: bool = True
+    horizon_windows: int = 1800
+    min_windows: int = 300
+    alert_rate_factor: float = 20.0
+    latent_limit: float = 3.0
+    outside_share: float = 0.25
+    retrain_after_windows: int = 7200
+    clear_fraction: float = 0.5
+    clear_windows: int = 300
+    publish_interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class UpdateConfig:
     """Over-the-air model updates on ``ROOT/GW/model/update`` (off unless a public key is set).
 
@@ -227,6 +243,7 @@ class GatewayConfig:
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     path: str = ""
 
     def redacted(self) -> dict[str, Any]:
@@ -344,6 +361,17 @@ def _check_values(cfg: GatewayConfig, problems: list[str]) -> None:
     mt = cfg.metrics
     need(0 <= mt.port <= 65535, f"metrics.port: {mt.port} is not in 0..65535 (0: off)")
     need(bool(mt.bind), "metrics.bind: must be an address, e.g. 127.0.0.1 (0.0.0.0: every interface)")
+    mo = cfg.monitor
+    need(mo.horizon_windows >= 10, f"monitor.horizon_windows: {mo.horizon_windows} < 10")
+    need(1 <= mo.min_windows <= mo.horizon_windows,
+         f"monitor.min_windows: {mo.min_windows} must be between 1 and monitor.horizon_windows")
+    need(mo.alert_rate_factor > 1, f"monitor.alert_rate_factor: {mo.alert_rate_factor} must be > 1")
+    need(mo.latent_limit > 0, f"monitor.latent_limit: {mo.latent_limit} must be > 0")
+    need(0 < mo.outside_share <= 1, f"monitor.outside_share: {mo.outside_share} must be in (0, 1]")
+    need(0 < mo.clear_fraction < 1, f"monitor.clear_fraction: {mo.clear_fraction} must be in (0, 1)")
+    need(mo.clear_windows >= 1 and mo.retrain_after_windows >= 1,
+         "monitor.clear_windows / retrain_after_windows: must be >= 1")
+    need(mo.publish_interval_s >= 1, f"monitor.publish_interval_s: {mo.publish_interval_s} < 1")
     u = cfg.update
     need(not u.enabled or bool(u.public_key), "update.public_key: required when update.enabled is true")
     need(u.max_bytes >= 1000, f"update.max_bytes: {u.max_bytes} < 1000")

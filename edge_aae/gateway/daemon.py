@@ -36,8 +36,9 @@ import numpy as np
 
 from edge_aae.core.alerting import AlertEvent, AlertTracker
 from edge_aae.core.errors import ConfigError
-from edge_aae.core.protocol import ALERT_QOS, ERRORS_QOS, SCORE_QOS, STATUS_QOS, Topics
+from edge_aae.core.protocol import ALERT_QOS, DRIFT_QOS, ERRORS_QOS, SCORE_QOS, STATUS_QOS, Topics
 from edge_aae.gateway.config import GatewayConfig, outbox_capacity
+from edge_aae.gateway.drift import DriftMonitor, Reference
 from edge_aae.gateway.homeassistant import Announcements, discovery_messages
 from edge_aae.gateway.metrics import MetricsServer
 from edge_aae.gateway.metrics import render as render_metrics
@@ -200,6 +201,9 @@ class _AssetState:
     stream: AssetStream
     tracker: AlertTracker
     windows: int = 0
+    monitor: DriftMonitor | None = None
+    monitor_model: str = ""  # the model version the monitor's figures belong to
+    monitor_published: float = 0.0
 
 
 class Daemon:
@@ -425,8 +429,9 @@ class Daemon:
             groups.setdefault(id(slot), (slot, []))[1].append(i)
         for slot, idx in groups.values():
             t0 = time.monotonic()
+            batch = np.stack([due[i][2] for i in idx])
             try:
-                score, channel_scores, latent = slot.scorer.score_windows(np.stack([due[i][2] for i in idx]))
+                score, channel_scores, latent = slot.scorer.score_windows(batch)
             except Exception as exc:  # onnxruntime errors have no common base; keep the loop alive
                 log.error("inference failed on %s: %s", slot.key, exc)
                 self.stats.drop("inference_error", len(idx))
@@ -455,6 +460,40 @@ class Daemon:
             for j, i in enumerate(idx):
                 asset, ts, _ = due[i]
                 self._publish_result(asset, ts, float(score[j]), channel_scores[j], float(latent[j]), slot)
+            if self.cfg.monitor.enabled:
+                self._monitor(slot, [due[i][0] for i in idx], [due[i][1] for i in idx], batch, score, latent)
+
+    def _monitor(self, slot: ModelSlot, assets: list[str], ts: list[float], batch: np.ndarray,
+                 score: np.ndarray, latent: np.ndarray) -> None:
+        """Feed each asset's drift monitor; publish its state on a change and every publish_interval_s."""
+        means = batch.mean(axis=1)
+        over = score > slot.scorer.threshold
+        rows: dict[str, list[int]] = {}
+        for j, a in enumerate(assets):
+            rows.setdefault(a, []).append(j)
+        now = time.monotonic()
+        b = slot.scorer.bundle
+        for asset, js in rows.items():
+            state = self.assets[asset]
+            if state.monitor is None or state.monitor_model != b.version:  # a new model starts a new horizon
+                ref = Reference.from_manifest(b.manifest.monitor, b.manifest.target_far, len(b.channels))
+                state.monitor = DriftMonitor(self.cfg.monitor, ref, b.channels)
+                state.monitor_model, state.monitor_published = b.version, now
+            ok = np.isfinite(score[js])
+            sel = np.asarray(js)[ok]
+            changed = state.monitor.update(over[sel], latent[sel], means[sel], ts[js[-1]])
+            if changed:
+                log.warning("asset %s: model %s %s is %s (%s)", asset, b.name, b.version, state.monitor.state,
+                            state.monitor.last_figures)
+                self.stats.add(f"drift_{state.monitor.state}")
+            if changed or now - state.monitor_published >= self.cfg.monitor.publish_interval_s:
+                state.monitor_published = now
+                payload = state.monitor.payload(asset, self.cfg.gateway_id, {"name": b.name, "version": b.version})
+                self.transport.publish(self.topics.drift(asset), json.dumps(payload), qos=DRIFT_QOS, retain=True)
+
+    def drift_states(self) -> dict[str, str]:
+        """Each asset's drift state (assets not yet judged are ``ok``)."""
+        return {a: (s.monitor.state if s.monitor is not None else "ok") for a, s in list(self.assets.items())}
 
     def _health_check(self, slot: ModelSlot) -> bool:
         """In an update's health window: latency and memory against the previous model. True: rolled back."""
@@ -667,7 +706,7 @@ class Daemon:
     def _metrics_page(self) -> str:
         """The Prometheus page (called from the metrics server's thread)."""
         return render_metrics(self.stats.snapshot(len(self.queue), len(self.outbox)), self.stats.latency_histogram(),
-                              self.registry.describe(), self.transport.healthy()[0])
+                              self.registry.describe(), self.transport.healthy()[0], self.drift_states())
 
     def _report_stats(self) -> None:
         snap = self.stats.snapshot(len(self.queue), len(self.outbox))

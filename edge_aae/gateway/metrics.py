@@ -46,7 +46,7 @@ def _labels(**labels: str) -> str:
 
 
 def render(snapshot: dict[str, Any], latency: tuple[list[float], list[int], float, int],
-           models: dict[str, dict[str, str]], healthy: bool) -> str:
+           models: dict[str, dict[str, str]], healthy: bool, drift: dict[str, str] | None = None) -> str:
     """The Prometheus text page.
 
     Args:
@@ -55,6 +55,7 @@ def render(snapshot: dict[str, Any], latency: tuple[list[float], list[int], floa
             inference latency per window.
         models: ``{"default" | asset: {"name", "version", ...}}`` as on the status topic.
         healthy: the daemon's own health verdict.
+        drift: each asset's drift state (``ok``, ``drifting``, ``retrain``).
 
     """
     out: list[str] = []
@@ -88,6 +89,10 @@ def render(snapshot: dict[str, Any], latency: tuple[list[float], list[int], floa
     metric("model_info", "gauge", "model in service per asset (1)",
            [(_labels(slot=slot, name=info.get("name", ""), version=info.get("version", "")), 1.0)
             for slot, info in sorted(models.items())])
+    if drift:
+        metric("drift_state", "gauge", "drift state per asset: 1 on the state it is in",
+               [(_labels(asset=a, state=st), 1.0 if drift[a] == st else 0.0)
+                for a in sorted(drift) for st in ("ok", "drifting", "retrain")])
     return "\n".join(out) + "\n"
 
 

@@ -49,7 +49,8 @@ def test_asyncapi_document_is_current_and_well_formed():
         for m in ch["messages"].values():
             resolve(m["$ref"])
     expected_qos = {"receiveReadings": (1, False), "sendScore": (0, False), "sendAlert": (1, False),
-                    "sendStatus": (1, True), "sendError": (0, False), "receiveModelUpdate": (1, False),
+                    "sendStatus": (1, True), "sendDrift": (1, True), "sendError": (0, False),
+                    "receiveModelUpdate": (1, False),
                     "sendModelOutcome": (1, True), "sendProbe": (1, False), "receiveProbe": (1, False)}
     for name, op in doc["operations"].items():
         assert op["action"] in ("send", "receive")

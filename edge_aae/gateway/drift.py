@@ -1,0 +1,146 @@
+"""Drift and health of one asset's model, on the device: is the model still right for this machine.
+
+Per scored window the monitor keeps, over a rolling horizon of ``horizon_windows`` windows:
+
+- the **alert rate**: the share of windows over the threshold, against the model's target
+  false-alarm rate (a model that no longer fits flags far more than it was calibrated to);
+- the **latent score**: the median distance of the window codes to the normal training codes, in
+  the units of its own normal spread (0 is typical of training, a few units is far away). This is
+  the AAE's own view: the codes leave the region the prior was matched to before reconstruction
+  fails outright;
+- per channel, the **share of windows whose mean lies outside the training range** (the 0.5th to
+  99.5th percentiles of normal training windows' channel means, stored in the bundle).
+
+States, with hysteresis so a state does not flap:
+
+- ``ok`` -> ``drifting`` when, with at least ``min_windows`` seen, any figure passes its limit;
+- ``drifting`` -> ``retrain`` when it stays drifting for ``retrain_after_windows`` windows;
+- ``drifting``/``retrain`` -> ``ok`` when every figure is back under ``clear_fraction`` of its limit
+  for ``clear_windows`` windows in a row.
+
+The figures and the channels that moved go out on the retained ``ROOT/GW/anomaly/ASSET/drift``
+topic on every change of state and every ``publish_interval_s``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_aae.gateway.config import MonitorConfig
+
+STATES = ("ok", "drifting", "retrain")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the bundle says normal looks like (``manifest.json: monitor``); None fields: not judged."""
+
+    target_far: float
+    channel_low: np.ndarray | None = None
+    channel_high: np.ndarray | None = None
+
+    @classmethod
+    def from_manifest(cls, monitor: Any, target_far: float, n_channels: int) -> Reference:
+        """From the manifest's optional ``monitor`` object (bundles without one: no range check)."""
+        low = high = None
+        if isinstance(monitor, dict):
+            lo, hi = monitor.get("channel_low"), monitor.get("channel_high")
+            if isinstance(lo, list) and isinstance(hi, list) and len(lo) == len(hi) == n_channels:
+                low, high = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        return cls(float(target_far) if target_far > 0 else 1e-3, low, high)
+
+
+class DriftMonitor:
+    """The rolling figures and the state of one asset (fed from the daemon's worker thread only)."""
+
+    def __init__(self, cfg: MonitorConfig, ref: Reference, channels: list[str]) -> None:
+        """Empty horizon, state ``ok``."""
+        self.cfg, self.ref, self.channels = cfg, ref, list(channels)
+        h = cfg.horizon_windows
+        self._over = np.zeros(h, bool)
+        self._latent = np.full(h, np.nan)
+        self._outside = np.zeros((h, len(channels)), bool)
+        self._pos = 0
+        self.seen = 0
+        self.state = "ok"
+        self.since = time.time()
+        self._drifting_for = 0
+        self._calm_for = 0
+        self._changed = False
+        self.last_figures: dict[str, Any] = {}
+
+    def update(self, over: np.ndarray, latent: np.ndarray, window_means: np.ndarray, ts: float) -> bool:
+        """Add a batch of windows: ``over (B,)`` bool, ``latent (B,)``, ``window_means (B, C)``.
+
+        Returns True when the state changed (publish now).
+        """
+        b = over.shape[0]
+        if b == 0:
+            return False
+        outside = np.zeros((b, len(self.channels)), bool)
+        if self.ref.channel_low is not None and self.ref.channel_high is not None:
+            outside = (window_means < self.ref.channel_low) | (window_means > self.ref.channel_high)
+        h = self.cfg.horizon_windows
+        idx = (self._pos + np.arange(b)) % h
+        self._over[idx], self._latent[idx], self._outside[idx] = over, latent, outside
+        self._pos = (self._pos + b) % h
+        self.seen += b
+        figures = self.figures()
+        changed = self._step(figures, b, ts)
+        self.last_figures = figures
+        return changed
+
+    def figures(self) -> dict[str, Any]:
+        """The horizon's figures and the channels outside their range."""
+        n = min(self.seen, self.cfg.horizon_windows)
+        if n == 0:
+            return {"windows": 0}
+        order = np.arange(n) if self.seen <= self.cfg.horizon_windows else slice(None)
+        over, latent, outside = self._over[order], self._latent[order], self._outside[order]
+        finite = latent[np.isfinite(latent)]
+        share = outside.mean(axis=0)
+        moved = {c: round(float(s), 4) for c, s in zip(self.channels, share, strict=True)
+                 if s > self.cfg.outside_share * self.cfg.clear_fraction}
+        return {"windows": int(n), "alert_rate": round(float(over.mean()), 6), "target_far": self.ref.target_far,
+                "latent_median": round(float(np.median(finite)), 4) if finite.size else None,
+                "outside_share": moved, "max_outside_share": round(float(share.max()), 4) if share.size else 0.0}
+
+    def _levels(self, f: dict[str, Any]) -> float:
+        """The largest figure as a fraction of its limit (1 = at the limit)."""
+        c = self.cfg
+        parts = [f["alert_rate"] / (c.alert_rate_factor * f["target_far"]), f["max_outside_share"] / c.outside_share]
+        if f["latent_median"] is not None:
+            parts.append(max(f["latent_median"], 0.0) / c.latent_limit)
+        return float(max(parts))
+
+    def _step(self, f: dict[str, Any], b: int, ts: float) -> bool:
+        if self.seen < self.cfg.min_windows:
+            return False
+        level = self._levels(f)
+        before = self.state
+        if self.state == "ok":
+            if level > 1.0:
+                self.state, self._drifting_for, self._calm_for = "drifting", 0, 0
+        else:
+            self._drifting_for += b
+            self._calm_for = self._calm_for + b if level < self.cfg.clear_fraction else 0
+            if self._calm_for >= self.cfg.clear_windows:
+                self.state = "ok"
+            elif self.state == "drifting" and self._drifting_for >= self.cfg.retrain_after_windows:
+                self.state = "retrain"
+        if self.state != before:
+            self.since = ts
+            return True
+        return False
+
+    def payload(self, asset: str, gateway: str, model: dict[str, str]) -> dict[str, Any]:
+        """The retained ``.../drift`` message."""
+        f = self.last_figures or self.figures()
+        return {"asset": asset, "gateway": gateway, "state": self.state, "since": self.since, "ts": time.time(),
+                "figures": {k: v for k, v in f.items() if k != "outside_share"},
+                "channels": sorted(f.get("outside_share", {}), key=lambda c: -f["outside_share"][c]),
+                "outside_share": f.get("outside_share", {}), "model": model}

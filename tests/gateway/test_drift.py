@@ -1,0 +1,92 @@
+"""The gateway's drift monitor: a stream that slowly leaves the training range raises ``drifting``
+before the windows over the threshold pile up; a stationary one never does; the state has
+hysteresis; a live daemon publishes it retained on ``ROOT/GW/anomaly/ASSET/drift``."""
+
+import numpy as np
+
+from edge_aae.core.contract import validation_errors
+from edge_aae.devtools.daemon_process import DaemonProcess, write_config
+from edge_aae.devtools.mqtt_recorder import Recorder, publisher
+from edge_aae.devtools.replay import publish_acked, reading_batches
+from edge_aae.gateway.config import MonitorConfig
+from edge_aae.gateway.drift import DriftMonitor, Reference
+from export.bench.drift import scenario
+
+
+def test_drifting_before_the_false_alarms_pile_up_and_never_on_a_stationary_stream(bundle):
+    stationary, drifting = scenario(bundle, "current_a")
+    assert stationary.states == []  # never left ok
+    at = drifting.first("drifting")
+    assert at is not None
+    assert drifting.over_before(at) <= 0.02 * drifting.over_before(None), (at, drifting.over_before(at))
+    assert drifting.over_before(None) > 10 * stationary.over_before(None)  # they do pile up later
+
+
+def test_a_channel_the_model_scores_by_shape_still_shows_as_out_of_range(bundle):
+    _, drifting = scenario(bundle, "motor_temp_c")
+    at = drifting.first("drifting")
+    assert at is not None
+    assert "motor_temp_c" in drifting.states[0][2]["outside_share"]
+
+
+def _monitor(**kw):
+    cfg = MonitorConfig(**({"horizon_windows": 100, "min_windows": 50, "clear_windows": 40,
+                            "retrain_after_windows": 300} | kw))
+    ref = Reference(1e-3, np.array([0.0, 0.0]), np.array([1.0, 1.0]))
+    return DriftMonitor(cfg, ref, ["a", "b"])
+
+
+def feed(mon, n, over=False, latent=0.0, mean=(0.5, 0.5)):
+    changes = []
+    for i in range(0, n, 10):
+        if mon.update(np.full(10, over), np.full(10, latent), np.tile(np.array(mean, float), (10, 1)), float(i)):
+            changes.append(mon.state)
+    return changes
+
+
+def test_states_move_with_hysteresis_and_name_the_channel():
+    mon = _monitor()
+    assert feed(mon, 200) == []
+    assert feed(mon, 60, mean=(0.5, 1.5)) == ["drifting"]  # b above its range in over a quarter of the horizon
+    payload = mon.payload("pump1", "gw1", {"name": "m", "version": "1"})
+    assert payload["state"] == "drifting"
+    assert payload["channels"] == ["b"]
+    assert feed(mon, 30) == []  # not back under half the limit for clear_windows yet: no flapping
+    assert feed(mon, 200) == ["ok"]
+    assert feed(mon, 400, latent=5.0) == ["drifting", "retrain"]
+    assert feed(mon, 200, over=True, latent=0.0) == []  # still far off: stays retrain
+
+
+def test_a_live_daemon_publishes_the_drift_state_retained(tmp_path, broker, bundle):
+    from edge_aae.core.data import assemble_series
+    from edge_aae.train import synth
+
+    base = synth.generate(seed=5, train_rows=7000, test_rows=4800)
+    x = base.train[2000:].copy()
+    x[:, 1] += np.linspace(0, 6, len(x)) * x[:, 1].std()
+    data = assemble_series("s", list(base.channels), base.train_ts[2000:], x, None)
+    cfg = write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox",
+                       "[monitor]\nhorizon_windows = 600\nmin_windows = 200\npublish_interval_s = 1\n")
+    rec = Recorder(broker.port, "edge-aae/gw1/#")
+    d = DaemonProcess(tmp_path, cfg, broker.url)
+    try:
+        assert rec.wait_for(lambda r: bool(r.json("/status")), 30), d.log()
+        pub = publisher(broker.port)
+        for p in reading_batches(data, 50):
+            publish_acked(pub, "edge-aae/gw1/sensors/pump1", p)
+        assert rec.wait_for(lambda r: any(m["state"] != "ok" for m in r.json("/drift")), 60), d.log()[-2000:]
+        m = next(m for m in rec.json("/drift") if m["state"] != "ok")
+        assert m["asset"] == "pump1"
+        assert m["gateway"] == "gw1"
+        assert {"alert_rate", "target_far", "latent_median", "windows"} <= set(m["figures"])
+        assert m["model"]["version"] == "1.0.0"
+        assert validation_errors(m, "drift") == []
+        retained = Recorder(broker.port, "edge-aae/gw1/anomaly/pump1/drift")
+        try:
+            assert retained.wait_for(lambda r: any(ret for _, _, ret in r.messages), 10)
+        finally:
+            retained.close()
+        pub.disconnect()
+    finally:
+        rec.close()
+        d.close()
