@@ -28,9 +28,13 @@ def gather_windows(values: np.ndarray, ends: np.ndarray, window_len: int) -> np.
     if len(ends) == 0 or values.shape[0] < window_len:  # too few rows: no window (callers say so)
         return np.zeros((0, window_len, values.shape[1]), dtype=np.float32)
     view = np.lib.stride_tricks.sliding_window_view(values, window_len, axis=0)
-    # view: (n_rows - window_len + 1, C, window_len)
-    out = view[ends - window_len + 1].transpose(0, 2, 1)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    # view: (n_rows - window_len + 1, C, window_len); gathered a chunk at a time so that no
+    # float64 copy of all windows exists beside the float32 result
+    starts = np.asarray(ends) - window_len + 1
+    out = np.empty((len(starts), window_len, values.shape[1]), dtype=np.float32)
+    for i in range(0, len(starts), 512):
+        out[i:i + 512] = view[starts[i:i + 512]].transpose(0, 2, 1)
+    return out
 
 
 def series_windows(data: SensorData, window_len: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:

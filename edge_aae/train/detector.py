@@ -186,8 +186,8 @@ class AAEDetector:
     def _residual_stats(self, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`ScoreGraph.residual_stats` of scaled windows in batches, as float64 arrays."""
         stats, dists = [], []
-        for i in range(0, scaled.shape[0], 1024):
-            r, n = self.scorer_.residual_stats(torch.from_numpy(scaled[i:i + 1024]))
+        for i in range(0, scaled.shape[0], 256):
+            r, n = self.scorer_.residual_stats(torch.from_numpy(scaled[i:i + 256]))
             stats.append(r.numpy())
             dists.append(n.numpy())
         return np.concatenate(stats).astype(np.float64), np.concatenate(dists).astype(np.float64)
@@ -230,7 +230,8 @@ class AAEDetector:
     def _make_report(self, result: TrainResult, val_scaled: np.ndarray) -> dict[str, Any]:
         from edge_aae.train.report import codes_vs_prior_mmd
         with torch.no_grad():
-            codes = self.scorer_.encoder(torch.from_numpy(val_scaled[:2000])).numpy()
+            codes = torch.cat([self.scorer_.encoder(torch.from_numpy(val_scaled[i:i + 256]))
+                               for i in range(0, min(2000, val_scaled.shape[0]), 256)]).numpy()
             prior = self.scorer_.prior.sample(codes.shape[0],
                                               torch.Generator().manual_seed(self.config_.seed)).numpy()
         return {
@@ -251,7 +252,7 @@ class AAEDetector:
 
     # --------------------------------------------------------------- score
     @torch.no_grad()
-    def score_windows(self, windows: np.ndarray, batch_size: int = 1024
+    def score_windows(self, windows: np.ndarray, batch_size: int = 256
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Score raw windows ``(n, window_len, C)``: ``(score (n,), channel_scores (n, C), latent (n,))``."""
         self._check_fitted()

@@ -22,7 +22,9 @@ def codes_vs_prior_mmd(codes: np.ndarray, prior: np.ndarray, max_n: int = 1000) 
     if x.shape[0] < 2 or y.shape[0] < 2:
         return float("nan")
     both = np.concatenate([x, y])
-    d2 = ((both[:, None, :] - both[None, :, :]) ** 2).sum(-1)
+    sq = (both ** 2).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * both @ both.T, 0.0)  # no (n, n, D) temporary
+    np.fill_diagonal(d2, 0.0)
     bandwidth = np.median(d2[np.triu_indices_from(d2, k=1)])
     k = np.exp(-d2 / max(bandwidth, 1e-12))
     n, m = x.shape[0], y.shape[0]
