@@ -61,6 +61,7 @@ def register(sub: Any) -> None:
                    help="seconds to wait for the outcome (0: none; default: 60)")
     p.set_defaults(func=cmd_deploy)
     register_replay(sub)
+    register_feedback(sub)
 
     p = sub.add_parser("record", help="write alerts, statuses and optionally scores from MQTT into a database",
                        description="Record the fleet's alerts into SQLite or PostgreSQL (idempotent on alert id, "
@@ -94,6 +95,81 @@ def register(sub: Any) -> None:
     p.add_argument("--wait", type=float, default=2.0, metavar="S",
                    help="seconds to collect retained statuses (default: 2)")
     p.set_defaults(func=cmd_fleet)
+
+
+def register_feedback(sub: Any) -> None:
+    """``ack``, ``mute``, ``label`` and ``collect``: operator feedback, confirmed by the gateway."""
+    def common(p: argparse.ArgumentParser) -> None:
+        _add_broker_args(p)
+        p.add_argument("--gateway", required=True, metavar="GW", help="gateway id")
+        p.add_argument("--by", default="", help="who sends it (default: the --username, else empty)")
+        p.add_argument("--wait", type=float, default=30.0, metavar="S",
+                       help="seconds to wait for the gateway's confirmation (default: 30)")
+
+    p = sub.add_parser("ack", help="acknowledge an alert on its gateway",
+                       description="Acknowledge an alert (its alert_id). Example: edge-aae ack 3f1c9a0e7b2d4c11 "
+                                   "--broker mqtt://localhost:1883 --gateway pump-gw-01")
+    p.add_argument("alert_id", metavar="ALERT_ID", help="the alert episode (alert_id in its messages)")
+    common(p)
+    p.set_defaults(func=cmd_feedback, command="ack")
+    p = sub.add_parser("mute", help="mute an asset's alerts for a while (still raised and recorded, marked muted)",
+                       description="Mute an asset: its alerts are still raised, published and recorded, marked "
+                                   "\"muted\": true. Example: edge-aae mute pump7 --for 2h --broker "
+                                   "mqtt://localhost:1883 --gateway pump-gw-01")
+    p.add_argument("asset", metavar="ASSET")
+    p.add_argument("--for", dest="for_", default="1h", metavar="DURATION",
+                   help="how long: 90m, 2h, 1d (0 unmutes; default: 1h)")
+    common(p)
+    p.set_defaults(func=cmd_feedback, command="mute")
+    p = sub.add_parser("label", help="label an alert false_alarm or confirmed (its readings are kept for retraining)",
+                       description="Label an alert; the gateway keeps its readings for edge-aae collect. Example: "
+                                   "edge-aae label 3f1c9a0e7b2d4c11 false_alarm --note 'valve test' --broker "
+                                   "mqtt://localhost:1883 --gateway pump-gw-01")
+    p.add_argument("alert_id", metavar="ALERT_ID")
+    p.add_argument("label", choices=["false_alarm", "confirmed"])
+    p.add_argument("--note", default="", help="free text (at most 500 characters)")
+    common(p)
+    p.set_defaults(func=cmd_feedback, command="label")
+    p = sub.add_parser("collect", help="pull a gateway's labelled alerts as CSV files (for retraining)",
+                       description="Write every labelled alert kept on the gateway as OUT/ASSET_ALERTID_LABEL.csv "
+                                   "and OUT/labels.json. Example: edge-aae collect --broker mqtt://localhost:1883 "
+                                   "--gateway pump-gw-01 --out labelled/")
+    common(p)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the CSV files")
+    p.set_defaults(func=cmd_feedback, command="collect")
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    """``edge-aae ack | mute | label | collect``."""
+    from edge_aae.client.deploy import read_password
+    from edge_aae.client.feedback import send_command, write_collected
+    from edge_aae.client.history_report import parse_since
+    from edge_aae.client.rollout import BrokerLogin
+
+    if not args.gateway or any(c in args.gateway for c in "/+#"):
+        raise UsageError(f"--gateway {args.gateway!r}: one topic level, without '/', '+' or '#'")
+    login = BrokerLogin(args.broker, args.root, args.tls_ca, args.username,
+                        read_password(args.password_file, args.username))
+    cmd: dict[str, Any] = {"command": args.command, "by": args.by or args.username}
+    if args.command in ("ack", "label"):
+        cmd["alert_id"] = args.alert_id
+    if args.command == "label":
+        if len(args.note) > 500:
+            raise UsageError(f"--note: {len(args.note)} characters, at most 500")
+        cmd |= {"label": args.label, "note": args.note}
+    if args.command == "mute":
+        try:
+            cmd |= {"asset": args.asset, "for_s": 0.0 if args.for_.strip() == "0" else parse_since(args.for_)}
+        except UsageError:
+            raise UsageError(f"--for {args.for_!r}: expected a number and a unit, e.g. 90m, 2h or 1d (0 unmutes)") \
+                from None
+    collected: list[dict[str, Any]] = []
+    outcome = send_command(login, args.gateway, cmd, args.wait, collected if args.command == "collect" else None)
+    print(f"{args.gateway}: {args.command} applied: {outcome.get('detail', '')}")
+    if args.command == "collect":
+        files = write_collected(collected, args.out)
+        print(f"wrote {len(files)} labelled alert(s) to {args.out} (and {args.out / 'labels.json'})")
+    return 0
 
 
 def register_replay(sub: Any) -> None:

@@ -74,13 +74,13 @@ def retained_statuses(login: BrokerLogin, wait_s: float = RETAINED_WAIT_S,
             got[gw] = payload
 
     topics = [f"{login.root}/{g}/status" for g in gateways] if gateways else [f"{login.root}/+/status"]
-    with _Watcher(login, topics, on_message):
+    with Watcher(login, topics, on_message):
         time.sleep(wait_s)
     with lock:
         return dict(got)
 
 
-class _Watcher:
+class Watcher:
     """A connected client subscribed to ``topics``; JSON objects go to ``on_message``."""
 
     def __init__(self, login: BrokerLogin, topics: list[str],
@@ -117,7 +117,7 @@ class _Watcher:
         except OSError as exc:
             raise EdgeAAEError(f"cannot reach the broker at {self._where} ({exc})") from None
 
-    def __enter__(self) -> _Watcher:
+    def __enter__(self) -> Watcher:
         self._client.loop_start()
         if not self._connected.wait(15) or self._refused:
             self.__exit__()
@@ -128,6 +128,22 @@ class _Watcher:
     def __exit__(self, *_exc: object) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+    def publish(self, topic: str, payload: str, timeout_s: float = 15.0) -> None:
+        """Publish with QoS 1 and wait for the broker's acknowledgement.
+
+        Raises:
+            EdgeAAEError: not acknowledged in time (down, or the ACL forbids the topic).
+
+        """
+        info = self._client.publish(topic, payload, qos=1)
+        try:
+            info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError):
+            pass
+        if not info.is_published():
+            raise EdgeAAEError(f"the broker at {self._where} did not acknowledge {topic} within {timeout_s:g} s "
+                               "(is it up, and may this user publish there?)")
 
 
 def watch_canaries(login: BrokerLogin, outcomes: list[GatewayOutcome], wait_s: float,
@@ -154,7 +170,7 @@ def watch_canaries(login: BrokerLogin, outcomes: list[GatewayOutcome], wait_s: f
             with lock:
                 problems.setdefault(gw, problem)
 
-    with _Watcher(login, [f"{login.root}/{o.gateway}/status" for o in outcomes], on_status):
+    with Watcher(login, [f"{login.root}/{o.gateway}/status" for o in outcomes], on_status):
         time.sleep(wait_s)
     with lock:
         return dict(problems)

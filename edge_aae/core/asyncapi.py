@@ -50,6 +50,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                                               "latent_median": 3.4, "max_outside_share": 0.31},
               "channels": ["current_a"], "outside_share": {"current_a": 0.31},
               "model": {"name": "pump", "version": "2026.11.23.1200"}},
+    "feedback": {"command": "label", "id": "c0ffee0123456789", "alert_id": "3f1c9a0e7b2d4c11",
+                 "label": "false_alarm", "note": "valve test", "by": "ops", "ts": 1700000500.0},
+    "feedback_state": {"gateway": "rpi4-line2", "ts": 1700000501.0, "mutes": {"pump3": 1700007700.0},
+                       "acked": 4, "labelled": 1, "refused": 0, "labelled_kept": 1,
+                       "recent": [{"id": "c0ffee0123456789", "command": "label", "outcome": "applied",
+                                   "detail": "pump7: labelled false_alarm; 412 readings kept", "ts": 1700000501.0}]},
     "probe": {"probe": "5f0c2a9e1b7d4c33", "gateway": "rpi4-line2", "ts": 1700000202.0},
     "error": {"ts": 1700000201.0, "gateway": "rpi4-line2", "asset": "pump7", "reason": "missing_channel",
               "detail": "missing flow_m3h"},
@@ -101,6 +107,10 @@ def build_document() -> dict[str, Any]:
                                                           "`monitor.publish_interval_s`: `ok`, `drifting` (the "
                                                           "alert rate, the latent codes or a channel's range moved "
                                                           "away from training) or `retrain` (drifting for long)."),
+        "feedback": ("Operator feedback", "`edge-aae ack`, `mute`, `label` and `collect`; the gateway applies "
+                                          "each between batches and confirms it on the feedback state."),
+        "feedback_state": ("Feedback state", "Retained after every command: mutes in force, counts, the recent "
+                                             "commands with `applied` or `refused` and why."),
         "status": ("Gateway status", "Retained. `online` with models and running stats (every minute), "
                                      "`offline` on clean shutdown and as the last will."),
         "error": ("Rejected input", "Every rejected input with the asset and the reason (rate-limited)."),
@@ -131,6 +141,10 @@ def build_document() -> dict[str, Any]:
                   "messages": {"alert": {"$ref": "#/components/messages/alert"}}},
         "drift": {"address": t.drift("{asset}"), "parameters": _params("root", "gateway", "asset"),
                   "messages": {"drift": {"$ref": "#/components/messages/drift"}}},
+        "feedback": {"address": t.feedback, "parameters": _params("root", "gateway"),
+                     "messages": {"feedback": {"$ref": "#/components/messages/feedback"}}},
+        "feedbackState": {"address": t.feedback_state, "parameters": _params("root", "gateway"),
+                          "messages": {"feedback_state": {"$ref": "#/components/messages/feedback_state"}}},
         "status": {"address": t.status, "parameters": _params("root", "gateway"),
                    "messages": {"status": {"$ref": "#/components/messages/status"}}},
         "errors": {"address": t.errors, "parameters": _params("root", "gateway"),
@@ -159,6 +173,10 @@ def build_document() -> dict[str, Any]:
         "sendAlert": op("send", "alert", "alert", P.ALERT_QOS, False, "An alert raised or cleared."),
         "sendDrift": op("send", "drift", "drift", P.DRIFT_QOS, True,
                         "Drift state of an asset's model, retained."),
+        "receiveFeedback": op("receive", "feedback", "feedback", P.FEEDBACK_QOS, False,
+                              "Operator commands (when feedback is enabled, the default)."),
+        "sendFeedbackState": op("send", "feedbackState", "feedback_state", P.FEEDBACK_QOS, True,
+                                "Outcome of operator commands, retained."),
         "sendStatus": op("send", "status", "status", P.STATUS_QOS, True, "Gateway status, retained."),
         "sendError": op("send", "errors", "error", P.ERRORS_QOS, False, "A rejected input."),
         "receiveModelUpdate": op("receive", "modelUpdate", "update_chunk", P.UPDATE_QOS, False,

@@ -14,7 +14,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-SCHEMAS = ("readings", "score", "alert", "drift", "status", "error", "update_chunk", "model_outcome", "probe")
+SCHEMAS = ("readings", "score", "alert", "drift", "status", "error", "update_chunk", "model_outcome", "probe",
+           "feedback", "feedback_state")
 
 _TYPES: dict[str, Any] = {
     "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
@@ -107,6 +108,10 @@ def schema_for_topic(topic: str) -> str | None:
         return "error"
     if len(parts) >= 4 and parts[-2:] == ["model", "update"]:
         return "update_chunk"
+    if len(parts) >= 3 and parts[-1] == "feedback":
+        return "feedback"
+    if len(parts) >= 4 and parts[-2:] == ["feedback", "state"]:
+        return "feedback_state"
     if len(parts) >= 3 and parts[-1] == "model":
         return "model_outcome"
     if len(parts) >= 5 and parts[-3] == "anomaly":

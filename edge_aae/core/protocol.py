@@ -30,6 +30,7 @@ ERRORS_QOS = 0
 SENSOR_QOS = 1
 UPDATE_QOS = 1
 MODEL_QOS = 1
+FEEDBACK_QOS = 1
 DRIFT_QOS = 1
 PROBE_ASSET = "_probe"  # reserved: not an asset
 ANY = "+"  # one topic level, any value (subscriptions only)
@@ -92,6 +93,20 @@ class Topics:
     def alert(self, asset: str) -> str:
         """Alerts of one asset."""
         return f"{self.base}/anomaly/{asset}/alert"
+
+    @property
+    def feedback(self) -> str:
+        """Operator commands to the gateway: ack, mute, label, collect (QoS 1)."""
+        return f"{self.base}/feedback"
+
+    @property
+    def feedback_state(self) -> str:
+        """Retained: the gateway's mutes, counts and the outcome of recent commands."""
+        return f"{self.base}/feedback/state"
+
+    def feedback_collected(self, request_id: str) -> str:
+        """Labelled alerts published in answer to one ``collect`` command."""
+        return f"{self.base}/feedback/collected/{request_id}"
 
     def drift(self, asset: str) -> str:
         """Retained drift and health state of one asset's model."""

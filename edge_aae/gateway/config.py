@@ -207,6 +207,19 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class FeedbackConfig:
+    """Operator feedback on ``ROOT/GW/feedback`` (:mod:`edge_aae.gateway.feedback`).
+
+    ``dir``: where labelled alerts' readings are kept (default: ``labelled`` beside the outbox).
+    """
+
+    enabled: bool = True
+    keep_readings: int = 3600
+    max_labelled: int = 200
+    dir: str = ""
+
+
+@dataclass(frozen=True)
 class UpdateConfig:
     """Over-the-air model updates on ``ROOT/GW/model/update`` (off unless a public key is set).
 
@@ -244,6 +257,7 @@ class GatewayConfig:
     update: UpdateConfig = field(default_factory=UpdateConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     path: str = ""
 
     def redacted(self) -> dict[str, Any]:
@@ -361,6 +375,9 @@ def _check_values(cfg: GatewayConfig, problems: list[str]) -> None:
     mt = cfg.metrics
     need(0 <= mt.port <= 65535, f"metrics.port: {mt.port} is not in 0..65535 (0: off)")
     need(bool(mt.bind), "metrics.bind: must be an address, e.g. 127.0.0.1 (0.0.0.0: every interface)")
+    fb = cfg.feedback
+    need(fb.keep_readings >= 10, f"feedback.keep_readings: {fb.keep_readings} < 10")
+    need(fb.max_labelled >= 1, f"feedback.max_labelled: {fb.max_labelled} < 1")
     mo = cfg.monitor
     need(mo.horizon_windows >= 10, f"monitor.horizon_windows: {mo.horizon_windows} < 10")
     need(1 <= mo.min_windows <= mo.horizon_windows,

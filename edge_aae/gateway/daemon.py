@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from collections import Counter, deque
@@ -36,9 +37,10 @@ import numpy as np
 
 from edge_aae.core.alerting import AlertEvent, AlertTracker
 from edge_aae.core.errors import ConfigError
-from edge_aae.core.protocol import ALERT_QOS, DRIFT_QOS, ERRORS_QOS, SCORE_QOS, STATUS_QOS, Topics
+from edge_aae.core.protocol import ALERT_QOS, DRIFT_QOS, ERRORS_QOS, FEEDBACK_QOS, SCORE_QOS, STATUS_QOS, Topics
 from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.drift import DriftMonitor, Reference
+from edge_aae.gateway.feedback import Feedback, FeedbackError, parse_command
 from edge_aae.gateway.homeassistant import Announcements, discovery_messages
 from edge_aae.gateway.metrics import MetricsServer
 from edge_aae.gateway.metrics import render as render_metrics
@@ -231,6 +233,10 @@ class Daemon:
         self.outbox = Outbox(Path(cfg.outbox.dir), outbox_capacity(cfg), self._outbox_problem)
         self.heartbeat = Path(cfg.outbox.dir) / "heartbeat"
         self.announcements = Announcements(Path(cfg.outbox.dir))
+        fb = cfg.feedback
+        self.feedback = (Feedback(Path(fb.dir) if fb.dir else Path(cfg.outbox.dir).parent / "labelled",
+                                  fb.keep_readings, fb.max_labelled) if fb.enabled else None)
+        self._feedback_in: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.assets: dict[str, _AssetState] = {}
         self._stop = threading.Event()
         self._reported_health: bool | None = None
@@ -252,7 +258,7 @@ class Daemon:
                                    Handlers(message=self._on_message, connected=self._on_connected,
                                             status_payload=self._status_payload, report=self._report_error,
                                             internal_error=self._internal_error),
-                                   updates=self.updater is not None)
+                                   updates=self.updater is not None, feedback=self.feedback is not None)
 
     # ---- what the transport hands over -------------------------------------------------------------------------------
 
@@ -294,6 +300,12 @@ class Daemon:
         if topic == self.topics.model_update:
             if self.updater is not None:
                 self.updater.submit(payload)
+            return
+        if topic == self.topics.feedback:
+            if self.feedback is not None and len(payload) <= 65536:
+                self._feedback_in.put(bytes(payload))  # applied by the worker, between batches
+            elif self.feedback is not None:
+                self._reject("", "feedback_too_large", f"a feedback message of {len(payload)} bytes (at most 65536)")
             return
         asset = self.topics.asset_of(topic)
         if asset is None:
@@ -397,6 +409,9 @@ class Daemon:
                 continue
             rejected: dict[str, int] = {}
             self.stats.add("readings_processed", len(item.readings.ts))
+            if self.feedback is not None:
+                self.feedback.note_readings(item.asset, item.readings.ts, item.readings.values,
+                                            state.binding.slot.scorer.channels)
             for ts, row in zip(item.readings.ts, item.readings.values, strict=True):
                 outcome, window = state.stream.push(float(ts), row)
                 if outcome in ("duplicate", "late"):
@@ -490,6 +505,48 @@ class Daemon:
                 state.monitor_published = now
                 payload = state.monitor.payload(asset, self.cfg.gateway_id, {"name": b.name, "version": b.version})
                 self.transport.publish(self.topics.drift(asset), json.dumps(payload), qos=DRIFT_QOS, retain=True)
+
+    def _apply_feedback(self) -> None:
+        """Operator commands received since the last batch: apply, confirm on the retained state."""
+        if self.feedback is None:
+            return
+        changed = False
+        while True:
+            try:
+                raw = self._feedback_in.get_nowait()
+            except queue.Empty:
+                break
+            changed = True
+            cid, command = "", ""
+            try:
+                cmd = parse_command(raw)
+                cid, command = cmd.id, cmd.command
+                window_len = max((s.binding.slot.scorer.window_len for s in self.assets.values()), default=1)
+                # assets seen, or configured by name: a mute for a name never seen is refused (a typo)
+                known = set(self.assets) | {a for a in self.registry.describe() if a != "default"}
+                outcome = self.feedback.apply(cmd, known, window_len)
+                log.info("feedback %s %s: %s", cmd.command, cmd.id, outcome["detail"])
+                if cmd.command == "collect":
+                    self._publish_collected(cmd.id)
+            except FeedbackError as exc:
+                self.feedback.refuse(cid or exc.cid, command or exc.command, exc.reason, str(exc))
+                self._report_error("", f"feedback_{exc.reason}", str(exc))
+        if changed:
+            self.transport.publish(self.topics.feedback_state,
+                                   json.dumps(self.feedback.state_payload(self.cfg.gateway_id)),
+                                   qos=FEEDBACK_QOS, retain=True)
+
+    def _publish_collected(self, request_id: str) -> None:
+        """Every kept labelled alert on ``ROOT/GW/feedback/collected/ID``, then a ``done`` message."""
+        assert self.feedback is not None
+        topic = self.topics.feedback_collected(request_id)
+        files = self.feedback.labelled_files()
+        for f in files:
+            try:
+                self.transport.publish(topic, f.read_bytes(), qos=FEEDBACK_QOS)
+            except OSError as exc:
+                log.error("cannot read %s: %s", f, exc)
+        self.transport.publish(topic, json.dumps({"done": True, "count": len(files)}), qos=FEEDBACK_QOS)
 
     def drift_states(self) -> dict[str, str]:
         """Each asset's drift state (assets not yet judged are ``ok``)."""
@@ -597,6 +654,11 @@ class Daemon:
                    "score": round(event.score, 6), "peak_score": round(event.peak_score, 6),
                    "threshold": event.threshold, "top_channels": event.top_channels,
                    "model": {"name": b.name, "version": b.version}}
+        if self.feedback is not None:
+            self.feedback.note_alert(asset, event.event, event.alert_id, event.since, event.ts)
+            if self.feedback.is_muted(asset):
+                payload["muted"] = True  # raised and recorded as ever; consumers may keep quiet
+                self.stats.add("alerts_muted")
         log.info("alert %s on %s (score %.2f, threshold %.2f, top %s)", event.event, asset, event.score,
                  event.threshold, event.top_channels[0]["channel"] if event.top_channels else "-")
         data = json.dumps(payload).encode("utf-8")
@@ -642,6 +704,7 @@ class Daemon:
         while not self._stop.is_set():
             try:
                 self._apply_swaps()
+                self._apply_feedback()
                 self._ingest(self.queue.get_all(wait_s, budget=CYCLE_READINGS_PER_BATCH * self.cfg.runtime.batch_max),
                              due)
                 if due:

@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_aae.core.protocol import SENSOR_QOS, STATUS_QOS, UPDATE_QOS, Topics, unreachable
+from edge_aae.core.protocol import FEEDBACK_QOS, SENSOR_QOS, STATUS_QOS, UPDATE_QOS, Topics, unreachable
 from edge_aae.gateway.config import GatewayConfig
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.stats import Stats
@@ -99,7 +99,7 @@ class Transport:
     """The paho client of one gateway, its subscriptions, health and alert delivery."""
 
     def __init__(self, cfg: GatewayConfig, topics: Topics, stats: Stats, outbox: Outbox, handlers: Handlers,
-                 *, updates: bool = False) -> None:
+                 *, updates: bool = False, feedback: bool = False) -> None:
         """Build the client (nothing touches the network until :meth:`start`)."""
         self.cfg = cfg
         self.topics = topics
@@ -107,6 +107,7 @@ class Transport:
         self.outbox = outbox
         self.handlers = handlers
         self.updates = updates
+        self.feedback = feedback
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.intake = threading.Event()  # cleared at shutdown: messages are no longer handed on
@@ -178,6 +179,8 @@ class Transport:
         subs = [(self.topics.sensors_filter, SENSOR_QOS)]
         if self.updates:
             subs.append((self.topics.model_update, UPDATE_QOS))
+        if self.feedback:
+            subs.append((self.topics.feedback, FEEDBACK_QOS))
         return subs
 
     def _subscribe(self, client: mqtt.Client) -> None:

@@ -50,7 +50,7 @@ def test_asyncapi_document_is_current_and_well_formed():
             resolve(m["$ref"])
     expected_qos = {"receiveReadings": (1, False), "sendScore": (0, False), "sendAlert": (1, False),
                     "sendStatus": (1, True), "sendDrift": (1, True), "sendError": (0, False),
-                    "receiveModelUpdate": (1, False),
+                    "receiveModelUpdate": (1, False), "receiveFeedback": (1, False), "sendFeedbackState": (1, True),
                     "sendModelOutcome": (1, True), "sendProbe": (1, False), "receiveProbe": (1, False)}
     for name, op in doc["operations"].items():
         assert op["action"] in ("send", "receive")
