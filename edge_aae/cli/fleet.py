@@ -357,7 +357,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     from edge_aae.cli.common import print_table
     from edge_aae.client.history_db import open_db
-    from edge_aae.client.history_report import parse_since, summarize, write_report
+    from edge_aae.client.history_report import parse_since, summarize, summarize_feedback, write_report
 
     since = parse_since(args.since)
     try:
@@ -368,6 +368,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         raise UsageError(f"--db {args.db}: cannot open it ({str(exc).strip().splitlines()[0]})") from None
     try:
         summaries, rows = summarize(db, time.time() - since, args.asset)
+        feedback = summarize_feedback(db, time.time() - since, args.asset)
     finally:
         db.close()
     if not summaries:
@@ -378,7 +379,13 @@ def cmd_history(args: argparse.Namespace) -> int:
                       time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.last_raised)) if s.last_raised else "-",
                       "-" if s.median_duration_s is None else f"{s.median_duration_s:.0f} s", s.top_channel)
                      for s in summaries])
+    if feedback.acked or feedback.labels:
+        ack = "-" if feedback.median_ack_s is None else f"{feedback.median_ack_s:.0f} s"
+        print(f"\nacknowledged: {feedback.acked} (median time to acknowledge {ack})")
+        if feedback.labels:
+            print_table(["model version", "label", "alerts"],
+                        [(v, label, str(n)) for (v, label), n in sorted(feedback.labels.items())])
     if args.out:
-        path = write_report(args.out, summaries, rows, f"edge-aae alert history, last {args.since}")
+        path = write_report(args.out, summaries, rows, f"edge-aae alert history, last {args.since}", feedback)
         print(f"report: {path.resolve()}")
     return 0

@@ -23,7 +23,7 @@ from edge_aae.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: drift, feedback and feedback_outcomes tables
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS edge_aae_schema (version INTEGER NOT NULL)",
@@ -40,6 +40,15 @@ _SCHEMA = (
         gateway TEXT NOT NULL, asset TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, score DOUBLE PRECISION,
         threshold DOUBLE PRECISION, latent_score DOUBLE PRECISION, model_version TEXT,
         PRIMARY KEY (gateway, asset, ts))""",
+    """CREATE TABLE IF NOT EXISTS drift (
+        gateway TEXT NOT NULL, asset TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, state TEXT NOT NULL,
+        since DOUBLE PRECISION, model_version TEXT, payload TEXT NOT NULL, PRIMARY KEY (gateway, asset, ts))""",
+    """CREATE TABLE IF NOT EXISTS feedback (
+        gateway TEXT NOT NULL, id TEXT NOT NULL, command TEXT NOT NULL, alert_id TEXT, asset TEXT, label TEXT,
+        note TEXT, by_user TEXT, ts DOUBLE PRECISION, payload TEXT NOT NULL, PRIMARY KEY (gateway, id))""",
+    """CREATE TABLE IF NOT EXISTS feedback_outcomes (
+        gateway TEXT NOT NULL, id TEXT NOT NULL, command TEXT, outcome TEXT NOT NULL, detail TEXT,
+        ts DOUBLE PRECISION, PRIMARY KEY (gateway, id))""",
 )
 
 ALERT_COLUMNS = ("id", "alert_id", "event", "gateway", "asset", "ts", "since", "score", "peak_score", "threshold",
@@ -100,10 +109,16 @@ class HistoryDb:
             self.conn.rollback()
             raise UsageError(f"the history database has schema version {row[0]}; this edge-aae knows "
                              f"{SCHEMA_VERSION}: upgrade edge-aae")
+        elif int(row[0]) < SCHEMA_VERSION:  # older: the new tables were created above, nothing else changed
+            log.info("history database migrated from schema %s to %s", row[0], SCHEMA_VERSION)
+            cur.execute(self._sql("UPDATE edge_aae_schema SET version = ?"), (SCHEMA_VERSION,))
         self.conn.commit()
 
     def write(self, rows: list[tuple[str, dict[str, Any], float]]) -> None:
-        """Insert a batch of ``(kind, payload, received_at)`` in one transaction (``kind``: alert, status, score).
+        """Insert a batch of ``(kind, payload, received_at)`` in one transaction.
+
+        ``kind``: ``alert``, ``status``, ``score``, ``drift``, ``feedback`` (a command) or
+        ``feedback_state`` (the gateway's outcomes of recent commands).
 
         Copies already present are skipped (``ON CONFLICT DO NOTHING``).
         """
@@ -131,6 +146,24 @@ class HistoryDb:
                                   "(?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
                         (p["gateway"], float(p["ts"]), str(p.get("state", "")),
                          None if healthy is None else int(bool(healthy)), json.dumps(p)))
+        elif kind == "drift":
+            model = _dict(p.get("model"))
+            cur.execute(self._sql("INSERT INTO drift (gateway, asset, ts, state, since, model_version, payload) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                        (p["gateway"], p["asset"], float(p["ts"]), str(p["state"]), _num(p.get("since")),
+                         str(model.get("version", "")), json.dumps(p)))
+        elif kind == "feedback":
+            cur.execute(self._sql("INSERT INTO feedback (gateway, id, command, alert_id, asset, label, note, by_user, "
+                                  "ts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                        (p["gateway"], str(p["id"]), str(p["command"]), p.get("alert_id"), p.get("asset"),
+                         p.get("label"), p.get("note"), p.get("by"), _num(p.get("ts")) or received, json.dumps(p)))
+        elif kind == "feedback_state":
+            for r in p.get("recent", []):
+                if isinstance(r, dict) and r.get("id"):
+                    cur.execute(self._sql("INSERT INTO feedback_outcomes (gateway, id, command, outcome, detail, ts) "
+                                          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                                (p["gateway"], str(r["id"]), str(r.get("command", "")), str(r.get("outcome", "")),
+                                 str(r.get("detail", ""))[:300], _num(r.get("ts"))))
         elif kind == "score":
             model = _dict(p.get("model"))
             cur.execute(self._sql("INSERT INTO scores (gateway, asset, ts, score, threshold, latent_score, "

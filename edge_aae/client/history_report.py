@@ -66,11 +66,39 @@ def summarize(db: HistoryDb, since_ts: float, asset: str = "") -> tuple[list[Ass
     return out, rows
 
 
+@dataclass(frozen=True)
+class FeedbackSummary:
+    """What operators did with the period's alerts."""
+
+    acked: int
+    median_ack_s: float | None  # from an alert's raise to its (applied) acknowledgement
+    labels: dict[tuple[str, str], int]  # (model version, label) -> alerts
+
+
+def summarize_feedback(db: HistoryDb, since_ts: float, asset: str = "") -> FeedbackSummary:
+    """Acknowledgements (time to acknowledge) and labels per model version, applied commands only."""
+    rows = db.query(
+        "SELECT f.command, f.alert_id, f.label, f.ts, a.ts, a.model_version FROM feedback f "
+        "JOIN alerts a ON a.alert_id = f.alert_id AND a.gateway = f.gateway AND a.event = 'raised' "
+        "LEFT JOIN feedback_outcomes o ON o.gateway = f.gateway AND o.id = f.id "
+        "WHERE a.ts >= ? AND (o.outcome IS NULL OR o.outcome = 'applied') AND (? = '' OR a.asset = ?)",
+        (since_ts, asset, asset))
+    waits = sorted(max(0.0, float(r[3]) - float(r[4])) for r in rows if r[0] == "ack" and r[3] is not None)
+    labels: dict[tuple[str, str], int] = {}
+    latest: dict[str, tuple[str, str]] = {}
+    for r in sorted((r for r in rows if r[0] == "label"), key=lambda r: r[3] or 0):
+        latest[r[1]] = (r[5] or "?", r[2] or "?")  # the last label of an alert counts
+    for key in latest.values():
+        labels[key] = labels.get(key, 0) + 1
+    return FeedbackSummary(len(waits), waits[len(waits) // 2] if waits else None, labels)
+
+
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + " UTC" if ts is not None else "-"
 
 
-def write_report(out_dir: Path, summaries: list[AssetSummary], rows: list[tuple[Any, ...]], title: str) -> Path:
+def write_report(out_dir: Path, summaries: list[AssetSummary], rows: list[tuple[Any, ...]], title: str,
+                 feedback: FeedbackSummary | None = None) -> Path:
     """``out_dir/history.html`` (and ``alerts.png`` when matplotlib is installed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plot = ""
@@ -100,7 +128,17 @@ def write_report(out_dir: Path, summaries: list[AssetSummary], rows: list[tuple[
         f"</td><td>{html.escape(s.top_channel)}</td></tr>" for s in summaries)
     page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"
             "<table border=1 cellpadding=4><tr><th>gateway</th><th>asset</th><th>raised</th><th>cleared</th>"
-            f"<th>last raised</th><th>median duration</th><th>channel blamed most</th></tr>{table}</table>{plot}")
+            f"<th>last raised</th><th>median duration</th><th>channel blamed most</th></tr>{table}</table>{plot}"
+            + (_feedback_html(feedback) if feedback is not None else ""))
     path = out_dir / "history.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _feedback_html(f: FeedbackSummary) -> str:
+    ack = "-" if f.median_ack_s is None else f"{f.median_ack_s:.0f} s"
+    rows = "".join(f"<tr><td>{html.escape(v)}</td><td>{html.escape(label)}</td><td>{n}</td></tr>"
+                   for (v, label), n in sorted(f.labels.items()))
+    return (f"<h2>Operator feedback</h2><p>{f.acked} alert(s) acknowledged; median time to acknowledge {ack}.</p>"
+            "<table border=1 cellpadding=4><tr><th>model version</th><th>label</th><th>alerts</th></tr>"
+            f"{rows or '<tr><td colspan=3>no labels</td></tr>'}</table>")

@@ -1,4 +1,4 @@
-"""``edge-aae record``: alerts, statuses and (optionally) scores from MQTT into the history database.
+"""``edge-aae record``: alerts, statuses, drift states, operator feedback and (optionally) scores into a database.
 
 Nothing is lost and nothing is doubled:
 
@@ -104,7 +104,8 @@ class HistoryRecorder:
     def _filters(self) -> list[str]:
         prefix = f"$share/{self.opts.share}/" if self.opts.share else ""
         root = self.opts.root
-        out = [f"{prefix}{root}/+/anomaly/+/alert", f"{prefix}{root}/+/status"]
+        out = [f"{prefix}{root}/+/anomaly/+/alert", f"{prefix}{root}/+/status", f"{prefix}{root}/+/anomaly/+/drift",
+               f"{prefix}{root}/+/feedback", f"{prefix}{root}/+/feedback/state"]
         if self.opts.scores_every:
             out.append(f"{prefix}{root}/+/anomaly/+/score")
         return out
@@ -121,12 +122,12 @@ class HistoryRecorder:
 
     def _on_message(self, c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            kind = "alert" if msg.topic.endswith("/alert") else "score" if msg.topic.endswith("/score") else "status"
+            kind = schema_for_topic(msg.topic) or "status"
             try:
                 payload = json.loads(msg.payload)
             except ValueError:
                 payload = None
-            schema = schema_for_topic(msg.topic) or kind
+            schema = kind
             problems = validation_errors(payload, schema) if isinstance(payload, dict) else ["not a JSON object"]
             if kind == "status" and isinstance(payload, dict) and not payload.get("ts"):
                 problems = problems or ["no ts"]
@@ -137,8 +138,10 @@ class HistoryRecorder:
                 return
             assert isinstance(payload, dict)
             parts = msg.topic.split("/")
-            if len(parts) >= 3:  # the gateway is in the topic (score messages do not repeat it)
-                payload.setdefault("gateway", parts[-4] if kind != "status" and len(parts) >= 5 else parts[-2])
+            if len(parts) >= 3:  # the gateway is in the topic (score and feedback messages do not repeat it)
+                gw = {"status": parts[-2], "feedback": parts[-2], "feedback_state": parts[-3]}.get(
+                    kind, parts[-4] if len(parts) >= 5 else parts[-2])
+                payload.setdefault("gateway", gw)
             if kind == "score":
                 key = f"{payload.get('gateway')}/{payload.get('asset')}"
                 n = self._score_count[key] = self._score_count.get(key, 0) + 1

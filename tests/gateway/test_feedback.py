@@ -4,6 +4,7 @@ marked ``muted``."""
 
 import csv
 import json
+import sqlite3
 
 from edge_aae.core.contract import schema_for_topic, validation_errors
 from edge_aae.core.data import load_series
@@ -11,6 +12,7 @@ from edge_aae.devtools.daemon_process import DaemonProcess, write_config
 from edge_aae.devtools.mqtt_recorder import Recorder, publisher
 from edge_aae.devtools.replay import publish_series
 from tests.cli.test_cli import run_cli
+from tests.client.test_recorder import RecordProcess, wait_until
 
 
 def cli(broker, *args):
@@ -22,8 +24,11 @@ def test_ack_mute_label_collect_round_trip(broker, bundle, synth_dir, tmp_path):
     half = len(test.timestamps) // 2
     first, second = test.slice_rows(0, half), test.slice_rows(half, len(test.timestamps))
     rec = Recorder(broker.port, "edge-aae/gw1/#")
+    db = tmp_path / "history.db"
+    history = RecordProcess(tmp_path, broker, f"sqlite:///{db}")
     d = DaemonProcess(tmp_path, write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox"), broker.url)
     try:
+        wait_until(lambda: "connected to" in history.log(), 30, "the recorder")
         assert rec.wait_for(lambda r: any(m.get("state") == "online" for m in r.json("/status")), 30)
         pub = publisher(broker.port)
         publish_series(pub, "edge-aae/gw1/sensors/pump1", first, batch=20)
@@ -83,6 +88,30 @@ def test_ack_mute_label_collect_round_trip(broker, bundle, synth_dir, tmp_path):
         labels = json.loads((out / "labels.json").read_text())
         assert labels[0]["note"] == "valve test"
         assert labels[0]["alert_id"] == alert["alert_id"]
+        # the recorder kept it all: muted alerts marked, the ack and the label, the gateway's outcomes
+        def scored(r):
+            online = [m for m in r.json("/status") if m.get("state") == "online"]
+            return online[-1]["stats"]["windows_scored"] if online else 0
+
+        assert rec.wait_for(lambda r: scored(r) >= len(test.timestamps) - 2 * 31, 60)
+        rec.wait_for(lambda r: False, 2)  # the last alerts of the stream
+        later = rec.json("/alert")[before:]
+        n_alerts = len({a["id"] for a in rec.json("/alert")})
+        con = sqlite3.connect(db)
+        wait_until(lambda: con.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == n_alerts, 30, "alert rows")
+        muted = con.execute("SELECT COUNT(*) FROM alerts WHERE payload LIKE '%\"muted\": true%'").fetchone()[0]
+        assert muted == len({a["id"] for a in later})
+        cmds = dict(con.execute("SELECT command, COUNT(*) FROM feedback GROUP BY command").fetchall())
+        assert cmds["ack"] == 2  # one for a known alert, one refused
+        assert cmds["label"] == 1
+        refused = con.execute("SELECT COUNT(*) FROM feedback_outcomes WHERE outcome = 'refused'").fetchone()[0]
+        assert refused >= 3
+        con.close()
+        assert history.terminate() == 0
+        p = run_cli("history", "--db", f"sqlite:///{db}", "--since", "520w")
+        assert p.returncode == 0, p.stderr
+        assert "acknowledged: 1" in p.stdout
+        assert "false_alarm" in p.stdout
         for topic, payload, _ in rec.messages:  # what the daemon sent follows the contract
             schema = schema_for_topic(topic)
             if schema and topic != "edge-aae/gw1/feedback" and "/sensors/" not in topic:
@@ -91,3 +120,4 @@ def test_ack_mute_label_collect_round_trip(broker, bundle, synth_dir, tmp_path):
     finally:
         rec.close()
         d.close()
+        history.close()
