@@ -27,6 +27,7 @@ topic readwrite edge-aae/gw1/#
 
 user ops
 topic read edge-aae/#
+topic write edge-aae/+/feedback
 
 user plc
 topic write edge-aae/gw1/sensors/#
