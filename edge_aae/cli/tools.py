@@ -71,7 +71,7 @@ def register(sub: Any) -> None:
     b.set_defaults(func=cmd_bench_scale)
     b = bench.add_parser("drift", help="the gateway's drift monitor on streams that slowly leave the training range")
     b.add_argument("--bundle", type=Path, required=True, help="bundle of a model trained on the synthetic pump")
-    b.add_argument("--out", type=Path, default=Path("bench-out/drift"), help="folder for drift.png")
+    b.add_argument("--out", type=Path, default=Path("docs/bench"), help="folder for drift.png (default: docs/bench)")
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
     b.set_defaults(func=cmd_bench_drift)
     b = bench.add_parser("daemon", help="edge-aae serve vs a bare paho subscriber: readings/s, latency, RSS")

@@ -119,7 +119,7 @@ def run_drift_bench(bundle: Path, out: Path) -> str:
     plot((plotted[0], plotted[1]), out / "drift.png")
     table = markdown_table(["stream", "drifting at window", "retrain at window", "over threshold before drifting",
                             "over threshold in all", "what moved first"], rows)
-    return (f"{table}\n\n![drift state against time](bench-out/drift/drift.png)\n\n"
+    return (f"{table}\n\n![drift state against time]({(out / 'drift.png').as_posix()})\n\n"
             "A fresh normal series of the synthetic pump (seed 5, 12,000 windows after its start-up), scored by "
             "the bundle as the gateway scores it, through the gateway's drift monitor with the default "
             "`[monitor]` settings; the drifting streams add a level ramp of 4 training standard deviations "

@@ -18,6 +18,7 @@ from edge_aae.devtools.daemon_process import DaemonProcess, write_config
 from edge_aae.devtools.mosquitto import Mosquitto
 from edge_aae.devtools.mqtt_recorder import Recorder, publisher
 from edge_aae.devtools.replay import publish_series
+from tests.cli.test_cli import run_cli
 
 PG_BASE = os.environ.get("EDGE_AAE_TEST_PG", "postgresql://127.0.0.1:5432/test")
 
@@ -89,7 +90,12 @@ def test_record_survives_a_recorder_sigkill_and_a_broker_restart(tmp_path, broke
         test = load_series(synth_dir / "test.csv", label_col="label")
         third = len(test.timestamps) // 3
         pub = publisher(broker.port)
-        publish_series(pub, "edge-aae/gw1/sensors/pump1", test.slice_rows(0, third), batch=20)
+        part = tmp_path / "first-third.csv"  # the first third as an operator would: edge-aae replay of a CSV
+        lines = (synth_dir / "test.csv").read_text().splitlines()
+        part.write_text("\n".join(lines[:third + 1]) + "\n")
+        p = run_cli("replay", part, "--broker", broker.url, "--gateway", "gw1", "--asset", "pump1", "--rate", "0",
+                    "--batch", "20", "--quiet", "--channels", ",".join(test.channels))
+        assert p.returncode == 0, p.stderr
         wait_until(lambda: sql("SELECT count(*) FROM alerts")[0][0] >= 2, 60, "alerts in the database")
         rec.proc.kill()  # SIGKILL: whatever it had not committed is still unacknowledged at the broker
         rec.close()
