@@ -33,6 +33,7 @@ import numpy as np
 from edge_aae.gateway.config import MonitorConfig
 
 STATES = ("ok", "drifting", "retrain")
+JUDGE_EVERY = 20  # windows between evaluations of the horizon's figures (medians over it are not free)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class DriftMonitor:
         self._drifting_for = 0
         self._calm_for = 0
         self._changed = False
+        self._unjudged = 0  # windows since the figures were last computed
         self.last_figures: dict[str, Any] = {}
 
     def update(self, over: np.ndarray, latent: np.ndarray, window_means: np.ndarray, ts: float) -> bool:
@@ -89,8 +91,12 @@ class DriftMonitor:
         self._over[idx], self._latent[idx], self._outside[idx] = over, latent, outside
         self._pos = (self._pos + b) % h
         self.seen += b
+        self._unjudged += b
+        if self._unjudged < JUDGE_EVERY and self.seen >= JUDGE_EVERY:  # the figures move slowly: judge in steps
+            return False
         figures = self.figures()
-        changed = self._step(figures, b, ts)
+        changed = self._step(figures, self._unjudged, ts)
+        self._unjudged = 0
         self.last_figures = figures
         return changed
 

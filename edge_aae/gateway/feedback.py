@@ -117,6 +117,30 @@ def _parse(msg: dict[str, Any]) -> Command:
     return out
 
 
+class _Ring:
+    """The last ``n`` readings of one asset: ``ts (n,)`` and ``values (n, C)`` float32, written in place."""
+
+    def __init__(self, n: int, n_channels: int) -> None:
+        self.ts = np.full(n, np.nan)
+        self.values = np.zeros((n, n_channels), np.float32)
+        self.pos = 0
+        self.count = 0
+
+    def extend(self, ts: np.ndarray, values: np.ndarray) -> None:
+        n = self.ts.shape[0]
+        ts, values = ts[-n:], values[-n:]
+        idx = (self.pos + np.arange(ts.shape[0])) % n
+        self.ts[idx], self.values[idx] = ts, values
+        self.pos = (self.pos + ts.shape[0]) % n
+        self.count = min(n, self.count + ts.shape[0])
+
+    def ordered(self) -> tuple[np.ndarray, np.ndarray]:
+        """Oldest first."""
+        n = self.ts.shape[0]
+        idx = (self.pos - self.count + np.arange(self.count)) % n
+        return self.ts[idx], self.values[idx]
+
+
 @dataclass
 class _Episode:
     asset: str
@@ -141,7 +165,7 @@ class Feedback:
         self.mutes: dict[str, float] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=MAX_RECENT)
         self.counts = {"acked": 0, "labelled": 0, "refused": 0}
-        self._readings: dict[str, deque[tuple[float, np.ndarray]]] = {}
+        self._readings: dict[str, _Ring] = {}
         self._channels: dict[str, list[str]] = {}
 
     # -- fed by the daemon ----------------------------------------------------------------
@@ -149,10 +173,10 @@ class Feedback:
     def note_readings(self, asset: str, ts: np.ndarray, values: np.ndarray, channels: list[str]) -> None:
         """Keep the asset's last ``keep_readings`` readings (for the windows of a later label)."""
         buf = self._readings.get(asset)
-        if buf is None:
-            buf = self._readings[asset] = deque(maxlen=self.keep_readings)
+        if buf is None or buf.values.shape[1] != values.shape[1]:
+            buf = self._readings[asset] = _Ring(self.keep_readings, values.shape[1])
         self._channels[asset] = channels
-        buf.extend(zip(ts.tolist(), values, strict=True))
+        buf.extend(ts, values)
 
     def note_alert(self, asset: str, event: str, alert_id: str, since: float, ts: float) -> None:
         """Record a raised or cleared alert episode."""
@@ -219,17 +243,16 @@ class Feedback:
 
     def _keep_windows(self, cmd: Command, ep: _Episode, window_len: int) -> int:
         """Write the alert's readings to ``folder/ALERT_ID.json`` (oldest files go beyond the bound)."""
-        buf = self._readings.get(ep.asset, deque())
-        rows = list(buf)
-        ts = np.array([t for t, _ in rows]) if rows else np.zeros(0)
+        buf = self._readings.get(ep.asset)
+        ts, values = buf.ordered() if buf is not None else (np.zeros(0), np.zeros((0, 0), np.float32))
         end = ep.end if ep.end is not None else float("inf")
-        start_i = int(np.searchsorted(ts, ep.since)) - (window_len - 1)
-        keep = [i for i in range(max(start_i, 0), len(rows)) if ts[i] <= end]
+        start_i = max(int(np.searchsorted(ts, ep.since)) - (window_len - 1), 0)
+        keep = np.arange(start_i, len(ts))[ts[start_i:] <= end]
         self.folder.mkdir(parents=True, exist_ok=True)
         record = {"alert_id": cmd.alert_id, "asset": ep.asset, "label": cmd.label, "note": cmd.note,
                   "since": ep.since, "end": ep.end, "by": cmd.by, "labelled_at": time.time(),
                   "channels": self._channels.get(ep.asset, []),
-                  "ts": [rows[i][0] for i in keep], "values": [rows[i][1].astype(float).tolist() for i in keep]}
+                  "ts": ts[keep].tolist(), "values": values[keep].astype(float).tolist()}
         path = self.folder / f"{cmd.alert_id}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record), encoding="utf-8")
@@ -237,7 +260,7 @@ class Feedback:
         files = self.labelled_files()
         for old in files[: max(0, len(files) - self.max_labelled)]:
             old.unlink(missing_ok=True)
-        return len(keep)
+        return int(keep.size)
 
     def labelled_files(self) -> list[Path]:
         """Kept labelled alerts, oldest first."""
