@@ -482,21 +482,24 @@ class Daemon:
                  score: np.ndarray, latent: np.ndarray) -> None:
         """Feed each asset's drift monitor; publish its state on a change and every publish_interval_s."""
         means = batch.mean(axis=1)
-        over = score > slot.scorer.threshold
-        rows: dict[str, list[int]] = {}
-        for j, a in enumerate(assets):
-            rows.setdefault(a, []).append(j)
+        over = (score > slot.scorer.threshold).tolist()
+        finite = np.isfinite(score).tolist()
+        lat = latent.tolist()
         now = time.monotonic()
         b = slot.scorer.bundle
-        for asset, js in rows.items():
+        touched: dict[str, bool] = {}
+        for j, asset in enumerate(assets):  # a few list appends per window; the numpy work every 20 windows
+            if not finite[j]:
+                continue
             state = self.assets[asset]
             if state.monitor is None or state.monitor_model != b.version:  # a new model starts a new horizon
                 ref = Reference.from_manifest(b.manifest.monitor, b.manifest.target_far, len(b.channels))
                 state.monitor = DriftMonitor(self.cfg.monitor, ref, b.channels)
                 state.monitor_model, state.monitor_published = b.version, now
-            ok = np.isfinite(score[js])
-            sel = np.asarray(js)[ok]
-            changed = state.monitor.update(over[sel], latent[sel], means[sel], ts[js[-1]])
+            touched[asset] = state.monitor.add(over[j], lat[j], means[j], ts[j]) or touched.get(asset, False)
+        for asset, changed in touched.items():
+            state = self.assets[asset]
+            assert state.monitor is not None
             if changed:
                 log.warning("asset %s: model %s %s is %s (%s)", asset, b.name, b.version, state.monitor.state,
                             state.monitor.last_figures)

@@ -73,7 +73,20 @@ class DriftMonitor:
         self._calm_for = 0
         self._changed = False
         self._unjudged = 0  # windows since the figures were last computed
+        self._pending: list[tuple[bool, float, np.ndarray]] = []  # windows added one by one, not yet stored
         self.last_figures: dict[str, Any] = {}
+
+    def add(self, over: bool, latent: float, window_mean: np.ndarray, ts: float) -> bool:
+        """One scored window, cheaply (the daemon's hot path): stored and judged every ``JUDGE_EVERY``.
+
+        Returns True when the state changed (publish now).
+        """
+        self._pending.append((over, latent, window_mean))
+        if len(self._pending) < JUDGE_EVERY:
+            return False
+        pending, self._pending = self._pending, []
+        return self.update(np.array([p[0] for p in pending]), np.array([p[1] for p in pending]),
+                           np.stack([p[2] for p in pending]), ts)
 
     def update(self, over: np.ndarray, latent: np.ndarray, window_means: np.ndarray, ts: float) -> bool:
         """Add a batch of windows: ``over (B,)`` bool, ``latent (B,)``, ``window_means (B, C)``.

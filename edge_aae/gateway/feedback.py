@@ -129,10 +129,14 @@ class _Ring:
     def extend(self, ts: np.ndarray, values: np.ndarray) -> None:
         n = self.ts.shape[0]
         ts, values = ts[-n:], values[-n:]
-        idx = (self.pos + np.arange(ts.shape[0])) % n
-        self.ts[idx], self.values[idx] = ts, values
-        self.pos = (self.pos + ts.shape[0]) % n
-        self.count = min(n, self.count + ts.shape[0])
+        k = ts.shape[0]
+        if self.pos + k <= n:  # the common case: one slice, no index array
+            self.ts[self.pos:self.pos + k], self.values[self.pos:self.pos + k] = ts, values
+        else:
+            idx = (self.pos + np.arange(k)) % n
+            self.ts[idx], self.values[idx] = ts, values
+        self.pos = (self.pos + k) % n
+        self.count = min(n, self.count + k)
 
     def ordered(self) -> tuple[np.ndarray, np.ndarray]:
         """Oldest first."""
