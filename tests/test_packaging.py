@@ -107,7 +107,7 @@ def test_print_default_config_lists_every_key_with_its_default():
     doc = tomllib.loads(p.stdout)
     sections = _sections()
     assert set(sections) == {"broker", "models", "runtime", "stream", "alerting", "publish", "outbox",
-                             "homeassistant", "update", "metrics"}
+                             "homeassistant", "update", "metrics", "monitor", "feedback"}
     for name, default in sections.items():
         assert name in doc, name
         keys = {f.name for f in dataclasses.fields(default)} - {"assets"}  # assets: a commented example

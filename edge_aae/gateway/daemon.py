@@ -412,6 +412,15 @@ class Daemon:
             if self.feedback is not None:
                 self.feedback.note_readings(item.asset, item.readings.ts, item.readings.values,
                                             state.binding.slot.scorer.channels)
+            batch = state.stream.push_many(item.readings.ts, item.readings.values) \
+                if len(item.readings.ts) > 1 else None
+            if batch is not None:  # a plain batch message: in order, no gap, no repeat; its windows at once
+                windows, end_ts = batch
+                due.extend(zip([item.asset] * len(end_ts), end_ts.tolist(), windows, strict=True))
+                if len(due) >= self.cfg.runtime.batch_max:
+                    self._score(due)
+                    due.clear()
+                continue
             for ts, row in zip(item.readings.ts, item.readings.values, strict=True):
                 outcome, window = state.stream.push(float(ts), row)
                 if outcome in ("duplicate", "late"):

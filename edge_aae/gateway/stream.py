@@ -92,6 +92,59 @@ class AssetStream:
             return outcome, self._x.copy()
         return outcome, None
 
+    def push_many(self, ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Add a batch of readings at once when it is the plain case; None (nothing done) otherwise.
+
+        The plain case: timestamps strictly increasing, all newer than the newest reading, and no
+        step over the gap limit (from the buffer's newest reading either). Then the result is
+        exactly what :meth:`push` one by one gives, computed with a few array operations.
+
+        Returns:
+            ``(windows (m, window_len, C) float32, end_ts (m,))``: the windows due, in order.
+
+        """
+        k = ts.shape[0]
+        if k == 0:
+            return None
+        n = self._n
+        first_step = ts[0] - self.newest_ts
+        if not first_step > 0 or (n and first_step > self.max_gap_s) or (not n and self.newest_ts > -np.inf):
+            return None
+        if k > 1:
+            steps = np.diff(ts)
+            if not (steps > 0).all() or steps.max() > self.max_gap_s:
+                return None
+        length = self.window_len
+        all_ts = np.concatenate([self._ts[:n], ts])
+        all_x = np.concatenate([self._x[:n], np.asarray(values, dtype=np.float32)])
+        # after the i-th new reading the buffer holds n + i + 1 readings and the counter s0 + i + 1;
+        # a window is due when the buffer is full and the counter reached the stride (then it restarts)
+        s0 = self._since_window
+        i = np.arange(k)
+        ready = (n + i + 1 >= length) & (s0 + i + 1 >= self.stride)
+        due: list[int] = []
+        if ready.any():
+            first = int(np.argmax(ready))
+            due = list(range(first, k, self.stride))
+        total = n + k
+        if due:
+            view = np.lib.stride_tricks.sliding_window_view(all_x, length, axis=0)  # (total - L + 1, C, L)
+            ends = np.asarray(due) + n  # index of each window's last reading in all_x
+            windows = np.ascontiguousarray(view[ends - length + 1].transpose(0, 2, 1))
+            end_ts = all_ts[ends]
+            self._since_window = k - 1 - due[-1]
+        else:
+            windows = np.zeros((0, length, all_x.shape[1]), np.float32)
+            end_ts = np.zeros(0)
+            self._since_window = s0 + k
+        keep = min(length, total)
+        self._ts[:keep] = all_ts[total - keep:]
+        self._x[:keep] = all_x[total - keep:]
+        self._n = keep
+        self.newest_ts = float(ts[-1])
+        self._late_run = 0
+        return windows, end_ts
+
     def _insert(self, pos: int, ts: float, values: np.ndarray) -> None:
         """Insert at ``pos`` keeping time order; when full, the oldest reading falls out."""
         n = self._n

@@ -455,11 +455,12 @@ def insecure_warning(t: Target) -> bool:
     return "without TLS and credentials" in t.daemon.log()
 
 
-def slow_bundle(src: Path, dst: Path, keys: Path, version: str, layers: int = 24, width: int = 1024) -> Path:
+def slow_bundle(src: Path, dst: Path, keys: Path, version: str, layers: int = 24, width: int = 2048) -> Path:
     """A valid, signed copy of ``src`` whose model does the same but ``layers`` extra dense layers of work.
 
     The extra branch feeds the score through ``+ 0 * tanh(...)``: golden windows still match exactly,
-    only time and memory grow (the red team's "valid but 40x slower" model).
+    only time and memory grow (the red team's "valid but 40x slower" model; 2048 wide: 1024-wide layers were
+    only 5-9x slower than the model on a fast core, too close to the 5x limit to prove anything).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -516,5 +517,5 @@ def attack_slow_model(t: Target, bundle: Path, work: Path) -> list[Row]:
     t.send(update_messages(slow, uid, 256 * 1024))
     out = _outcome_for(t, uid, 60)
     ok = out.get("event") == "refused" and "slow" in out.get("reason", "") and t.running_version() == before
-    return [row("valid but much slower model", "signed, golden windows match, 24 extra 1024-wide layers",
+    return [row("valid but much slower model", "signed, golden windows match, 24 extra 2048-wide layers",
                 ok and t.wait_good(5), f"{out.get('event')}: {out.get('reason', '')[:90]}", t, since)]
