@@ -89,9 +89,10 @@ class TrainConfig:
     # "auto": settings left at their defaults are chosen from the training series alone
     # (edge_aae.train.preset: channels scored by shape, score and threshold rule, latent size), each
     # decision recorded with its reason; "none": the defaults as they are.
-    # One thread: these models are small (a few 10k parameters, batches of 128 windows), so extra
-    # threads add synchronisation, not speed; on a busy 2-core machine torch's default (every core)
-    # made an epoch 8x slower than one thread. 0 keeps torch's own default.
+    # One thread: these models are small (a few 10k parameters, batches of 128 windows). On an idle
+    # 2-core machine torch's default (every core) is about 1.4x faster per epoch, but with one core
+    # busy elsewhere it is 3x slower (8x under heavier load): one thread never hurts much.
+    # 0 keeps torch's own default (a dedicated workstation).
     threads: int = _opt(1, "CPU threads for torch while training and scoring (0: torch's default)")
     preset: str = _opt("auto",
                 "auto: choose settings left at their defaults from the training data (reasons in model.json); "
