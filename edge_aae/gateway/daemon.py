@@ -57,6 +57,7 @@ from edge_aae.gateway.updater import Updater
 from edge_aae.gateway.updates import ModelStore
 
 log = logging.getLogger(__name__)
+IDLE_WAIT_S = 0.2  # the worker's wait for readings while none come (housekeeping runs every 0.2 s)
 
 MAX_ASSET_LEN = 200  # longer asset names are rejected (bad_asset)
 STATUS_MAX_ASSETS = 100  # the status lists at most this many assets and counts the rest
@@ -713,12 +714,17 @@ class Daemon:
         next_stats = time.monotonic() + self.cfg.publish.stats_interval_s
         next_outbox = next_heartbeat = 0.0
         due: list[tuple[str, float, np.ndarray]] = []
+        idle = False
         while not self._stop.is_set():
             try:
                 self._apply_swaps()
                 self._apply_feedback()
-                self._ingest(self.queue.get_all(wait_s, budget=CYCLE_READINGS_PER_BATCH * self.cfg.runtime.batch_max),
-                             due)
+                # the queue hands over the moment readings arrive: a longer wait when idle only
+                # saves wake-ups (an idle gateway should cost next to no CPU)
+                items = self.queue.get_all(max(wait_s, IDLE_WAIT_S) if idle else wait_s,
+                                           budget=CYCLE_READINGS_PER_BATCH * self.cfg.runtime.batch_max)
+                idle = not items
+                self._ingest(items, due)
                 if due:
                     self._score(due)
             except Exception:  # one bad batch must not stop the gateway

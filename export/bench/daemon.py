@@ -173,6 +173,32 @@ def batch_phase(bundle_dir: Path, tmp: Path, broker: Mosquitto, channels: list[s
         daemon.wait(30)
 
 
+def idle_phase(bundle_dir: Path, tmp: Path, broker: Mosquitto, seconds: float = 60.0) -> float:
+    """CPU share (%) of a daemon with default settings and no readings, over ``seconds``."""
+    cfg = tmp / "gw-idle.toml"
+    cfg.write_text(f'gateway_id = "{GW}i"\n[models]\ndefault = "{bundle_dir.resolve()}"\n'
+                   f'[outbox]\ndir = "{tmp / "outbox-i"}"\n')
+    daemon = subprocess.Popen([sys.executable, "-m", "edge_aae.cli", "serve", "--config", str(cfg),
+                               "--broker", broker.url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    status = _Counter(broker.port, f"{ROOT}/{GW}i/status", parse=False)
+    try:
+        if not status.wait(1, 60):
+            raise EdgeAAEError("idle daemon did not come online")
+        time.sleep(3)  # past start-up
+
+        def cpu_s() -> float:
+            fields = Path(f"/proc/{daemon.pid}/stat").read_text().split()
+            return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+        c0, t0 = cpu_s(), time.monotonic()
+        time.sleep(seconds)
+        return 100.0 * (cpu_s() - c0) / (time.monotonic() - t0)
+    finally:
+        status.close()
+        daemon.terminate()
+        daemon.wait(30)
+
+
 def _publish(client: mqtt.Client, msgs: list[tuple[str, bytes, float]], rate_per_s: float | None,
              sent_at: dict[tuple[str, float], float] | None = None) -> None:
     start = time.perf_counter()
@@ -257,6 +283,8 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
             daemon.wait(30)
             # 4. batch messages, stride 1, to a fresh daemon
             batched = batch_phase(bundle_dir, tmp, broker, channels, window_len)
+            # 5. idle: no readings at all
+            idle_cpu = idle_phase(bundle_dir, tmp, broker)
         finally:
             if daemon is not None and daemon.poll() is None:
                 daemon.terminate()
@@ -268,7 +296,7 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         "latency_rate_per_s": half, "latency_ms_p50": float(np.percentile(delays, 50)) if delays.size else None,
         "latency_ms_p99": float(np.percentile(delays, 99)) if delays.size else None,
         "latency_samples": int(delays.size), "daemon_rss_mb_max": max(rss) if rss else None,
-        "batch": batched,
+        "batch": batched, "idle_cpu_percent": idle_cpu,
     }
     table = "\n".join([
         "| path | readings/s | vs bare subscriber |",
@@ -289,6 +317,8 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         f"({batched['windows_scored']:,} of {batched['expected']:,} windows), queue_full drops "
         f"{batched['queue_full']:,}, over_share {batched['over_share']:,}; inference "
         f"{batched['inference_ms_p50']} ms per window (p50): the model, not the daemon's Python, is the bound.",
+        "",
+        f"Idle (default settings, connected, no readings, 60 s): **{idle_cpu:.2f} % of one core** (goal ≤ 1 %).",
     ])
     return results, table
 
