@@ -230,7 +230,12 @@ def count_unfused_weight_dequant(model_path: Path) -> int:
         so.intra_op_num_threads = 1
         so.log_severity_level = 3  # the NCHWc serialization notice is expected here
         ort.InferenceSession(str(model_path), sess_options=so, providers=["CPUExecutionProvider"])
-        model = onnx.load(str(optimized))
+        return count_weight_dequant(optimized)
+
+
+def count_weight_dequant(optimized_path: Path) -> int:
+    """DequantizeLinear nodes on weights in an optimized graph onnxruntime wrote (here or on a target)."""
+    model = onnx.load(str(optimized_path))
     initializers = {i.name for i in model.graph.initializer}
     return sum(1 for n in model.graph.node
                if n.op_type == "DequantizeLinear" and n.input and n.input[0] in initializers)

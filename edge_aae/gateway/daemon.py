@@ -521,7 +521,7 @@ class Daemon:
 
     def _apply_feedback(self) -> None:
         """Operator commands received since the last batch: apply, confirm on the retained state."""
-        if self.feedback is None:
+        if self.feedback is None or self._feedback_in.empty():  # every worker cycle: the common case is cheap
             return
         changed = False
         while True:

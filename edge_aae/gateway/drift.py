@@ -71,7 +71,6 @@ class DriftMonitor:
         self.since = time.time()
         self._drifting_for = 0
         self._calm_for = 0
-        self._changed = False
         self._unjudged = 0  # windows since the figures were last computed
         self._pending: list[tuple[bool, float, np.ndarray]] = []  # windows added one by one, not yet stored
         self.last_figures: dict[str, Any] = {}

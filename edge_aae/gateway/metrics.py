@@ -14,6 +14,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from edge_aae.gateway.drift import STATES as DRIFT_STATES
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -92,7 +94,7 @@ def render(snapshot: dict[str, Any], latency: tuple[list[float], list[int], floa
     if drift:
         metric("drift_state", "gauge", "drift state per asset: 1 on the state it is in",
                [(_labels(asset=a, state=st), 1.0 if drift[a] == st else 0.0)
-                for a in sorted(drift) for st in ("ok", "drifting", "retrain")])
+                for a in sorted(drift) for st in DRIFT_STATES])
     return "\n".join(out) + "\n"
 
 

@@ -84,9 +84,3 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
-
-
-def barrier() -> None:
-    """Wait for every rank (nothing in a single process)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()

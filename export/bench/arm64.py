@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from export.bench.common import markdown_table, update_section
+from export.quantize import count_weight_dequant
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = "bookworm"
@@ -242,12 +243,11 @@ np.save(sys.argv[3], np.concatenate([s.run(None, {name: w[i:i + 256]})[0] for i 
 """
 
 
-def compare_arrays(a: np.ndarray, b: np.ndarray, threshold: float) -> dict[str, float]:
-    """Decision agreement at ``threshold`` and the largest relative difference of two score arrays."""
-    rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-6)
-    return {"windows": float(a.size), "agreement": float(np.mean((a > threshold) == (b > threshold))),
-            "max_rel_diff": float(rel.max()), "flagged_a": float((a > threshold).sum()),
-            "flagged_b": float((b > threshold).sum())}
+def agreement(sa: np.ndarray, sb: np.ndarray, da: np.ndarray, db: np.ndarray) -> dict[str, float]:
+    """Decision agreement of flags ``da``/``db`` and the largest relative difference of scores ``sa``/``sb``."""
+    rel = np.abs(sa - sb) / np.maximum(np.abs(sb), 1e-6)
+    return {"windows": float(sa.size), "agreement": float(np.mean(da == db)), "max_rel_diff": float(rel.max()),
+            "flagged_a": float(da.sum()), "flagged_b": float(db.sum())}
 
 
 def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -259,14 +259,12 @@ def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compare(a: Path, b: Path) -> dict[str, float]:
-    """Decision agreement and the largest relative score difference between two scores CSVs."""
+    """:func:`agreement` of two scores CSVs (their own thresholds' flags)."""
     sa, da = read_scores(a)
     sb, db = read_scores(b)
     if sa.shape != sb.shape:
         raise Arm64CheckError(f"{a} has {sa.size} windows, {b} has {sb.size}")
-    rel = np.abs(sa - sb) / np.maximum(np.abs(sb), 1e-6)
-    return {"windows": float(sa.size), "agreement": float(np.mean(da == db)), "max_rel_diff": float(rel.max()),
-            "flagged_a": float(da.sum()), "flagged_b": float(db.sum())}
+    return agreement(sa, sb, da, db)
 
 
 def serve_both(rootfs: Path, work: Path, bundle: Path, test_csv: Path) -> dict[str, Any]:
@@ -378,15 +376,15 @@ def check(work: Path, cache: Path) -> dict[str, Any]:
             "so.log_severity_level = 3\n"
             f"ort.InferenceSession('/check/{static.name}', sess_options=so)")],
                what="optimizing the static INT8 arm64 model with the target's onnxruntime")
-        res["unfused_arm64"] = count_dequant(inside / "optimized.onnx")
+        res["unfused_arm64"] = count_weight_dequant(inside / "optimized.onnx")
         log("static INT8 (int8 activations) on the emulated arm64 and here")
         chroot(rootfs, [f"{VENV}/bin/python", "/check/run_onnx.py", f"/check/{static.name}",
                         f"/check/{windows.name}", "/check/static-on-arm64.npy"], what="static INT8 on arm64")
         run([sys.executable, str(inside / "run_onnx.py"), str(static), str(windows), str(work / "static-on-x86.npy")],
             what="static INT8 here")
         thr = json.loads((arm / "manifest.json").read_text())["models"]["model.fp32.onnx"]["threshold"]
-        res["static"] = compare_arrays(np.load(inside / "static-on-arm64.npy"), np.load(work / "static-on-x86.npy"),
-                                       float(thr))
+        on_arm, on_x86 = np.load(inside / "static-on-arm64.npy"), np.load(work / "static-on-x86.npy")
+        res["static"] = agreement(on_arm, on_x86, on_arm > float(thr), on_x86 > float(thr))
         log("scoring the test set on the emulated arm64 with the arm64 bundle")
         t1 = time.monotonic()
         chroot(rootfs, [f"{VENV}/bin/edge-aae", "score", f"/check/{arm.name}", "--data", f"/check/{test_csv.name}",
@@ -407,16 +405,6 @@ def check(work: Path, cache: Path) -> dict[str, Any]:
         res[f"quantization_{kind}"] = f"{shipped['kind']} {shipped.get('quantization', '')}".strip()
     res["total_s"] = time.monotonic() - t_all
     return res
-
-
-def count_dequant(optimized: Path) -> int:
-    """Weight ``DequantizeLinear`` nodes left in an optimized graph written on the target."""
-    import onnx
-
-    model = onnx.load(str(optimized))
-    initializers = {i.name for i in model.graph.initializer}
-    return sum(1 for n in model.graph.node
-               if n.op_type == "DequantizeLinear" and n.input and n.input[0] in initializers)
 
 
 def verdict(res: dict[str, Any]) -> list[tuple[str, bool, str]]:

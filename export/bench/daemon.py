@@ -116,24 +116,34 @@ def _batch_messages(channels: list[str], n_assets: int, n_readings: int, batch: 
     return out
 
 
+FLAT_OUT_ALERTING = "[alerting]\nk = 50\nn = 50\n"  # random readings: no alert storm to publish
+
+
+def _serve(bundle_dir: Path, tmp: Path, broker: Mosquitto, gateway: str, sections: str) -> subprocess.Popen[bytes]:
+    """``edge-aae serve`` as ``gateway`` with its own outbox, the bundle and extra TOML ``sections``.
+
+    Its stderr goes to ``tmp/daemon-GATEWAY.log``.
+    """
+    cfg = tmp / f"{gateway}.toml"
+    cfg.write_text(f'gateway_id = "{gateway}"\n[models]\ndefault = "{bundle_dir.resolve()}"\n'
+                   f'[outbox]\ndir = "{tmp / f"outbox-{gateway}"}"\n{sections}')
+    return subprocess.Popen([sys.executable, "-m", "edge_aae.cli", "serve", "--config", str(cfg),
+                             "--broker", broker.url], stdout=subprocess.DEVNULL,
+                            stderr=open(tmp / f"daemon-{gateway}.log", "wb"))  # noqa: SIM115
+
+
 def batch_phase(bundle_dir: Path, tmp: Path, broker: Mosquitto, channels: list[str], window_len: int,
                 n_readings: int = 100_000, n_assets: int = 8, batch: int = 100) -> dict[str, Any]:
     """A fresh daemon (stride 1, scores not published) fed ``batch``-reading messages flat out.
 
     Counts windows scored and readings dropped from the daemon's own stats.
     """
-    cfg = tmp / "gw-batch.toml"
-    cfg.write_text(f'gateway_id = "{GW}b"\n[models]\ndefault = "{bundle_dir.resolve()}"\n'
-                   f'[runtime]\nbatch_wait_ms = 5\nqueue_max_readings = {2 * n_readings}\n'
-                   f'[publish]\nstats_interval_s = 1\nscores = "none"\n[outbox]\ndir = "{tmp / "outbox-b"}"\n'
-                   '[alerting]\nk = 50\nn = 50\n')
-    daemon = subprocess.Popen([sys.executable, "-m", "edge_aae.cli", "serve", "--config", str(cfg),
-                               "--broker", broker.url], stdout=subprocess.DEVNULL,
-                              stderr=open(tmp / "daemon-b.log", "wb"))  # noqa: SIM115
+    daemon = _serve(bundle_dir, tmp, broker, f"{GW}b", f'[runtime]\nbatch_wait_ms = 5\nqueue_max_readings = '
+                    f'{2 * n_readings}\n[publish]\nstats_interval_s = 1\nscores = "none"\n{FLAT_OUT_ALERTING}')
     status = _Counter(broker.port, f"{ROOT}/{GW}b/status", parse=False, keep_last=True)
     try:
         if not status.wait(1, 60):
-            raise EdgeAAEError(f"daemon did not come online: {(tmp / 'daemon-b.log').read_text()[-500:]}")
+            raise EdgeAAEError(f"daemon did not come online: {(tmp / f'daemon-{GW}b.log').read_text()[-500:]}")
         pub = _client(broker.port, "bench-batch-publisher")
         # timestamps after the other phases and not in the future (the daemon refuses those)
         msgs = _batch_messages(channels, n_assets, n_readings, batch, 1.7e9 + 3e6)
@@ -175,11 +185,7 @@ def batch_phase(bundle_dir: Path, tmp: Path, broker: Mosquitto, channels: list[s
 
 def idle_phase(bundle_dir: Path, tmp: Path, broker: Mosquitto, seconds: float = 60.0) -> float:
     """CPU share (%) of a daemon with default settings and no readings, over ``seconds``."""
-    cfg = tmp / "gw-idle.toml"
-    cfg.write_text(f'gateway_id = "{GW}i"\n[models]\ndefault = "{bundle_dir.resolve()}"\n'
-                   f'[outbox]\ndir = "{tmp / "outbox-i"}"\n')
-    daemon = subprocess.Popen([sys.executable, "-m", "edge_aae.cli", "serve", "--config", str(cfg),
-                               "--broker", broker.url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = _serve(bundle_dir, tmp, broker, f"{GW}i", "")
     status = _Counter(broker.port, f"{ROOT}/{GW}i/status", parse=False)
     try:
         if not status.wait(1, 60):
@@ -245,20 +251,14 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
             bare_rate = bare.rate()
             bare.close()
             # 2. the daemon, flat out
-            cfg = tmp / "gw.toml"
-            cfg.write_text(f'gateway_id = "{GW}"\n[models]\ndefault = "{bundle_dir.resolve()}"\n'
-                           f'[runtime]\nbatch_wait_ms = 5\nqueue_max_readings = {2 * n_readings}\n'
-                           f'[publish]\nstats_interval_s = 1\n[outbox]\ndir = "{tmp / "outbox"}"\n'
-                           '[alerting]\nk = 50\nn = 50\n')
-            daemon = subprocess.Popen([sys.executable, "-m", "edge_aae.cli", "serve", "--config", str(cfg),
-                                       "--broker", broker.url], stdout=subprocess.DEVNULL,
-                                      stderr=open(tmp / "daemon.log", "wb"))  # noqa: SIM115
+            daemon = _serve(bundle_dir, tmp, broker, GW, f'[runtime]\nbatch_wait_ms = 5\nqueue_max_readings = '
+                            f'{2 * n_readings}\n[publish]\nstats_interval_s = 1\n{FLAT_OUT_ALERTING}')
             rss: list[float] = []
             stop = threading.Event()
             threading.Thread(target=_rss_sampler, args=(daemon.pid, stop, rss), daemon=True).start()
             status = _Counter(broker.port, f"{ROOT}/{GW}/status", parse=False)
             if not status.wait(1, 60):
-                raise EdgeAAEError(f"daemon did not come online: {(tmp / 'daemon.log').read_text()[-500:]}")
+                raise EdgeAAEError(f"daemon did not come online: {(tmp / f'daemon-{GW}.log').read_text()[-500:]}")
             scores = _Counter(broker.port, f"{ROOT}/{GW}/anomaly/+/score", parse=False)
             expected = len(msgs) - n_assets * (window_len - 1)
             _publish(pub, _messages(channels, n_assets, n_readings, t0 + 1e6), None)

@@ -232,6 +232,22 @@ def drill_flood(env: Env, seconds: float = 30.0) -> Row:
         b.stop()
 
 
+def _stream_killing(pub: mqtt.Client, data: SensorData, victim: Mosquitto, kills: int, down_s: float) -> None:
+    """Stream ``data`` to gw1/pump1 in acknowledged 20-reading messages, SIGKILLing ``victim`` on the way.
+
+    ``kills`` times at even intervals, down for ``down_s`` each time.
+    """
+    payloads = list(reading_batches(data, 20))
+    kill_at = {len(payloads) * (j + 1) // (kills + 1) for j in range(kills)}
+    for i, p in enumerate(payloads):
+        if i in kill_at:
+            victim.kill()
+            time.sleep(down_s)
+            victim.start()
+        publish_acked(pub, "edge-aae/gw1/sensors/pump1", p)
+        time.sleep(0.005)
+
+
 def drill_broker_kills(env: Env, kills: int = 5) -> Row:
     """SIGKILL the broker five times during a stream; count alerts the daemon raised vs received."""
     tmp = Path(tempfile.mkdtemp(dir=env.tmp))
@@ -243,15 +259,7 @@ def drill_broker_kills(env: Env, kills: int = 5) -> Row:
     try:
         rec.wait_for(lambda r: bool(r.json("/status")), 30)
         pub = _pub(b.port, "drill-replayer")
-        payloads = list(reading_batches(env.test, 20))
-        kill_at = {len(payloads) * (j + 1) // (kills + 1) for j in range(kills)}
-        for i, p in enumerate(payloads):
-            if i in kill_at:
-                b.kill()
-                time.sleep(0.5)
-                b.start()
-            publish_acked(pub, "edge-aae/gw1/sensors/pump1", p)
-            time.sleep(0.005)
+        _stream_killing(pub, env.test, b, kills, 0.5)
         rec.wait_for(lambda r: _last_stats(r).get("windows_scored", 0) >= len(env.test.timestamps) - 31, 90)
         time.sleep(3)
         d.terminate()
@@ -289,15 +297,7 @@ def drill_bridge_kills(env: Env, kills: int = 5) -> Row:
             raise RuntimeError("the bridge never connected")
         at_local.wait_for(lambda r: bool(r.json("/status")), 30)
         pub = _pub(local.port, "drill-replayer")
-        payloads = list(reading_batches(env.test, 20))
-        kill_at = {len(payloads) * (j + 1) // (kills + 1) for j in range(kills)}
-        for i, p in enumerate(payloads):
-            if i in kill_at:
-                central.kill()
-                time.sleep(1.0)
-                central.start()
-            publish_acked(pub, "edge-aae/gw1/sensors/pump1", p)
-            time.sleep(0.005)
+        _stream_killing(pub, env.test, central, kills, 1.0)
         n_windows = len(env.test.timestamps) - 31
         at_local.wait_for(lambda r: _last_stats(r).get("windows_scored", 0) >= n_windows, 90)
         time.sleep(2)
