@@ -11,7 +11,12 @@ Decisions:
   its typical within-block spread) *and* that moves slowly (its step-to-step noise is under half
   its spread: a temperature, not a noisy flow meter). Its level then says more about warm-up
   than about faults, and the test data will carry it further than training did. If more than
-  half the channels qualify, the whole process moved and none is picked. Very slow channels
+  half the channels qualify, the whole process moved and none is picked. A slow channel also
+  qualifies when the training data saw its level fewer than ``LEVEL_NEFF_MIN`` times
+  independently (rows over its integrated autocorrelation time): a short stretch of a slowly
+  wandering channel cannot tell its normal range, whether or not it happened to drift. Here too,
+  when more than half the channels are such, the process moves between operating modes as a
+  whole, and none is picked by this rule. Very slow channels
   (step noise under 0.3 of their spread) that move with a picked one (|correlation| over 0.9)
   join it: a thermal family warms together even where one member drifted less in training.
 * **Score and threshold** (``score_stat``, ``threshold``): when the validation split is too
@@ -45,6 +50,7 @@ DRIFT_LIMIT = 3.0  # block medians spread over this many within-block spreads: t
 SLOW_LIMIT = 0.5  # step noise / (sqrt 2 * spread) under this: a slow channel
 FAMILY_LIMIT = 0.3  # once a slow channel drifts, very slow channels that move with it join it
 FAMILY_CORR = 0.9  # "move with it": |correlation| over the normal data above this
+LEVEL_NEFF_MIN = 30.0  # a slow channel whose level was seen fewer times independently: its range is unknown
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,30 @@ def drift_and_slowness(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return drift, slowness
 
 
+def level_observations(values: np.ndarray) -> np.ndarray:
+    """Per channel of ``(n, C)`` normal values: how many independent observations of its level they hold.
+
+    ``n / (1 + 2 * sum of autocorrelations)``, the sum taken up to the first lag whose
+    autocorrelation is not positive (a channel that wanders slowly has few; white noise has ``n``).
+    """
+    x = _finite_rows(values)
+    n = x.shape[0]
+    if n < 4 * DRIFT_BLOCKS:
+        return np.full(values.shape[1], float(n))
+    x = x - x.mean(axis=0)
+    var = (x * x).mean(axis=0)
+    spec = np.fft.rfft(x, 2 * n, axis=0)
+    acf = np.fft.irfft(spec * np.conj(spec), axis=0)[:n // 2] / (n * np.maximum(var, 1e-300))
+    out = np.full(x.shape[1], float(n))
+    for c in range(x.shape[1]):
+        if var[c] <= 0:
+            continue
+        nonpos = np.flatnonzero(acf[1:, c] <= 0)
+        stop = int(nonpos[0]) + 1 if nonpos.size else acf.shape[0]
+        out[c] = n / (1.0 + 2.0 * float(acf[1:stop, c].sum()))
+    return out
+
+
 def _joins(values: np.ndarray, channels: list[str], c: str, picked: list[str], slow: np.ndarray) -> bool:
     """Whether channel ``c`` is very slow and moves with one of the ``picked`` drifting channels."""
     i = channels.index(c)
@@ -128,17 +158,21 @@ def choose_settings(data: SensorData, cfg: TrainConfig) -> tuple[TrainConfig, li
 
     if cfg.relative_channels == default.relative_channels:
         drift, slow = drift_and_slowness(data.values)
-        picked = [c for c, d, s in zip(channels, drift, slow, strict=True) if d > DRIFT_LIMIT and s < SLOW_LIMIT]
-        if len(picked) > len(channels) // 2:  # most channels drift: the whole process moved, keep levels
-            picked = []
+        seen = level_observations(data.values)
+        drifting = [c for c, d, s in zip(channels, drift, slow, strict=True) if d > DRIFT_LIMIT and s < SLOW_LIMIT]
+        rare = [c for c, k, s in zip(channels, seen, slow, strict=True) if k < LEVEL_NEFF_MIN and s < SLOW_LIMIT]
+        # most channels drift, or most levels are rare: the whole process moves (operating modes), keep levels
+        picked = [c for c in channels if any(c in group for group in (drifting, rare)
+                                             if len(group) <= len(channels) // 2)]
         if picked:  # the thermal family: very slow channels that move with a drifting one
             picked = [c for c in channels if c in picked or _joins(data.values, channels, c, picked, slow)]
-        detail = ", ".join(f"{c} drift {d:.1f} slowness {s:.2f}" for c, d, s in zip(channels, drift, slow,
-                                                                                 strict=True) if c in picked)
+        detail = ", ".join(f"{c} drift {d:.1f} slowness {s:.2f} level seen {k:.0f} times"
+                           for c, d, s, k in zip(channels, drift, slow, seen, strict=True) if c in picked)
         changes["relative_channels"] = ",".join(picked)
         decisions.append(Decision("relative_channels", ",".join(picked),
-                                  f"level drifts during the normal data and moves slowly: {detail}" if picked
-                                  else "no channel's level drifts slowly during the normal data"))
+                                  f"a slow channel whose level drifts or was seen too few times independently "
+                                  f"(under {LEVEL_NEFF_MIN:.0f}): {detail}" if picked
+                                  else "no slow channel's level drifts or is seen too rarely in the normal data"))
     else:
         decisions.append(Decision("relative_channels", cfg.relative_channels, "given explicitly"))
 

@@ -10,7 +10,7 @@ from edge_aae.core.data import assemble_series
 from edge_aae.train import synth
 from edge_aae.train.config import TrainConfig
 from edge_aae.train.detector import AAEDetector
-from edge_aae.train.preset import choose_settings, drift_and_slowness
+from edge_aae.train.preset import LEVEL_NEFF_MIN, choose_settings, drift_and_slowness, level_observations
 
 FAST = {"epochs": 3, "patience": 2, "windows_per_epoch": 1500}
 
@@ -32,7 +32,22 @@ def test_a_drifting_slow_channel_is_scored_by_shape_and_a_stationary_one_is_not(
     assert "drift" in why["relative_channels"]
     cfg, decisions = choose_settings(pump(14400, warm_channel=False), TrainConfig())
     assert cfg.relative_channels == ""
-    assert "no channel" in {d.key: d.reason for d in decisions}["relative_channels"]
+    assert "no slow channel" in {d.key: d.reason for d in decisions}["relative_channels"]
+
+
+def test_a_slow_channel_whose_level_was_seen_a_few_times_is_scored_by_shape():
+    rows = 400  # a short stretch: the temperature goes round a slow cycle four times, no net drift
+    rng = np.random.default_rng(3)
+    t = np.arange(rows, dtype=np.float64)
+    x = rng.normal(size=(rows, 3))
+    x[:, 2] = 5 * np.sin(2 * np.pi * t / 100) + 0.1 * rng.normal(size=rows)
+    data = assemble_series("rig.csv", ["flow", "pressure", "temp"], t, x, None)
+    seen = level_observations(data.values)
+    assert seen[2] < LEVEL_NEFF_MIN <= seen[:2].min()
+    assert drift_and_slowness(data.values)[0][2] < 3  # the block medians alone would not pick it
+    cfg, decisions = choose_settings(data, TrainConfig())
+    assert cfg.relative_channels == "temp"
+    assert "seen" in {d.key: d.reason for d in decisions}["relative_channels"]
 
 
 def test_short_training_picks_the_shift_score_long_training_keeps_the_error_score():
