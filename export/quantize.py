@@ -61,19 +61,43 @@ MIN_FAN_IN_PER_CHANNEL = 16
 FALLBACKS: tuple[tuple[str, ...], ...] = ((), ("code",), ("first", "code"), ("first", "last", "code"))
 
 
+def bank_node(model: onnx.ModelProto) -> str | None:
+    """The node that compares the latent code with the code bank (a constant of rank >= 2).
+
+    A MatMul (older graphs: Sub) between the code and the bank whose result reaches an
+    ``TopK``, ``ArgMin`` or ``ReduceMin`` (the nearest codes) within a few element-wise steps. It stays FP32: a few int8
+    steps in the bank would move every distance.
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    for node in model.graph.node:
+        if node.op_type not in ("MatMul", "Sub") or len(node.input) != 2:
+            continue
+        if not any(i in inits and len(inits[i].dims) >= 2 for i in node.input):
+            continue
+        frontier, steps = list(node.output), 0
+        while frontier and steps < 4:
+            nxt = [c for o in frontier for c in consumers.get(o, [])]
+            if any(c.op_type in ("TopK", "ArgMin", "ReduceMin") for c in nxt):
+                return str(node.name)
+            frontier, steps = [o for c in nxt for o in c.output], steps + 1
+    return None
+
+
 def code_node(model: onnx.ModelProto) -> str | None:
     """The compute node that produces the latent code (the input of the code-bank distance).
 
-    The distance subtracts a constant of rank >= 2 (the bank) from the code; walking back from
-    the code through non-compute nodes reaches the encoder's last Conv/MatMul/Gemm.
+    Walking back from the bank node's (:func:`bank_node`) non-constant input through
+    non-compute nodes reaches the encoder's last Conv/MatMul/Gemm.
     """
     inits = {i.name: i for i in model.graph.initializer}
     producers = {o: n for n in model.graph.node for o in n.output}
+    bank = bank_node(model)
     for node in model.graph.node:
-        if node.op_type != "Sub" or len(node.input) != 2:
-            continue
-        banks = [i for i in node.input if i in inits and len(inits[i].dims) >= 2]
-        if not banks:
+        if node.name != bank:
             continue
         todo = [i for i in node.input if i not in inits]
         seen: set[str] = set()
@@ -90,8 +114,9 @@ def code_node(model: onnx.ModelProto) -> str | None:
 
 
 def compute_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the nodes the quantizer may touch, in graph order."""
-    return [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS]
+    """Names of the nodes the quantizer may touch, in graph order (the code-bank distance is not one)."""
+    bank = bank_node(model)
+    return [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name != bank]
 
 
 def per_tensor_overrides(model: onnx.ModelProto) -> dict[str, list[dict[str, object]]]:
@@ -141,12 +166,14 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
         code = code_node(model) if "code" in keep_fp32 else None
         if code is not None and code not in exclude:
             exclude.append(code)
+        bank = bank_node(model)
         quantize_static(str(pre), str(out_path), _WindowReader(calib_windows),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=ACTIVATION_TYPE[target], weight_type=QuantType.QInt8,
-                        op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=exclude,
-                        # U8S8 can saturate on x86-64 CPUs without VNNI; 7-bit weights avoid it
-                        reduce_range=target == "x86_64",
+                        op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=exclude + ([bank] if bank else []),
+                        # full 8-bit weights: on x86-64 CPUs without VNNI, where u8s8 kernels can
+                        # overflow, the gateway's sessions convert them to u8u8 (make_session)
+                        reduce_range=False,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"TensorQuantOverrides": per_tensor_overrides(model)})
     onnx.save(compact_names(onnx.load(str(out_path))), str(out_path))
@@ -164,7 +191,7 @@ def weight_axis(node: onnx.NodeProto) -> int:
 
 
 def quantize_weights_int8(fp32_path: Path, out_path: Path) -> int:
-    """Store every Conv/Gemm/MatMul weight but the code layer's as symmetric int8, one scale per output channel.
+    """Store every Conv/Gemm/MatMul weight but the code layer's and the bank's as symmetric int8, per output channel.
 
     The layer that produces the latent code keeps FP32 weights (see :func:`code_node`): it is
     small, and the latent score compares its output with an FP32 code bank.
@@ -185,10 +212,10 @@ def quantize_weights_int8(fp32_path: Path, out_path: Path) -> int:
     inits = {i.name: i for i in model.graph.initializer}
     nodes: list[onnx.NodeProto] = []
     done: set[str] = set()
-    code = code_node(model)
+    code, bank = code_node(model), bank_node(model)
     for node in model.graph.node:
-        name = (node.input[1] if node.op_type in QUANTIZED_OPS and len(node.input) > 1 and node.name != code
-                else "")
+        name = (node.input[1] if node.op_type in QUANTIZED_OPS and len(node.input) > 1
+                and node.name not in (code, bank) else "")
         if name in inits and name not in done:
             w = numpy_helper.to_array(inits[name]).astype(np.float32)
             axis = weight_axis(node)

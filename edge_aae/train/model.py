@@ -174,6 +174,9 @@ def time_weight_span(window_len: int, score_tail: float, stride: int = 1) -> flo
     return max(1.0, 1.0 / float((w ** 2).sum()) / stride)
 
 
+NEAREST_CANDIDATES = 4  # codes whose exact distance the latent score compares (see ScoreGraph.latent_distance)
+
+
 class ScoreGraph(nn.Module):
     """Raw window in, scores out: the whole scoring path as one module.
 
@@ -256,10 +259,19 @@ class ScoreGraph(nn.Module):
     def latent_distance(self, z: torch.Tensor) -> torch.Tensor:
         """Euclidean distance ``(B,)`` from each code ``(B, D)`` to its nearest neighbour in the code bank.
 
-        Sub, Pow, ReduceSum, ReduceMin: no MatMul, so INT8 export leaves the bank in FP32.
+        The nearest codes are ranked by ``|b|² - 2 z·b`` with the products as one MatMul
+        (``(B, D) x (D, K) -> (B, K)``): no ``(B, K, D)`` temporary, which made this distance three
+        quarters of a window's inference time. The distance is then computed directly
+        (``|z - b|``) to the ``NEAREST_CANDIDATES`` best ranked codes and the smallest kept: free of
+        the expansion's cancellation, and the same whichever near-tie the batch size's rounding
+        ranks first. The INT8 export leaves this MatMul in FP32 (``export.quantize.bank_node``).
         """
-        d2 = (z.unsqueeze(1) - self.code_bank.unsqueeze(0)).pow(2).sum(-1)  # (B, K)
-        return d2.amin(1).clamp_min(0.0).sqrt()
+        bank_t = self.code_bank.t()  # (D, K); the graph stores this one constant
+        norm = torch.linalg.vector_norm(bank_t, dim=0)  # (K,); ReduceL2 is not folded into a second bank
+        rank = (norm * norm).unsqueeze(0) - 2.0 * (z @ bank_t)  # (B, K): |z - b|² - |z|²
+        k = min(NEAREST_CANDIDATES, bank_t.shape[1])
+        candidates = bank_t[:, rank.topk(k, dim=1, largest=False).indices]  # (D, B, k)
+        return (z.t().unsqueeze(-1) - candidates).pow(2).sum(0).amin(1).sqrt()
 
     def scale_input(self, window: torch.Tensor) -> torch.Tensor:
         """Raw sensor units to scaled units; channels in ``level_mask`` lose their window mean."""

@@ -218,7 +218,7 @@ def test_weights_only_int8_is_smaller_and_scores_like_fp32(bundle, tmp_path):
     import onnx
 
     from export.parity import run_onnx
-    from export.quantize import code_node, quantize_weights_int8
+    from export.quantize import bank_node, code_node, quantize_weights_int8
 
     fp32 = bundle / "model.fp32.onnx"
     out = tmp_path / "w8.onnx"
@@ -227,13 +227,16 @@ def test_weights_only_int8_is_smaller_and_scores_like_fp32(bundle, tmp_path):
     inits = {i.name: i for i in model.graph.initializer}
     compute = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     fp32_weights = [n for n in compute if n.input[1] in inits]
-    assert len(fp32_weights) == 1  # the code layer keeps FP32 weights: the latent score compares its output
-    src = onnx.load(str(fp32))  # with the FP32 code bank (node names differ after compaction: compare shapes)
+    # the code layer keeps FP32 weights (the latent score compares its output), and so does the
+    # MatMul against the FP32 code bank
+    assert len(fp32_weights) == 2
+    src = onnx.load(str(fp32))  # node names differ after compaction: compare shapes
     src_inits = {i.name: i for i in src.graph.initializer}
-    code = next(n for n in src.graph.node if n.name == code_node(src))
-    assert list(inits[fp32_weights[0].input[1]].dims) == list(src_inits[code.input[1]].dims)
+    kept = [next(n for n in src.graph.node if n.name == name) for name in (code_node(src), bank_node(src))]
+    assert sorted(list(inits[n.input[1]].dims) for n in fp32_weights) == sorted(
+        list(src_inits[n.input[1]].dims) for n in kept)
     # every other weight comes from Cast(int8) * scale
-    assert sum(i.data_type == onnx.TensorProto.INT8 for i in inits.values()) == len(compute) - 1
+    assert sum(i.data_type == onnx.TensorProto.INT8 for i in inits.values()) == len(compute) - 2
     assert fp32.stat().st_size >= 2.5 * out.stat().st_size
     m = json.loads((bundle / "manifest.json").read_text())
     windows = np.stack([decode_array(g["window"]) for g in m["golden"]]).astype(np.float32)
