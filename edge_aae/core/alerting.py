@@ -90,3 +90,30 @@ class AlertTracker:
             return AlertEvent("cleared", a.alert_id, ts, a.since, float(score), a.peak_score, float(threshold),
                               a.top_channels)
         return None
+
+    def update_many(self, ts: np.ndarray, score: np.ndarray, threshold: float, channel_scores: np.ndarray,
+                    channels: list[str], n_top: int = 3) -> list[AlertEvent]:
+        """Feed a block of scored windows of this asset, in order; the events in order.
+
+        Exactly what :meth:`update` one window at a time gives. A quiet block (no alert active
+        and no window over the threshold) only moves the last-n window along, in one step.
+        """
+        if self.active is None and not bool((score > threshold).any()):
+            recent = self._recent
+            maxlen = recent.maxlen or 0
+            times = ts.tolist()
+            if len(times) >= maxlen:
+                recent.clear()
+                self._n_over = 0
+                times = times[len(times) - maxlen:]
+            else:
+                for _ in range(max(0, len(recent) + len(times) - maxlen)):
+                    self._n_over -= recent.popleft()[0]
+            recent.extend((False, t) for t in times)
+            return []
+        events = []
+        for j in range(len(ts)):
+            event = self.update(float(ts[j]), float(score[j]), threshold, channel_scores[j], channels, n_top)
+            if event is not None:
+                events.append(event)
+        return events

@@ -80,6 +80,33 @@ def _with_installed_models(cfg: GatewayConfig, store: ModelStore) -> GatewayConf
     return dataclasses.replace(cfg, models=models)
 
 
+class Due:
+    """Windows waiting to be scored, as blocks ``(asset, end_ts (m,), windows (m, L, C))``.
+
+    A batch message's windows stay one block (one strided gather in the stream, one slice of
+    the scores); a single reading's window is a block of one.
+    """
+
+    def __init__(self) -> None:
+        """Empty."""
+        self.blocks: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self.windows = 0
+
+    def add(self, asset: str, end_ts: np.ndarray, windows: np.ndarray) -> None:
+        """Append one block (``windows`` of shape ``(m, L, C)``)."""
+        if len(end_ts):
+            self.blocks.append((asset, end_ts, windows))
+            self.windows += len(end_ts)
+
+    def clear(self) -> None:
+        """Forget every block."""
+        self.blocks.clear()
+        self.windows = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.blocks)
+
+
 @dataclass
 class _Item:
     asset: str
@@ -401,7 +428,7 @@ class Daemon:
             self._announce(asset, binding.slot)
         return state
 
-    def _ingest(self, items: list[_Item], due: list[tuple[str, float, np.ndarray]]) -> None:
+    def _ingest(self, items: list[_Item], due: Due) -> None:
         for item in items:
             state = self._state(item.asset)
             if state is None:
@@ -417,8 +444,8 @@ class Daemon:
                 if len(item.readings.ts) > 1 else None
             if batch is not None:  # a plain batch message: in order, no gap, no repeat; its windows at once
                 windows, end_ts = batch
-                due.extend(zip([item.asset] * len(end_ts), end_ts.tolist(), windows, strict=True))
-                if len(due) >= self.cfg.runtime.batch_max:
+                due.add(item.asset, end_ts, windows)
+                if due.windows >= self.cfg.runtime.batch_max:
                     self._score(due)
                     due.clear()
                 continue
@@ -435,11 +462,11 @@ class Daemon:
                                        "in a row were older than the newest one (a clock jump?); the stream starts "
                                        f"over at {float(ts):.3f}")
                 if window is not None:
-                    due.append((item.asset, float(ts), window))
+                    due.add(item.asset, np.array([float(ts)]), window[None])
             for reason, n in rejected.items():
                 what = "already received" if reason == "duplicate" else "older than the reorder tolerance"
                 self._reject(item.asset, reason, f"{n} reading(s) {what}", readings=n)
-            if len(due) >= self.cfg.runtime.batch_max:
+            if due.windows >= self.cfg.runtime.batch_max:
                 self._score(due)
                 due.clear()
 
@@ -447,30 +474,34 @@ class Daemon:
         a = self.cfg.alerting
         return AlertTracker(a.k, a.n, a.m, a.min_duration_s, a.cooldown_s)
 
-    def _score(self, due: list[tuple[str, float, np.ndarray]]) -> None:
-        groups: dict[int, tuple[ModelSlot, list[int]]] = {}
-        for i, (asset, _, _) in enumerate(due):
-            slot = self.assets[asset].binding.slot
-            groups.setdefault(id(slot), (slot, []))[1].append(i)
-        for slot, idx in groups.values():
+    def _score(self, due: Due) -> None:
+        groups: dict[int, tuple[ModelSlot, list[tuple[str, np.ndarray, np.ndarray]]]] = {}
+        for block in due.blocks:
+            slot = self.assets[block[0]].binding.slot
+            groups.setdefault(id(slot), (slot, []))[1].append(block)
+        for slot, blocks in groups.values():
             t0 = time.monotonic()
-            batch = np.stack([due[i][2] for i in idx])
+            batch = blocks[0][2] if len(blocks) == 1 else np.concatenate([b[2] for b in blocks])
+            n = batch.shape[0]
             try:
                 score, channel_scores, latent = slot.scorer.score_windows(batch)
             except Exception as exc:  # onnxruntime errors have no common base; keep the loop alive
                 log.error("inference failed on %s: %s", slot.key, exc)
-                self.stats.drop("inference_error", len(idx))
+                self.stats.drop("inference_error", n)
                 self._report_error("", "inference_error", f"{slot.key}: {str(exc)[:200]}")
                 self._maybe_roll_back(slot, f"inference error: {exc}")
                 continue
-            ms = (time.monotonic() - t0) * 1e3 / len(idx)
+            ms = (time.monotonic() - t0) * 1e3 / n
             finite = np.isfinite(score)
             if not np.all(finite):
                 slot.nonfinite_run += 1
                 bad = int((~finite).sum())
                 self.stats.drop("non_finite_score", bad)
-                self._report_error(due[idx[int(np.argmin(finite))]][0], "non_finite_score",
-                                   f"{slot.key} ({slot.scorer.bundle.version}) scored {bad} of {len(idx)} window(s) "
+                first_bad = int(np.argmin(finite))
+                owner = next(b[0] for b, end in zip(blocks, np.cumsum([len(b[1]) for b in blocks]), strict=True)
+                             if first_bad < end)
+                self._report_error(owner, "non_finite_score",
+                                   f"{slot.key} ({slot.scorer.bundle.version}) scored {bad} of {n} window(s) "
                                    "non-finite")
                 if self._maybe_roll_back(slot, "non-finite scores",
                                          any_time=slot.nonfinite_run >= NONFINITE_ROLLBACK_BATCHES):
@@ -481,43 +512,45 @@ class Daemon:
             slot.latency_ms = ms if slot.latency_ms is None else 0.9 * slot.latency_ms + 0.1 * ms
             if self._health_check(slot):
                 continue
-            self.stats.add("windows_scored", len(idx))
-            for j, i in enumerate(idx):
-                asset, ts, _ = due[i]
-                self._publish_result(asset, ts, float(score[j]), channel_scores[j], float(latent[j]), slot)
-            if self.cfg.monitor.enabled:
-                self._monitor(slot, [due[i][0] for i in idx], [due[i][1] for i in idx], batch, score, latent)
+            self.stats.add("windows_scored", n)
+            start = 0
+            for asset, end_ts, windows in blocks:
+                stop = start + len(end_ts)
+                part = slice(start, stop)
+                self._publish_results(asset, end_ts, score[part], channel_scores[part], latent[part], slot)
+                if self.cfg.monitor.enabled:
+                    self._monitor(slot, asset, end_ts, windows, score[part], latent[part])
+                start = stop
 
-    def _monitor(self, slot: ModelSlot, assets: list[str], ts: list[float], batch: np.ndarray,
+    def _monitor(self, slot: ModelSlot, asset: str, end_ts: np.ndarray, windows: np.ndarray,
                  score: np.ndarray, latent: np.ndarray) -> None:
-        """Feed each asset's drift monitor; publish its state on a change and every publish_interval_s."""
-        means = batch.mean(axis=1)
-        over = (score > slot.scorer.threshold).tolist()
-        finite = np.isfinite(score).tolist()
-        lat = latent.tolist()
+        """Feed one asset's drift monitor a block; publish its state on a change and every publish_interval_s."""
+        finite = np.isfinite(score)
+        if not finite.all():
+            end_ts, windows, score, latent = end_ts[finite], windows[finite], score[finite], latent[finite]
+        if not len(end_ts):
+            return
         now = time.monotonic()
         b = slot.scorer.bundle
-        touched: dict[str, bool] = {}
-        for j, asset in enumerate(assets):  # a few list appends per window; the numpy work every 20 windows
-            if not finite[j]:
-                continue
-            state = self.assets[asset]
-            if state.monitor is None or state.monitor_model != b.version:  # a new model starts a new horizon
-                ref = Reference.from_manifest(b.manifest.monitor, b.manifest.target_far, len(b.channels))
-                state.monitor = DriftMonitor(self.cfg.monitor, ref, b.channels)
-                state.monitor_model, state.monitor_published = b.version, now
-            touched[asset] = state.monitor.add(over[j], lat[j], means[j], ts[j]) or touched.get(asset, False)
-        for asset, changed in touched.items():
-            state = self.assets[asset]
-            assert state.monitor is not None
-            if changed:
-                log.warning("asset %s: model %s %s is %s (%s)", asset, b.name, b.version, state.monitor.state,
-                            state.monitor.last_figures)
-                self.stats.add(f"drift_{state.monitor.state}")
-            if changed or now - state.monitor_published >= self.cfg.monitor.publish_interval_s:
-                state.monitor_published = now
-                payload = state.monitor.payload(asset, self.cfg.gateway_id, {"name": b.name, "version": b.version})
-                self.transport.publish(self.topics.drift(asset), json.dumps(payload), qos=DRIFT_QOS, retain=True)
+        state = self.assets[asset]
+        if state.monitor is None or state.monitor_model != b.version:  # a new model starts a new horizon
+            ref = Reference.from_manifest(b.manifest.monitor, b.manifest.target_far, len(b.channels))
+            state.monitor = DriftMonitor(self.cfg.monitor, ref, b.channels)
+            state.monitor_model, state.monitor_published = b.version, now
+        monitor = state.monitor
+        if len(end_ts) == 1:  # a few list appends per window; the numpy work every 20 windows
+            changed = monitor.add(bool(score[0] > slot.scorer.threshold), float(latent[0]), windows[0].mean(axis=0),
+                                  float(end_ts[0]))
+        else:
+            changed = monitor.add_block(score > slot.scorer.threshold, latent, windows.mean(axis=1), float(end_ts[-1]))
+        if changed:
+            log.warning("asset %s: model %s %s is %s (%s)", asset, b.name, b.version, monitor.state,
+                        monitor.last_figures)
+            self.stats.add(f"drift_{monitor.state}")
+        if changed or now - state.monitor_published >= self.cfg.monitor.publish_interval_s:
+            state.monitor_published = now
+            payload = monitor.payload(asset, self.cfg.gateway_id, {"name": b.name, "version": b.version})
+            self.transport.publish(self.topics.drift(asset), json.dumps(payload), qos=DRIFT_QOS, retain=True)
 
     def _apply_feedback(self) -> None:
         """Operator commands received since the last batch: apply, confirm on the retained state."""
@@ -639,24 +672,38 @@ class Daemon:
             self._publish_status()
         return True
 
-    def _publish_result(self, asset: str, ts: float, score: float, channel_scores: np.ndarray, latent: float,
-                        slot: ModelSlot) -> None:
+    def _publish_results(self, asset: str, end_ts: np.ndarray, score: np.ndarray, channel_scores: np.ndarray,
+                         latent: np.ndarray, slot: ModelSlot) -> None:
+        """One asset's scored block: score messages per ``publish.scores``, then the alert state."""
         state = self.assets[asset]
-        state.windows += 1
+        first = state.windows
+        state.windows += len(end_ts)
         scorer = slot.scorer
-        if not np.isfinite(score):
-            return  # counted and reported per batch in _score
+        finite = np.isfinite(score)
+        if not finite.all():  # counted and reported per batch in _score
+            end_ts, score, latent = end_ts[finite], score[finite], latent[finite]
+            channel_scores = channel_scores[finite]
+            if not len(end_ts):
+                return
         p = self.cfg.publish
-        if p.scores == "every" or (p.scores == "every_nth" and state.windows % p.every_n == 0):
-            payload = {"ts": ts, "asset": asset, "score": round(score, 6), "threshold": scorer.threshold,
-                       "latent_score": round(latent, 6) if np.isfinite(latent) else None,
-                       "channel_scores": dict(zip(scorer.channels, channel_scores.astype(np.float64).round(6).tolist(),
-                                                  strict=True)),
-                       "model": slot.model_ref}
-            self.transport.publish(self.topics.score(asset), json.dumps(payload), qos=SCORE_QOS)
-        event = state.tracker.update(ts, score, scorer.threshold, channel_scores, scorer.channels,
-                                     self.cfg.alerting.top_channels)
-        if event is not None:
+        if p.scores == "every":
+            pick = np.arange(len(end_ts))
+        elif p.scores == "every_nth":
+            pick = np.flatnonzero((first + np.arange(1, len(end_ts) + 1)) % p.every_n == 0)
+        else:
+            pick = np.zeros(0, np.int64)
+        if len(pick):
+            topic = self.topics.score(asset)
+            rows = channel_scores[pick].astype(np.float64).round(6).tolist()
+            lat = latent[pick].astype(np.float64)
+            lat_values = [round(v, 6) if np.isfinite(v) else None for v in lat.tolist()]
+            for ts, sc, cs, la in zip(end_ts[pick].tolist(), score[pick].astype(np.float64).round(6).tolist(), rows,
+                                      lat_values, strict=True):
+                payload = {"ts": ts, "asset": asset, "score": sc, "threshold": scorer.threshold, "latent_score": la,
+                           "channel_scores": dict(zip(scorer.channels, cs, strict=True)), "model": slot.model_ref}
+                self.transport.publish(topic, json.dumps(payload), qos=SCORE_QOS)
+        for event in state.tracker.update_many(end_ts, score, scorer.threshold, channel_scores, scorer.channels,
+                                               self.cfg.alerting.top_channels):
             self._send_alert(asset, event, slot)
 
     def _send_alert(self, asset: str, event: AlertEvent, slot: ModelSlot) -> None:
@@ -713,7 +760,7 @@ class Daemon:
         wait_s = self.cfg.runtime.batch_wait_ms / 1e3
         next_stats = time.monotonic() + self.cfg.publish.stats_interval_s
         next_outbox = next_heartbeat = 0.0
-        due: list[tuple[str, float, np.ndarray]] = []
+        due = Due()
         idle = False
         while not self._stop.is_set():
             try:
@@ -729,7 +776,7 @@ class Daemon:
                     self._score(due)
             except Exception:  # one bad batch must not stop the gateway
                 log.exception("worker error; the batch is dropped and the loop goes on")
-                self.stats.drop("worker_error", len(due))
+                self.stats.drop("worker_error", due.windows)
             due.clear()
             now = time.monotonic()
             try:
@@ -800,7 +847,7 @@ class Daemon:
         log.info("shutting down: draining %d queued reading(s)", len(self.queue))
         self.systemd.send(STOPPING="1", STATUS="draining and flushing the outbox")
         self.transport.stop_intake()
-        due: list[tuple[str, float, np.ndarray]] = []
+        due = Due()
         self._ingest(self.queue.get_all(0), due)
         if due:
             self._score(due)

@@ -87,6 +87,18 @@ class DriftMonitor:
         return self.update(np.array([p[0] for p in pending]), np.array([p[1] for p in pending]),
                            np.stack([p[2] for p in pending]), ts)
 
+    def add_block(self, over: np.ndarray, latent: np.ndarray, window_means: np.ndarray, ts: float) -> bool:
+        """Several windows at once (``over (B,)``, ``latent (B,)``, ``window_means (B, C)``), after any single ones.
+
+        Returns True when the state changed (publish now).
+        """
+        if self._pending:  # single windows still waiting come first, in order
+            pending, self._pending = self._pending, []
+            over = np.concatenate([np.array([p[0] for p in pending]), over])
+            latent = np.concatenate([np.array([p[1] for p in pending]), latent])
+            window_means = np.concatenate([np.stack([p[2] for p in pending]), window_means])
+        return self.update(over, latent, window_means, ts)
+
     def update(self, over: np.ndarray, latent: np.ndarray, window_means: np.ndarray, ts: float) -> bool:
         """Add a batch of windows: ``over (B,)`` bool, ``latent (B,)``, ``window_means (B, C)``.
 

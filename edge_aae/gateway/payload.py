@@ -50,6 +50,18 @@ def _number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
+NUMBER_TYPES = frozenset({int, float})  # what json.loads gives for numbers (bool is its own type)
+NUMBER_OR_NULL = NUMBER_TYPES | {type(None)}
+
+
+def _float_array(items: list[Any], what: str) -> np.ndarray:
+    """A list of JSON numbers (and nulls, as NaN) as float64; huge integers are an ``invalid_value``."""
+    try:
+        return np.array(items, dtype=np.float64)
+    except OverflowError:
+        raise PayloadError("invalid_value", f"{what}: a number out of range (too large)") from None
+
+
 def _reject_constant(name: str) -> float:
     raise PayloadError("non_finite", f"{name} is not a finite number")
 
@@ -128,25 +140,28 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
             raise PayloadError("bad_timestamp", "'ts' is an empty list")
         if len(ts) > max_readings:
             raise PayloadError("oversized", f"{len(ts)} readings > limit {max_readings}")
-        if not all(_number(t) for t in ts):
+        if not set(map(type, ts)) <= NUMBER_TYPES:  # C-level scans: a batch is checked as arrays
             raise PayloadError("bad_timestamp", "'ts' must hold numbers (unix seconds)")
+        ts_arr = _float_array(ts, "'ts'")
     elif not _number(ts):
         raise PayloadError("bad_timestamp", "'ts' must be a number (unix seconds) or a list of them")
-    ts_list = [_as_float(t, "'ts'") for t in ts] if batch else [_as_float(ts, "'ts'")]
-    if not all(math.isfinite(t) and t > 0 for t in ts_list):
+    else:
+        ts_arr = np.array([_as_float(ts, "'ts'")])
+    if not (np.isfinite(ts_arr).all() and (ts_arr > 0).all()):
         raise PayloadError("bad_timestamp", "'ts' must be positive finite unix seconds")
-    if max_ts is not None and max(ts_list) > max_ts:
-        raise PayloadError("future_timestamp", f"'ts' {max(ts_list):.0f} is ahead of the gateway's clock by more "
+    newest = float(ts_arr.max())
+    if max_ts is not None and newest > max_ts:
+        raise PayloadError("future_timestamp", f"'ts' {newest:.0f} is ahead of the gateway's clock by more "
                            f"than the limit (up to {max_ts:.0f} accepted)")
-    if batch and any(b <= a for a, b in zip(ts_list, ts_list[1:], strict=False)):
+    if batch and ts_arr.size > 1 and not (np.diff(ts_arr) > 0).all():
         raise PayloadError("timestamps_backwards", "timestamps in a batch must increase strictly")
-    n = len(ts_list)
+    n = ts_arr.size
 
     # Plain Python for the checks (a single reading is 8-ish numbers: numpy per value is slower),
     # one numpy conversion at the end.
     if lookup is None:
         lookup = channel_lookup(channels, channel_map)
-    columns: list[list[float] | None] = [None] * len(channels)
+    columns: list[Any] = [None] * len(channels)  # a list of floats (one reading) or a float64 array (a batch)
     any_missing = False
     for name, v in values.items():
         col = lookup.get(name) if isinstance(name, str) else None
@@ -159,26 +174,30 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
                 raise PayloadError("length_mismatch", f"{name[:60]!r}: a batch needs a list per channel")
             if len(v) != n:
                 raise PayloadError("length_mismatch", f"{name[:60]!r}: {len(v)} values for {n} timestamps")
-            if not all(x is None or _number(x) for x in v):
+            kinds = set(map(type, v))
+            if not kinds <= NUMBER_OR_NULL:
                 raise PayloadError("non_numeric", f"{name[:60]!r}: values must be numbers (null: missing)")
-            if None in v:  # a C-level scan of the list
+            arr = _float_array(v, repr(name)[:60])  # null -> NaN (JSON itself has no NaN)
+            if type(None) in kinds:
                 any_missing = True
-                col_values = [MISSING if x is None else _as_float(x, repr(name)[:60]) for x in v]
-            else:
-                col_values = [_as_float(x, repr(name)[:60]) for x in v]
-        else:
-            if not (v is None or _number(v)):
-                raise PayloadError("non_numeric", f"{name[:60]!r}: {str(v)[:40]!r} is not a number")
-            any_missing = any_missing or v is None
-            col_values = [MISSING if v is None else _as_float(v, repr(name)[:60])]
-        if not all(x is MISSING or (math.isfinite(x) and abs(x) <= FLOAT32_MAX) for x in col_values):
+                given = ~np.isnan(arr)
+                if not (np.abs(arr[given]) <= FLOAT32_MAX).all():
+                    raise PayloadError("non_finite", f"{name[:60]!r}: values must be finite float32 numbers")
+            elif not (np.abs(arr) <= FLOAT32_MAX).all():  # also False for inf
+                raise PayloadError("non_finite", f"{name[:60]!r}: values must be finite float32 numbers")
+            columns[col] = arr
+            continue
+        if not (v is None or _number(v)):
+            raise PayloadError("non_numeric", f"{name[:60]!r}: {str(v)[:40]!r} is not a number")
+        any_missing = any_missing or v is None
+        x = MISSING if v is None else _as_float(v, repr(name)[:60])
+        if not (x is MISSING or (math.isfinite(x) and abs(x) <= FLOAT32_MAX)):
             raise PayloadError("non_finite", f"{name[:60]!r}: values must be finite float32 numbers")
-        columns[col] = col_values
+        columns[col] = [x]
     missing = [c for c, col in zip(channels, columns, strict=True) if col is None]
     if missing:
         raise PayloadError("missing_channel", f"missing {', '.join(missing)}")
     out = np.array(columns, dtype=np.float32).T  # (n, C); NaN only where a value was null
-    ts_arr = np.array(ts_list, dtype=np.float64)
     if not any_missing:  # the common case: no array scan on the hot path
         return Readings(ts_arr, np.ascontiguousarray(out), seq)
     keep = ~np.isnan(out).any(axis=1)

@@ -23,7 +23,7 @@ from edge_aae.core.update_format import (
     version_dir,
 )
 from edge_aae.devtools.daemon_process import write_config
-from edge_aae.gateway.daemon import ReadingQueue, _Item
+from edge_aae.gateway.daemon import Due, ReadingQueue, _Item
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
 from edge_aae.gateway.stats import Stats
@@ -32,6 +32,13 @@ from edge_aae.gateway.updates import ModelStore, load_public_key, unpack_verifie
 from export.bench import redteam
 
 CH = ["a", "b"]
+
+
+def one_window(asset: str, ts: float, window: np.ndarray) -> Due:
+    """A scoring queue holding one window of ``asset``."""
+    due = Due()
+    due.add(asset, np.array([ts]), window[None])
+    return due
 
 
 def reason(raw: str, **kw) -> str:
@@ -268,7 +275,7 @@ def test_repeated_non_finite_scores_roll_back_after_the_health_window(tmp_path, 
     window = np.zeros((slot.scorer.window_len, len(slot.scorer.channels)), np.float32)
     d.assets["pump1"] = d._state("pump1")
     for _ in range(3):
-        d._score([("pump1", 1.0, window)])
+        d._score(one_window("pump1", 1.0, window))
     assert slot.scorer.bundle.version == "1.0.0"
     assert d.stats.drops["non_finite_score"] == 3
     assert d.stats.counts["updates_rolled_back"] == 1
@@ -307,7 +314,7 @@ def test_a_model_much_slower_in_its_health_window_is_rolled_back(tmp_path, bundl
     window = np.zeros((slot.scorer.window_len, len(slot.scorer.channels)), np.float32)
     d.assets["pump1"] = d._state("pump1")
     for _ in range(5):
-        d._score([("pump1", 1.0, window)])  # the running model's latency is the baseline
+        d._score(one_window("pump1", 1.0, window))  # the running model's latency is the baseline
     final = store.install(store.stage("b", unpack_verified(pack_bundle(v2), verify_header(header_of(v2), pub, 10**8))),
                           "2.0.0")
     d.updater.swaps.put(PendingSwap(slot, OnnxModel.open(final), "b", "2.0.0", "1.0.0"))
@@ -321,7 +328,7 @@ def test_a_model_much_slower_in_its_health_window_is_rolled_back(tmp_path, bundl
 
     slot.scorer.score_windows = slow
     for _ in range(6):
-        d._score([("pump1", 2.0, window)])
+        d._score(one_window("pump1", 2.0, window))
     assert slot.scorer.bundle.version == "1.0.0"
     assert d.stats.counts["updates_rolled_back"] == 1
     assert os.path.basename(store.installed()) == "v1.0.0"

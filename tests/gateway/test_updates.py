@@ -23,6 +23,15 @@ from export.bundle import build_bundle
 from export.signing import generate_keypair, load_private_key, sign_bundle
 
 
+def one_window(asset: str, ts: float, window: np.ndarray):  # -> daemon.Due
+    """A scoring queue holding one window of ``asset``."""
+    from edge_aae.gateway.daemon import Due
+
+    due = Due()
+    due.add(asset, np.array([ts]), window[None])
+    return due
+
+
 @pytest.fixture(scope="module")
 def signed(trained_run, bundle, tmp_path_factory):
     d = tmp_path_factory.mktemp("signed")
@@ -164,7 +173,7 @@ def test_a_model_that_misbehaves_in_its_health_window_is_rolled_back(tmp_path, s
     slot.scorer.score_windows = broken
     window = np.zeros((slot.scorer.window_len, len(slot.scorer.channels)), np.float32)
     daemon.assets["pump1"] = daemon._state("pump1")
-    daemon._score([("pump1", 1.0, window)])
+    daemon._score(one_window("pump1", 1.0, window))
     assert slot.scorer.bundle.version == "1.0.0"
     assert store.installed() == tmp_path / "models" / "v1.0.0"
     assert daemon.stats.snapshot(0, 0)["drops"]["inference_error"] == 1
