@@ -61,8 +61,10 @@ MIN_FAN_IN_PER_CHANNEL = 16
 # quantized; the first layer (it sees the scaled raw input, the widest range) kept
 # FP32; and the last one too (it produces the reconstruction whose error is the score).
 # "code": the encoder's last layer, whose output (the latent code) is measured against the
-# FP32 code bank: a few int8 steps there move every distance.
-FALLBACKS: tuple[tuple[str, ...], ...] = ((), ("code",), ("first", "code"), ("first", "last", "code"))
+# FP32 code bank: a few int8 steps there move every distance. "encoder": the whole encoder
+# FP32 (its int8 noise reaches the code, and small models' latent scores are that sensitive),
+# the decoder int8.
+FALLBACKS: tuple[tuple[str, ...], ...] = ((), ("code",), ("first", "code"), ("first", "last", "code"), ("encoder",))
 
 
 def bank_node(model: onnx.ModelProto) -> str | None:
@@ -147,7 +149,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
         out_path: where the INT8 QDQ model goes.
         calib_windows: raw training windows ``(n, window_len, C)`` for activation ranges.
         target: ``x86_64`` or ``arm64`` (selects the activation type).
-        keep_fp32: ``"first"`` and/or ``"last"``: compute layers left in FP32.
+        keep_fp32: ``"first"``, ``"last"``, ``"code"`` and/or ``"encoder"``: compute layers left in FP32.
 
     Returns:
         The names of the compute nodes left in FP32.
@@ -167,9 +169,11 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
         compute = compute_nodes(model)
         exclude = ([compute[0]] if "first" in keep_fp32 and compute else []) + (
             [compute[-1]] if "last" in keep_fp32 and len(compute) > 1 else [])
-        code = code_node(model) if "code" in keep_fp32 else None
+        code = code_node(model) if {"code", "encoder"} & set(keep_fp32) else None
         if code is not None and code not in exclude:
             exclude.append(code)
+        if "encoder" in keep_fp32 and code in compute:  # the code layer and every compute layer before it
+            exclude += [n for n in compute[:compute.index(code)] if n not in exclude]
         bank = bank_node(model)
         quantize_static(str(pre), str(out_path), _WindowReader(calib_windows),
                         quant_format=QuantFormat.QDQ, per_channel=True,
@@ -180,10 +184,36 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
                         reduce_range=False,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"TensorQuantOverrides": per_tensor_overrides(model)})
-    onnx.save(compact_names(onnx.load(str(out_path))), str(out_path))
+    quantized = onnx.load(str(out_path))
+    if code is not None and code in exclude:
+        _code_in_fp32(quantized, code, bank)
+    onnx.save(compact_names(quantized), str(out_path))
     log.info("quantized %s -> %s (%s activations; FP32 kept: %s)", fp32_path.name, out_path.name,
              ACTIVATION_TYPE[target].name, ", ".join(exclude) or "none")
     return exclude
+
+
+def _code_in_fp32(model: onnx.ModelProto, code: str, bank: str | None) -> None:
+    """Let the latent-score path read the FP32 code layer's output, not its int8 round trip.
+
+    The quantizer puts the code through QuantizeLinear -> DequantizeLinear for the decoder's
+    first (int8) layer and hands every other consumer the same rounded tensor, so the distance
+    to the FP32 code bank would see int8 steps of the code. Consumers other than quantized
+    compute layers (the bank's MatMul, a Transpose) are pointed back at the FP32 tensor; the
+    decoder keeps its int8 input.
+    """
+    producer = next((n for n in model.graph.node if n.name == code), None)
+    if producer is None:
+        return
+    fp32 = producer.output[0]
+    quant = {n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == fp32}
+    rounded = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in quant}
+    for node in model.graph.node:
+        if node.op_type in QUANTIZED_OPS and node.name != bank:
+            continue
+        for k, name in enumerate(node.input):
+            if name in rounded:
+                node.input[k] = fp32
 
 
 def weight_axis(node: onnx.NodeProto) -> int:
@@ -272,17 +302,26 @@ def count_weight_dequant(optimized_path: Path) -> int:
                if n.op_type == "DequantizeLinear" and n.input and n.input[0] in initializers)
 
 
-def median_latency_us(model_path: Path, window: np.ndarray, repeats: int = 200) -> float:
-    """Median wall time of one inference on one thread, in microseconds."""
+def latencies_us(model_paths: dict[str, Path], window: np.ndarray, repeats: int = 200,
+                 rounds: int = 5) -> dict[str, float]:
+    """Median wall time per inference of each model on one thread, in microseconds, measured side by side.
+
+    The models take turns in ``rounds`` rounds of ``repeats / rounds`` calls each, so a burst of
+    load on a shared CPU hits all of them rather than whichever was being timed.
+    """
     import time
 
-    session = make_session(model_path, threads=1)
+    sessions = {k: make_session(p, threads=1) for k, p in model_paths.items()}
     feed = {GRAPH_INPUT: np.ascontiguousarray(window, dtype=np.float32)}
-    for _ in range(20):
-        session.run(None, feed)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e6)
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for session in sessions.values():
+        for _ in range(20):
+            session.run(None, feed)
+    for _ in range(rounds):
+        for k, session in sessions.items():
+            for _ in range(max(1, repeats // rounds)):
+                t0 = time.perf_counter()
+                session.run(None, feed)
+                times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v) * 1e6) for k, v in times.items()}
+

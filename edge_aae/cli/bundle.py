@@ -79,8 +79,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                                 for f in a["failed"]) or "-"] for a in rep.int8_attempts])
     sizes = ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in rep.sizes.items())
     print(f"model.onnx = {rep.default_kind.upper()}: {rep.default_reason}")
-    print(f"sizes: {sizes}" + ("; batch-1 latency: " + ", ".join(f"{k} {v:.0f} us" for k, v in rep.latency_us.items())
-                               if rep.latency_us else ""))
+    lat = rep.latency_us
+    print(f"sizes: {sizes}" + ("; latency per window (batch 1 / batch 64): " + ", ".join(
+        f"{k} {lat[k]:.0f} / {lat.get(f'{k}_b64', float('nan')):.0f} us" for k in ("fp32", "int8") if k in lat)
+        if lat else ""))
     print(f"wrote bundle {rep.bundle} (model.onnx, model.fp32.onnx, manifest.json, parity.json"
           + (", manifest.sig)" if rep.signed else ")"))
     return 0
