@@ -513,21 +513,31 @@ class Daemon:
             if self._health_check(slot):
                 continue
             self.stats.add("windows_scored", n)
+            # one call per asset (its windows in order), however the blocks interleave assets
+            rows: dict[str, list[np.ndarray]] = {}
+            times: dict[str, list[np.ndarray]] = {}
             start = 0
-            for asset, end_ts, windows in blocks:
-                stop = start + len(end_ts)
-                part = slice(start, stop)
-                self._publish_results(asset, end_ts, score[part], channel_scores[part], latent[part], slot)
-                if self.cfg.monitor.enabled:
-                    self._monitor(slot, asset, end_ts, windows, score[part], latent[part])
-                start = stop
+            for asset, end_ts, _ in blocks:
+                rows.setdefault(asset, []).append(np.arange(start, start + len(end_ts)))
+                times.setdefault(asset, []).append(end_ts)
+                start += len(end_ts)
+            means = batch.mean(axis=1) if self.cfg.monitor.enabled else None
+            for asset, parts in rows.items():
+                ix = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                ts = times[asset][0] if len(parts) == 1 else np.concatenate(times[asset])
+                self._publish_results(asset, ts, score[ix], channel_scores[ix], latent[ix], slot)
+                if means is not None:
+                    self._monitor(slot, asset, ts, means[ix], score[ix], latent[ix])
 
-    def _monitor(self, slot: ModelSlot, asset: str, end_ts: np.ndarray, windows: np.ndarray,
+    def _monitor(self, slot: ModelSlot, asset: str, end_ts: np.ndarray, means: np.ndarray,
                  score: np.ndarray, latent: np.ndarray) -> None:
-        """Feed one asset's drift monitor a block; publish its state on a change and every publish_interval_s."""
+        """Feed one asset's drift monitor its windows (``means``: each window's channel means, ``(m, C)``).
+
+        Publishes the state on a change and every ``publish_interval_s``.
+        """
         finite = np.isfinite(score)
         if not finite.all():
-            end_ts, windows, score, latent = end_ts[finite], windows[finite], score[finite], latent[finite]
+            end_ts, means, score, latent = end_ts[finite], means[finite], score[finite], latent[finite]
         if not len(end_ts):
             return
         now = time.monotonic()
@@ -539,10 +549,9 @@ class Daemon:
             state.monitor_model, state.monitor_published = b.version, now
         monitor = state.monitor
         if len(end_ts) == 1:  # a few list appends per window; the numpy work every 20 windows
-            changed = monitor.add(bool(score[0] > slot.scorer.threshold), float(latent[0]), windows[0].mean(axis=0),
-                                  float(end_ts[0]))
+            changed = monitor.add(bool(score[0] > slot.scorer.threshold), float(latent[0]), means[0], float(end_ts[0]))
         else:
-            changed = monitor.add_block(score > slot.scorer.threshold, latent, windows.mean(axis=1), float(end_ts[-1]))
+            changed = monitor.add_block(score > slot.scorer.threshold, latent, means, float(end_ts[-1]))
         if changed:
             log.warning("asset %s: model %s %s is %s (%s)", asset, b.name, b.version, monitor.state,
                         monitor.last_figures)
