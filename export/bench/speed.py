@@ -1,11 +1,12 @@
-"""``edge-aae bench speed``: torch eager FP32 vs onnxruntime FP32 vs onnxruntime INT8.
+"""``edge-aae bench speed``: torch eager FP32 vs onnxruntime FP32 vs the bundle's model as shipped.
 
-One thread everywhere, batch 1 and batch 256, measured in one process so the
+One thread everywhere, batch 1, 64 and 256, measured in one process so the
 ratios compare like with like on a shared machine.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -15,13 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_aae.core.manifest import GRAPH_INPUT
+from edge_aae.core.manifest import DEFAULT_MODEL, GRAPH_INPUT, MANIFEST
 from edge_aae.gateway.scorer import make_session
 from edge_aae.train.detector import AAEDetector
 from export.bench.common import markdown_table
-from export.bundle import host_target
-from export.quantize import quantize_int8
-from export.to_onnx import export_fp32
+from export.bundle import FP32_MODEL, build_bundle
 
 
 def _median_s(fn: Callable[[], object], min_time_s: float = 1.0, min_reps: int = 20) -> float:
@@ -45,21 +44,24 @@ def run_speed_bench(run_dir: Path) -> str:
     reps = int(np.ceil(256 / len(windows)))
     batch256 = np.ascontiguousarray(np.tile(windows, (reps, 1, 1))[:256], dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        int8 = Path(tmp) / "int8.onnx"
-        export_fp32(det.scorer_, fp32, det.config_.window_len, len(det.channels_))
-        quantize_int8(fp32, int8, calib["train"], host_target())
-        sizes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
-        sessions = {"fp32": make_session(fp32, 1), "int8": make_session(int8, 1)}
+        bundle = Path(tmp) / "bundle"
+        build_bundle(run_dir, bundle, force=True)
+        shipped = json.loads((bundle / MANIFEST).read_text())["models"][DEFAULT_MODEL]
+        form = (f"{shipped['kind'].upper()} as shipped" + (
+            f" ({shipped['quantization']}" + (f", FP32 layers: {', '.join(shipped['fp32_layers'])}"
+                                               if shipped.get("fp32_layers") else "") + ")"
+            if shipped["kind"] == "int8" else ""))
+        paths = {"onnxruntime FP32": bundle / FP32_MODEL, f"onnxruntime {form}": bundle / DEFAULT_MODEL}
+        sizes = {"fp32": paths["onnxruntime FP32"].stat().st_size, "shipped": (bundle / DEFAULT_MODEL).stat().st_size}
+        sessions = {name: make_session(path, 1) for name, path in paths.items()}
         results: dict[tuple[str, int], float] = {}
-        for batch in (1, 256):
+        for batch in (1, 64, 256):
             x = batch256[:batch]
             xt = torch.from_numpy(x)
             with torch.no_grad():
                 results[("torch eager FP32", batch)] = _median_s(partial(det.scorer_, xt)) / batch
-            for kind, sess in sessions.items():
-                results[(f"onnxruntime {kind.upper()}", batch)] = \
-                    _median_s(partial(sess.run, None, {GRAPH_INPUT: x})) / batch
+            for name, sess in sessions.items():
+                results[(name, batch)] = _median_s(partial(sess.run, None, {GRAPH_INPUT: x})) / batch
     rows = []
     for (method, batch), sec in results.items():
         base = results[("torch eager FP32", batch)]
@@ -67,6 +69,7 @@ def run_speed_bench(run_dir: Path) -> str:
     table = markdown_table(["path", "batch", "µs per window", "windows/s", "speed-up vs torch eager"], rows)
     return (table + f"\n\nOne thread (`torch.set_num_threads(1)`, onnxruntime intra-op 1, spinning off); "
             f"median over ≥1 s per cell. Model: `{run_dir}` ({det.config_.arch}, window_len "
-            f"{det.config_.window_len}, {len(det.channels_)} channels). File sizes: FP32 "
-            f"{sizes['fp32'] / 1024:.1f} KiB, INT8 {sizes['int8'] / 1024:.1f} KiB "
-            f"({sizes['fp32'] / sizes['int8']:.2f}x smaller).")
+            f"{det.config_.window_len}, {len(det.channels_)} channels), exported as the bundle ships it "
+            f"(`model.onnx`; batch 64 is the daemon's default `batch_max`). File sizes: FP32 "
+            f"{sizes['fp32'] / 1024:.1f} KiB, as shipped {sizes['shipped'] / 1024:.1f} KiB "
+            f"({sizes['fp32'] / sizes['shipped']:.2f}x smaller).")
