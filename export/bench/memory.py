@@ -71,11 +71,11 @@ def main() -> int:
 
 
 NOTE = """Each row adds one piece of what `edge-aae serve` loads. The interpreter, numpy, paho and
-onnxruntime's own libraries are most of it; the model session adds about 11 MB and scoring
-buffers a few more. onnxruntime's memory arena and memory-pattern planning, switched off for
-the same model, saved under 2 MB (11.1 vs 11.0 MB for the session, 22.0 vs 20.3 MB after
-scoring), so the daemon keeps onnxruntime's defaults. What is left to cut is what the gateway
-needs to run at all."""
+onnxruntime's own libraries are about 61 MB before any model: over the 60 MB a gateway daemon
+was meant to stay under, and none of it optional for scoring (`OPENBLAS_NUM_THREADS=1` changes
+numpy's share by nothing measurable). The session is opened as the daemon opens it, without
+onnxruntime's memory arena and memory patterns (`make_session`): with them the session and its
+scoring buffers kept 13-19 MB more. What is left to cut is what the gateway needs to run at all."""
 
 
 if __name__ == "__main__":
