@@ -171,7 +171,7 @@ def _pca(train: np.ndarray, test: np.ndarray, variance: float) -> tuple[np.ndarr
     return t2 / scale_t2 + q / scale_q, t2_test / scale_t2 + q_test / scale_q, q_test_parts
 
 
-def _score_unit(unit: Unit, cfg: TrainConfig, work: Path
+def _score_unit(unit: Unit, cfg: TrainConfig, work: Path, tag: _UnitTag | None = None
                 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, float]], dict[str, Any]]:
     """Per method: (scores at every test point, contributions (n, C) or empty, threshold); export facts.
 
@@ -203,6 +203,8 @@ def _score_unit(unit: Unit, cfg: TrainConfig, work: Path
         return np.nan_to_num(scores, nan=float(np.nanmin(scores))), contrib
 
     for method, adv in (("AAE (torch)", cfg.adversarial_weight), ("plain AE (torch)", 0.0)):
+        if tag is not None:  # warnings name the unit and the method
+            tag.unit = f"{unit.name}, {method.split(' (')[0]}"
         det = AAEDetector(dataclasses.replace(cfg, adversarial_weight=adv)).fit(unit.train)
         s, c = at_points(det.score(ext))
         out[method] = (s, c, det.threshold_)
@@ -221,6 +223,8 @@ def _score_unit(unit: Unit, cfg: TrainConfig, work: Path
             else:
                 shipped = BundleScorer(work / "bundle", DEFAULT_MODEL)
                 out[SHIPPED] = (*at_points(shipped.score(ext)), shipped.scorer.threshold)
+    if tag is not None:
+        tag.unit = f"{unit.name}, PCA T²+Q"
     cut = int(len(unit.train.values) * (1 - cfg.val_fraction))
     fit_scores, val_scores = pca_scores(unit.train.values[:cut], unit.train.values[cut:])
     _, test_scores = pca_scores(unit.train.values[:cut], unit.test.values)
@@ -270,7 +274,8 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
     for i, unit in enumerate(units):
         tag.unit = unit.name
         with tempfile.TemporaryDirectory() as work:
-            scored, info = _score_unit(unit, cfg, Path(work))
+            scored, info = _score_unit(unit, cfg, Path(work), tag)
+        tag.unit = unit.name
         y = unit.test.labels
         assert y is not None
         ts = unit.test.timestamps
