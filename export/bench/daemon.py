@@ -162,7 +162,7 @@ def c_publish(port: int, topic: str, msgs: list[tuple[str, bytes, float]], tmp: 
     return time.perf_counter() - t0
 
 
-FLAT_OUT_ALERTING = "[alerting]\nk = 50\nn = 50\n"  # random readings: no alert storm to publish
+FLAT_OUT_ALERTING = "[alerting]\nk = 50\nn = 50\n"  # throughput, not an alert storm, is measured
 
 
 def _serve(bundle_dir: Path, tmp: Path, broker: Mosquitto, gateway: str, sections: str) -> subprocess.Popen[bytes]:
@@ -347,6 +347,9 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         "publisher_readings_per_s": {"bare": len(msgs) / bare_pub_s, "daemon": len(msgs) / daemon_pub_s},
     }
     pub_rates = (len(msgs) / bare_pub_s, len(msgs) / daemon_pub_s)
+    # a publisher that finished well before its receiver drained the stream is not what the rate measures
+    publisher_verdict = ("not the bound" if pub_rates[0] >= 1.5 * bare_rate and pub_rates[1] >= 1.5 * daemon_rate
+                         else "possibly the bound")
     inference_share = (batched["windows_scored"] * float(batched["inference_ms_p50"] or 0.0) / 1e3
                        * batched["readings_per_s"] / batched["readings"])
     bound = (f"inference is {inference_share:.0%} of the elapsed time, the daemon's Python (parsing, windows, "
@@ -362,7 +365,7 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         f"Daemon RSS max {results['daemon_rss_mb_max']:.0f} MB (goal ≤ 100 MB). "
         f"{len(msgs):,} single-reading messages (QoS 1) over {n_assets} assets, one local mosquitto, "
         f"published by `mosquitto_pub -l -q 1`, one process per asset, for both (the publishers "
-        f"sent {pub_rates[0]:,.0f} and {pub_rates[1]:,.0f} readings/s: not the bound); "
+        f"sent {pub_rates[0]:,.0f} and {pub_rates[1]:,.0f} readings/s: {publisher_verdict}); "
         f"model `{bundle.name} {bundle.version}` ({bundle.model_file}, "
         f"window {window_len}, {len(channels)} channels), onnxruntime 1 thread.",
         "",
