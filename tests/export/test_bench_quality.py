@@ -10,7 +10,7 @@ import pytest
 from edge_aae.core.errors import DataError
 from edge_aae.train import synth
 from edge_aae.train.config import TrainConfig
-from export.bench.quality import METHODS, pca_scores, run_quality_bench, smd_units
+from export.bench.quality import METHODS, normal_windows, pca_scores, run_quality_bench, smd_units
 
 
 def write_smd(root, seed=0):
@@ -59,6 +59,9 @@ def test_quality_bench_folder_layout(tmp_path):
     results, table = run_quality_bench("folder", root, tmp_path / "out", cfg)
     assert results["pooled"]["AAE (torch)"]["mean_auroc"] > 0.8
     assert "folder layout, 1 units" in table
+    aae = results["pooled"]["AAE (torch)"]
+    assert 0 <= aae["far_normal_windows_pct"] <= 100
+    assert "on normal windows" in table
     (root / "empty").mkdir()
     (root / "empty" / "train.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="test.csv: missing for unit empty"):
@@ -77,3 +80,9 @@ def test_pca_scores_flag_an_off_manifold_point():
     train = np.hstack([base, base * 2 + rng.normal(0, 0.05, (500, 1))])
     _, s = pca_scores(train, np.array([[1.0, 2.0], [1.0, -2.0]]))
     assert s[1] > 10 * s[0]
+
+
+def test_normal_windows_leave_out_points_whose_window_holds_an_anomaly():
+    y = np.array([0, 0, 1, 1, 0, 0, 0, 0, 1, 0])
+    assert normal_windows(y, 3).tolist() == [True, True, False, False, False, False, True, True, False, False]
+    assert normal_windows(y, 1).tolist() == (y == 0).tolist()
