@@ -36,6 +36,16 @@ def test_threshold_comes_from_normal_data_and_rarely_fires_there(trained_run, sy
     assert set(det.thresholds_) == {"pot", "quantile"}
 
 
+def test_the_report_says_how_many_injected_faults_the_threshold_flags(trained_run):
+    from edge_aae.train.selfcheck import KINDS
+
+    check = json.loads((trained_run / "report.json").read_text())["self_check"]
+    assert set(check) == set(KINDS)
+    assert all(0.0 <= v <= 1.0 for v in check.values())
+    # a six-spread step or ramp on one channel of the pump is plainly abnormal
+    assert check["level_shift"] >= 0.5 and check["drift"] >= 0.5
+
+
 def test_save_load_gives_identical_scores(trained_run, synth_dir, tmp_path):
     det = AAEDetector.load(trained_run)
     det.save(tmp_path / "copy")
