@@ -283,7 +283,8 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
         for method, (s, contrib, thr) in scored.items():
             pred = (s > thr).astype(np.int8)
             p, r, f1 = precision_recall_f1(y, pred)
-            row: dict[str, Any] = {"f1": f1, "precision": p, "recall": r, "threshold": float(thr)}
+            row: dict[str, Any] = {"f1": f1, "precision": p, "recall": r, "threshold": float(thr),
+                                   "far_normal_windows_pct": 100 * float(pred[clean].mean()) if clean.any() else None}
             if y.any() and not y.all():
                 row |= {"auroc": auroc(y, s), "auprc": auprc(y, s), "oracle_best_f1": best_f1(y, s)[0]}
             elif method == METHODS[0]:
@@ -320,6 +321,9 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
                "mar_pct": 100 * mar,
                "far_normal_windows_pct": 100 * acc["fp_clean"] / acc["n_clean"] if acc["n_clean"] else None}
         files = per_file[m].values()
+        unit_far = [v["far_normal_windows_pct"] for v in files if v.get("far_normal_windows_pct") is not None]
+        row["units_far_within_3x"] = sum(f <= 300 * cfg.target_far for f in unit_far)
+        row["units_far_measured"] = len(unit_far)
         for key in ("auroc", "auprc", "oracle_best_f1", "f1", "hitrate@100", "hitrate@150", "ndcg@150"):
             vals = [v[key] for v in files if key in v and np.isfinite(v[key])]
             if vals:
@@ -336,7 +340,7 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
     results["int8_gate_passed_units"] = passed
     results["int8_weights_only_units"] = weights_only
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
-    table = _table(dataset, summary, len(units)) + (
+    table = _table(dataset, summary, len(units), cfg.target_far) + (
         f"\n\nINT8 passed the parity gate on {passed} of {len(units)} "
         f"{ {'skab': 'files', 'folder': 'units'}.get(dataset, 'entities')} ({passed - weights_only} static, "
         f"{weights_only} "
@@ -356,7 +360,7 @@ def normal_windows(labels: np.ndarray, window_len: int) -> np.ndarray:
     return ~dirty
 
 
-def _table(dataset: str, summary: dict[str, dict[str, Any]], n: int) -> str:
+def _table(dataset: str, summary: dict[str, dict[str, Any]], n: int, target_far: float) -> str:
     from export.bench.common import markdown_table
 
     def f(v: Any, pct: bool = False) -> str:
@@ -370,7 +374,12 @@ def _table(dataset: str, summary: dict[str, dict[str, Any]], n: int) -> str:
                 "counts pooled, no point adjustment, label-free thresholds.\n\nMean per file:\n\n"
                 + markdown_table(["method", "AUROC", "AUPRC", "oracle best F1 (uses labels, comparison only)"],
                                  [[m, f(s.get("mean_auroc")), f(s.get("mean_auprc")),
-                                   f(s.get("mean_oracle_best_f1"))] for m, s in summary.items() if m != SHIPPED]))
+                                   f(s.get("mean_oracle_best_f1"))] for m, s in summary.items() if m != SHIPPED])
+                + "\n\nRealized FAR on normal windows (test points whose whole window is labelled normal, the "
+                f"windows the threshold's {100 * target_far:g} % target is about), pooled; in brackets the files "
+                "within 3x the target: " + ", ".join(
+                    f"{m.split(' (')[0] if m != SHIPPED else 'shipped'} {f(s.get('far_normal_windows_pct'), True)} % "
+                    f"({s['units_far_within_3x']} of {s['units_far_measured']})" for m, s in summary.items()) + ".")
     else:
         head = ["method", "mean AUROC", "mean AUPRC", "F1 at own threshold (mean)", "oracle best F1 (mean)",
                 "realized FAR % on normal points", "realized FAR % on normal windows", "HitRate@100%",
@@ -384,6 +393,9 @@ def _table(dataset: str, summary: dict[str, dict[str, Any]], n: int) -> str:
         note = (f"{layout}, no point adjustment; oracle F1 uses the labels (for comparison only). Realized FAR: "
                 "points over the label-free threshold among the test points labelled normal, pooled; on normal "
                 "windows, only among the points whose whole window (the point and the window_len - 1 before "
-                "it) is labelled normal: the windows the threshold's 0.1 % target is about. A point just "
-                "after an anomaly is labelled normal but its window still holds anomalous readings.")
+                f"it) is labelled normal: the windows the threshold's {100 * target_far:g} % target is about. A "
+                "point just after an anomaly is labelled normal but its window still holds anomalous readings."
+                "\n\nUnits whose realized FAR on normal windows is within 3x the target: "
+                + ", ".join(f"{m.split(' (')[0] if m != SHIPPED else 'shipped'} {s['units_far_within_3x']} of "
+                            f"{s['units_far_measured']}" for m, s in summary.items()) + ".")
     return markdown_table(head, [list(r) for r in rows]) + "\n\n" + note
