@@ -225,6 +225,10 @@ def _train(args: argparse.Namespace, config: Any, ddp: Any) -> int:
             (f"threshold ({det.threshold_rule_}, far {cfg.target_far:g})", f"{det.threshold_:.4f}"),
             ("device / time", f"{rep['device']} / {rep['train_seconds']:.1f} s")]
     print_table(["", "value"], rows)
+    check = rep.get("self_check") or {}
+    if check:
+        print("self-check, synthetic faults in held-out normal windows flagged by the threshold: "
+              + ", ".join(f"{k} {v:.0%}" for k, v in check.items()))
     for w in rep["warnings"]:
         print(f"WARNING: {w}", file=sys.stderr)
     print(f"wrote run directory {args.out} (model.json, weights.pt, report.json, report.png, checkpoint.pt)")

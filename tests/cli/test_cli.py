@@ -31,6 +31,7 @@ def test_synth_train_score_sample(tmp_path, synth_dir, trained_run):
     assert p.returncode == 0, p.stderr
     assert {"model.json", "weights.pt", "report.json", "report.png"} <= {f.name for f in run.iterdir()}
     assert "preset auto: relative_channels" in p.stdout  # each choice of the preset, with its reason
+    assert "self-check, synthetic faults in held-out normal windows flagged by the threshold: spike" in p.stdout
     p = run_cli("train", "--data", out / "train.csv", "--out", tmp_path / "run2", "--epochs", "30", "--patience", "1",
                 "--quiet")
     assert p.returncode == 0, p.stderr
