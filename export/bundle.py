@@ -194,7 +194,8 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
             val8 = run_onnx(int8_path, calib["val"].astype(np.float32), 64)[0]
             thresholds["int8"] = fit_threshold(  # the detector's rule, on INT8's own scores
                 val8, lambda: run_onnx(int8_path, train_w.astype(np.float32), 64)[0], det.threshold_rule_,
-                cfg.target_far, init_quantile=cfg.pot_init_quantile, span=det.threshold_span_).value
+                cfg.target_far, init_quantile=cfg.pot_init_quantile, span=det.threshold_span_,
+                floor=det.score_floor()).value
             out8 = run_onnx(int8_path, gate_windows, 64)
             int8_gate = check_int8(out32, out8, thresholds["fp32"], thresholds["int8"], n_normal=len(val))
             failed = int8_gate.failures()

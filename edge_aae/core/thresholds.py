@@ -155,10 +155,15 @@ def t_quantile(q: float, df: float) -> float:
     return math.sqrt(f_quantile(2 * q - 1, 1.0, df))
 
 
-def prediction_limit(scores: np.ndarray, target_far: float, n_effective: float) -> float:
+def prediction_limit(scores: np.ndarray, target_far: float, n_effective: float, floor: float = 0.0) -> float:
     """Upper prediction limit of a new normal score, for few independent normal scores.
 
-    Log scores are taken as normal, with centre and spread (median and MAD, robust to the
+    ``floor``: the lowest value the score can take (0 for errors and T²; a centred score, such
+    as the ``error`` score's robust z, has a negative floor). The distance to it is what is taken
+    as log-normal: the log of a score centred on zero would send half of them to the clamp and
+    the limit to absurd heights.
+
+    Log scores (over the floor) are taken as normal, with centre and spread (median and MAD, robust to the
     few high scores a normal stretch holds) estimated from ``n_effective`` independent
     observations (overlapping windows count as fewer): ``exp(m + t(1 - far; n - 1) * s *
     sqrt(1 + 1/n))``. With many observations this is the log-normal quantile;
@@ -166,16 +171,16 @@ def prediction_limit(scores: np.ndarray, target_far: float, n_effective: float) 
     hundred strongly correlated window scores is about their maximum, which new normal data
     exceeds often; this does not.
     """
-    x = _finite(scores)
+    x = _finite(scores) - floor
     x = np.log(np.maximum(x, max(float(np.median(np.abs(x))) * 1e-6, 1e-12)))
     n = max(float(n_effective), 3.0)
     center = float(np.median(x))
     sd = 1.4826 * float(np.median(np.abs(x - center)))  # robust: a few high scores must not widen it
-    return float(np.exp(center + t_quantile(1.0 - target_far, n - 1.0) * sd * math.sqrt(1.0 + 1.0 / n)))
+    return floor + float(np.exp(center + t_quantile(1.0 - target_far, n - 1.0) * sd * math.sqrt(1.0 + 1.0 / n)))
 
 
 def pot_threshold(scores: np.ndarray, target_far: float, init_quantile: float = 0.98, warn: bool = True,
-                  span: float = 1.0) -> float:
+                  span: float = 1.0, floor: float = 0.0) -> float:
     """Peaks-over-threshold threshold (Siffer et al. 2017) for a target risk.
 
     Fits a generalized Pareto distribution to the excesses over the
@@ -193,7 +198,7 @@ def pot_threshold(scores: np.ndarray, target_far: float, init_quantile: float = 
     n, n_t = x.size, excess.size
     ratio = target_far * n / max(n_t, 1)
     if n_t < MIN_EXCESSES or ratio >= 1:
-        limit = max(prediction_limit(x, target_far, n / span), quantile_threshold(x, target_far))
+        limit = max(prediction_limit(x, target_far, n / span, floor), quantile_threshold(x, target_far))
         (log.warning if warn else log.debug)(
             "POT: %d excesses over the %.3f quantile of %d scores (about %.0f independent): too few for a tail "
             "fit; using the small-sample prediction limit %.4g", n_t, init_quantile, n, n / span, limit)
@@ -205,10 +210,11 @@ def pot_threshold(scores: np.ndarray, target_far: float, init_quantile: float = 
 
 
 def compute_threshold(scores: np.ndarray, method: str, target_far: float,
-                      init_quantile: float = 0.98, warn: bool = True, span: float = 1.0) -> float:
+                      init_quantile: float = 0.98, warn: bool = True, span: float = 1.0, floor: float = 0.0) -> float:
     """Dispatch to ``pot`` or ``quantile``; ``t2`` is 1.0. ``warn``: log a POT fallback as a warning.
 
-    ``span``: consecutive windows one score is correlated with (POT's small-sample fallback).
+    ``span``: consecutive windows one score is correlated with; ``floor``: the lowest value the
+    score can take (both for POT's small-sample fallback).
 
     ``t2`` needs no scores: the ``shift`` score is T² divided by its limit
     (:func:`t2_limit`, fitted with the model), so that limit is 1.0 in score units.
@@ -216,7 +222,7 @@ def compute_threshold(scores: np.ndarray, method: str, target_far: float,
     if method == "t2":
         return 1.0
     if method == "pot":
-        return pot_threshold(scores, target_far, init_quantile, warn, span)
+        return pot_threshold(scores, target_far, init_quantile, warn, span, floor)
     if method == "quantile":
         return quantile_threshold(scores, target_far)
     raise ValueError(f"unknown threshold method {method!r} (pot, quantile, t2)")
@@ -278,7 +284,7 @@ class ThresholdFit:
 def fit_threshold(val_scores: np.ndarray, train_scores: np.ndarray | Callable[[], np.ndarray], rule: str,
                   target_far: float, *, init_quantile: float = 0.98, span: float = 1.0,
                   rules: tuple[str, ...] = (), t2_n_effective: float | None = None,
-                  n_channels: int = 0) -> ThresholdFit:
+                  n_channels: int = 0, floor: float = 0.0) -> ThresholdFit:
     """The one threshold rule, used by training, by export (per model file) and by the benchmarks.
 
     Args:
@@ -293,6 +299,7 @@ def fit_threshold(val_scores: np.ndarray, train_scores: np.ndarray | Callable[[]
         t2_n_effective: independent windows behind the T² limit; with fewer than twice
             ``n_channels`` the ``t2`` rule cannot fire and ``pot`` is used instead.
         n_channels: channels of the model (for that check).
+        floor: the lowest value the score can take (the small-sample fallback works above it).
 
     """
     reference = normal_reference(val_scores, train_scores, init_quantile)
@@ -304,6 +311,6 @@ def fit_threshold(val_scores: np.ndarray, train_scores: np.ndarray | Callable[[]
         log.warning("threshold t2: about %.0f independent reference windows for %d channels (needs %d); "
                     "using the POT threshold of the same scores instead", t2_n_effective, n_channels,
                     2 * n_channels)
-    by_rule = {m: compute_threshold(reference, m, target_far, init_quantile, warn=m == chosen, span=span)
+    by_rule = {m: compute_threshold(reference, m, target_far, init_quantile, warn=m == chosen, span=span, floor=floor)
                for m in dict.fromkeys((*rules, rule, chosen))}
     return ThresholdFit(chosen, by_rule[chosen], by_rule)

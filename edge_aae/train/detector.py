@@ -195,8 +195,20 @@ class AAEDetector:
         fit = fit_threshold(self.val_scores_, lambda: self.score_windows(train_raw)[0], cfg.threshold,
                             cfg.target_far, init_quantile=cfg.pot_init_quantile, span=self.threshold_span_,
                             rules=methods, t2_n_effective=self.shift_n_eff_ if cfg.score_stat == "shift" else None,
-                            n_channels=len(self.channels_))
+                            n_channels=len(self.channels_), floor=self.score_floor())
         self.thresholds_, self.threshold_rule_, self.threshold_ = fit.by_rule, fit.rule, fit.value
+
+    def score_floor(self) -> float:
+        """The lowest value the score can take.
+
+        0 for ``shift`` (T² over its limit); for ``error``, the score of a window reconstructed
+        exactly whose code sits on a bank code:
+        ``-rec_center / rec_scale - latent_weight * latent_center / latent_scale``.
+        """
+        if self.config_.score_stat == "shift":
+            return 0.0
+        rec_c, rec_s, lat_c, lat_s = (float(v) for v in self.scorer_.score_stats.tolist())
+        return -rec_c / rec_s - self.config_.latent_weight * lat_c / lat_s
 
     def _build_scorer(self, encoder: torch.nn.Module, decoder: torch.nn.Module,
                       prior: LatentPrior) -> ScoreGraph:

@@ -152,19 +152,23 @@ def pca_contributions(train: np.ndarray, test: np.ndarray, variance: float = 0.9
 
 
 def _pca(train: np.ndarray, test: np.ndarray, variance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mu, sd = train.mean(0), train.std(0) + 1e-9
-    z = (train - mu) / sd
+    """Fitted on the complete training rows; a missing reading counts as the channel's mean."""
+    fit = train[np.isfinite(train).all(axis=1)]
+    if fit.shape[0] < 2:
+        raise DataError("PCA baseline: fewer than two training rows without a missing value")
+    mu, sd = fit.mean(0), fit.std(0) + 1e-9
+    z = (fit - mu) / sd
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     var = s**2 / max(len(z) - 1, 1)
     k = int(np.searchsorted(np.cumsum(var) / var.sum(), variance) + 1)
     p, lam = vt[:k].T, np.maximum(var[:k], 1e-12)
 
     def raw(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        zz = (x - mu) / sd
+        zz = np.nan_to_num((x - mu) / sd, nan=0.0)
         t = zz @ p
         return (t**2 / lam).sum(1), (zz - t @ p.T) ** 2
 
-    t2, q_parts = raw(train)
+    t2, q_parts = raw(fit)
     t2_test, q_test_parts = raw(test)
     q, q_test = q_parts.sum(1), q_test_parts.sum(1)
     scale_t2, scale_q = t2.mean() or 1.0, q.mean() or 1.0

@@ -61,9 +61,11 @@ def test_small_training_set_fits_its_threshold_on_training_and_validation_scores
     assert det.val_scores_.size < 500
     train_scores = det.score_windows(det.load_calibration()["train"])[0]
     assert 5 < det.threshold_span_ < 32  # overlapping windows: one score per ~1/sum(w^2) windows is independent
-    expected = compute_threshold(np.r_[det.val_scores_, train_scores], "pot", cfg.target_far, span=det.threshold_span_)
+    expected = compute_threshold(np.r_[det.val_scores_, train_scores], "pot", cfg.target_far, span=det.threshold_span_,
+                                 floor=det.score_floor())
     assert det.threshold_ == pytest.approx(expected)
-    assert det.threshold_ >= np.quantile(train_scores, 0.99)
+    assert det.score_floor() < 0  # the error score is a robust z: centred on the typical window
+    assert np.quantile(train_scores, 0.99) <= det.threshold_ < 100 * max(np.quantile(train_scores, 0.99), 1.0)
 
 
 @pytest.mark.parametrize(("q", "d1", "d2", "expected"), [
@@ -121,3 +123,17 @@ def test_small_sample_limit_widens_for_few_independent_scores_and_holds_its_rate
         ref = rng.lognormal(0, 1, 20)
         exceed.append((rng.lognormal(0, 1, 2000) > prediction_limit(ref, 0.01, 20)).mean())
     assert 0.003 < np.mean(exceed) < 0.03  # within 3x the target (robust spread from 20 points is noisy)
+
+
+def test_small_sample_limit_of_a_centred_score_works_above_its_floor():
+    from edge_aae.core.thresholds import prediction_limit
+
+    rng = np.random.default_rng(3)
+    positive = rng.lognormal(0, 0.5, 400)  # e.g. an RMS error
+    centred = (positive - np.median(positive)) / 0.3  # the same scores as a robust z: about half negative
+    floor = -np.median(positive) / 0.3
+    limit = prediction_limit(centred, 1e-3, 30, floor=floor)
+    assert limit == pytest.approx((prediction_limit(positive, 1e-3, 30) - np.median(positive)) / 0.3)
+    assert centred.max() < limit < 10 * centred.max()
+    # without the floor the log of the negative half is clamped and the limit runs away
+    assert prediction_limit(centred, 1e-3, 30) > 100 * limit

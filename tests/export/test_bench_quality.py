@@ -86,3 +86,14 @@ def test_normal_windows_leave_out_points_whose_window_holds_an_anomaly():
     y = np.array([0, 0, 1, 1, 0, 0, 0, 0, 1, 0])
     assert normal_windows(y, 3).tolist() == [True, True, False, False, False, False, True, True, False, False]
     assert normal_windows(y, 1).tolist() == (y == 0).tolist()
+
+
+def test_pca_baseline_copes_with_missing_readings():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(300, 3))
+    train[10:20, 1] = np.nan
+    test = rng.normal(size=(50, 3))
+    test[5, 2] = np.nan
+    fit_scores, test_scores = pca_scores(train, test)
+    assert np.isfinite(fit_scores).all() and np.isfinite(test_scores).all()
+    assert fit_scores.shape == (290,) and test_scores.shape == (50,)
