@@ -7,7 +7,8 @@ Both get the same stream of single-reading messages (QoS 1) over ``n_assets`` as
 as the publishers can send (readings of the synthetic pump's normal run when the model is the
 pump's); the rate is outputs received per second at the far end. Then the
 daemon gets the stream paced at half its measured rate, and each score's arrival is matched
-to its reading's publish time for latency percentiles. RSS is sampled from /proc.
+to its reading's publish time for latency percentiles (publisher and listener each their own
+process: :mod:`export.bench.latency_probe`). RSS is sampled from /proc.
 """
 
 from __future__ import annotations
@@ -45,15 +46,14 @@ def _client(port: int, name: str) -> mqtt.Client:
 
 
 class _Counter:
-    """Counts messages on a filter; optionally parses them and keeps arrival times by key."""
+    """Counts messages on a filter; optionally parses them (or keeps the last one parsed)."""
 
-    def __init__(self, port: int, topic: str, parse: bool, keep_times: bool = False, keep_last: bool = False) -> None:
+    def __init__(self, port: int, topic: str, parse: bool, keep_last: bool = False) -> None:
         self.n = 0
         self.last_payload: dict[str, Any] | None = None
         self._keep_last = keep_last
         self.first = self.last = 0.0
-        self.arrivals: dict[tuple[str, float], float] = {}
-        self._parse, self._keep = parse, keep_times
+        self._parse = parse
         self._ready = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
@@ -68,10 +68,8 @@ class _Counter:
         now = time.perf_counter()
         if self._keep_last:
             self.last_payload = json.loads(msg.payload)
-        if self._parse or self._keep:
-            payload = json.loads(msg.payload)
-            if self._keep:
-                self.arrivals[(msg.topic.split("/")[3], float(payload["ts"]))] = now
+        if self._parse:
+            json.loads(msg.payload)
         if not self.n:
             self.first = now
         self.n += 1
@@ -251,17 +249,32 @@ def idle_phase(bundle_dir: Path, tmp: Path, broker: Mosquitto, seconds: float = 
         daemon.wait(30)
 
 
-def _publish(client: mqtt.Client, msgs: list[tuple[str, bytes, float]], rate_per_s: float | None,
-             sent_at: dict[tuple[str, float], float] | None = None) -> None:
-    start = time.perf_counter()
-    for i, (asset, payload, ts) in enumerate(msgs):
-        if rate_per_s:
-            ahead = (i / rate_per_s) - (time.perf_counter() - start)
-            if ahead > 0:
-                time.sleep(ahead)
-        if sent_at is not None:
-            sent_at[(asset, ts)] = time.perf_counter()
-        client.publish(f"{ROOT}/{GW}/sensors/{asset}", payload, qos=1)
+def paced_latencies(port: int, msgs: list[tuple[str, bytes, float]], rate_per_s: float, expected: int,
+                    tmp: Path) -> np.ndarray:
+    """Milliseconds from each reading's publish to its score's arrival, publisher and listener apart.
+
+    Both run as their own processes (:mod:`export.bench.latency_probe`): in this one, their
+    threads and the interpreter lock would add the bench's own delays to the daemon's.
+    """
+    probe = [sys.executable, "-m", "export.bench.latency_probe"]
+    lines = [json.dumps({"topic": f"{ROOT}/{GW}/sensors/{a}", "payload": p.decode(), "key": f"{a}/{ts!r}"})
+             for a, p, ts in msgs]
+    (tmp / "paced.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ready, arrived, sent = tmp / "listener.ready", tmp / "arrivals.json", tmp / "sent.json"
+    ready.unlink(missing_ok=True)
+    timeout_s = len(msgs) / rate_per_s + 60
+    listener = subprocess.Popen([*probe, "listen", str(port), f"{ROOT}/{GW}/anomaly/+/score", str(expected),
+                                 str(arrived), str(ready), str(timeout_s)], cwd=Path(__file__).parents[2])
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if listener.poll() is not None or time.monotonic() > deadline:
+            raise EdgeAAEError("latency listener did not subscribe")
+        time.sleep(0.05)
+    subprocess.run([*probe, "publish", str(port), str(tmp / "paced.jsonl"), str(rate_per_s), str(sent)],
+                   check=True, cwd=Path(__file__).parents[2], timeout=timeout_s)
+    listener.wait(timeout_s)
+    at, sent_at = json.loads(arrived.read_text()), json.loads(sent.read_text())
+    return np.array([(at[k] - sent_at[k]) * 1e3 for k in at if k in sent_at])
 
 
 def _rss_sampler(pid: int, stop: threading.Event, out: list[float]) -> None:
@@ -286,7 +299,6 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         broker.start()
         daemon: subprocess.Popen[bytes] | None = None
         try:
-            pub = _client(broker.port, "bench-publisher")
             t0 = 1.7e9
             topic = f"{ROOT}/{GW}/sensors/{{asset}}"
             # 1. bare subscriber
@@ -315,17 +327,14 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
             scores.close()
             # 3. latency at half the daemon's rate
             half = daemon_rate / 2
-            lat = _Counter(broker.port, f"{ROOT}/{GW}/anomaly/+/score", parse=False, keep_times=True)
-            sent_at: dict[tuple[str, float], float] = {}
             n_lat = min(len(msgs), int(half * 10))  # about ten seconds
             paced = _messages(channels, n_assets, n_lat, t0 + 2e6)
-            _publish(pub, paced, half, sent_at)
-            lat.wait(len(paced) - n_assets * (window_len - 1), 60)
-            delays = np.array([(lat.arrivals[k] - sent_at[k]) * 1e3 for k in lat.arrivals if k in sent_at])
-            lat.close()
+            delays = paced_latencies(broker.port, paced, half, len(paced) - n_assets * (window_len - 1), tmp)
+            quarter = daemon_rate / 4  # one reading at a time costs more than in the flat-out run's batches
+            paced = _messages(channels, n_assets, min(len(msgs), int(quarter * 10)), t0 + 3e6)
+            delays_q = paced_latencies(broker.port, paced, quarter, len(paced) - n_assets * (window_len - 1), tmp)
             stop.set()
             status.close()
-            pub.disconnect()
             daemon.terminate()
             daemon.wait(30)
             # 4. batch messages, stride 1, to a fresh daemon
@@ -342,7 +351,11 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         "daemon_readings_per_s": daemon_rate, "ratio": daemon_rate / bare_rate if bare_rate else 0.0,
         "latency_rate_per_s": half, "latency_ms_p50": float(np.percentile(delays, 50)) if delays.size else None,
         "latency_ms_p99": float(np.percentile(delays, 99)) if delays.size else None,
-        "latency_samples": int(delays.size), "daemon_rss_mb_max": max(rss) if rss else None,
+        "latency_samples": int(delays.size),
+        "latency_quarter_rate_per_s": quarter,
+        "latency_quarter_ms_p50": float(np.percentile(delays_q, 50)) if delays_q.size else None,
+        "latency_quarter_ms_p99": float(np.percentile(delays_q, 99)) if delays_q.size else None,
+        "daemon_rss_mb_max": max(rss) if rss else None,
         "batch": batched, "idle_cpu_percent": idle_cpu,
         "publisher_readings_per_s": {"bare": len(msgs) / bare_pub_s, "daemon": len(msgs) / daemon_pub_s},
     }
@@ -361,7 +374,10 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         f"| edge-aae serve (parse, window, score, publish) | {daemon_rate:,.0f} | {results['ratio']:.2f}x |",
         "",
         f"Latency publish → score at {half:,.0f} readings/s (half the daemon's rate), {delays.size} samples: "
-        f"p50 {results['latency_ms_p50']:.2f} ms, p99 {results['latency_ms_p99']:.2f} ms. "
+        f"p50 {results['latency_ms_p50']:.2f} ms, p99 {results['latency_ms_p99']:.2f} ms; at "
+        f"{results['latency_quarter_rate_per_s']:,.0f} readings/s (a quarter): p50 "
+        f"{results['latency_quarter_ms_p50']:.2f} ms, p99 {results['latency_quarter_ms_p99']:.2f} ms. Publisher and "
+        "listener are processes of their own. "
         f"Daemon RSS max {results['daemon_rss_mb_max']:.0f} MB (goal ≤ 100 MB). "
         f"{len(msgs):,} single-reading messages (QoS 1) over {n_assets} assets, one local mosquitto, "
         f"published by `mosquitto_pub -l -q 1`, one process per asset, for both (the publishers "
