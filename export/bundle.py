@@ -61,6 +61,7 @@ WEIGHTS_ONLY = "weights"  # int8 weights, FP32 activations and arithmetic
 # timing noise (weight-only INT8 runs FP32 kernels: equal speed; static INT8 is faster in
 # batches but can be even at batch 1, where per-node overhead dominates a small model)
 SLOWDOWN_NOISE = 1.10
+TIMING_TRIES = 3  # INT8 timed slower is timed again (each model keeps its best median) up to this often
 BATCH_TIMED = 64
 N_GOLDEN = 4
 
@@ -101,6 +102,12 @@ def monitor_reference(calib: dict[str, np.ndarray]) -> dict[str, Any]:
 def host_target() -> str:
     """The export target matching this machine."""
     return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
+
+
+def _slower(latency: dict[str, float]) -> bool:
+    """Whether INT8 is slower than FP32 beyond the noise allowance at batch 1 or at ``BATCH_TIMED``."""
+    return (latency["int8"] > SLOWDOWN_NOISE * latency["fp32"]
+            or latency[f"int8_b{BATCH_TIMED}"] > SLOWDOWN_NOISE * latency[f"fp32_b{BATCH_TIMED}"])
 
 
 def build_bundle(run_dir: Path, out: Path, *, target: str | None = None, int8: bool = True,
@@ -213,16 +220,20 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
         if target == host_target():
             one, batch = gate_windows[:1], gate_windows[:BATCH_TIMED]
             pair = {"fp32": fp32_path, "int8": int8_path}
-            latency = latencies_us(pair, one) | {
-                f"{k}_b{BATCH_TIMED}": v / len(batch) for k, v in latencies_us(pair, batch, 50).items()}
+            latency = {}
+            for _ in range(TIMING_TRIES):  # a burst of load on a shared CPU must not refuse the faster model
+                again = latencies_us(pair, one) | {
+                    f"{k}_b{BATCH_TIMED}": v / len(batch) for k, v in latencies_us(pair, batch, 50).items()}
+                latency = {k: min(v, latency.get(k, v)) for k, v in again.items()}  # each model's best
+                if not _slower(latency):
+                    break
         label = "INT8" if quantization == STATIC else "INT8 weights-only"
         if not int8_gate.passed:
             reason = (f"INT8 failed the parity gate (decision agreement {int8_gate.decision_agreement:.4f}, "
                       f"Spearman {int8_gate.spearman:.4f}, on normal windows {int8_gate.spearman_normal:.4f}, "
                       f"top channel {int8_gate.top_channel_agreement:.3f}; every static variant and "
                       "weights-only tried)")
-        elif latency and (latency["int8"] > SLOWDOWN_NOISE * latency["fp32"] or latency[f"int8_b{BATCH_TIMED}"]
-                          > SLOWDOWN_NOISE * latency[f"fp32_b{BATCH_TIMED}"]):
+        elif latency and _slower(latency):
             reason = (f"{label} slower than FP32 on this {target} host ({latency['int8']:.0f} vs "
                       f"{latency['fp32']:.0f} us per window at batch 1, {latency[f'int8_b{BATCH_TIMED}']:.0f} vs "
                       f"{latency[f'fp32_b{BATCH_TIMED}']:.0f} at batch {BATCH_TIMED}; {unfused} unfused weight "

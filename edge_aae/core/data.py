@@ -167,7 +167,8 @@ def load_series(path: str | Path, *, time_col: str | None = None,
         numeric = [h for h in channels if _mostly_numeric(columns[h])]
         skipped = [h for h in channels if h not in numeric]
         if skipped:
-            log.info("%s: skipping non-numeric column(s) %s", p, ", ".join(skipped))
+            log.warning("%s: column(s) %s are not numeric and are not modelled (pass --channels to choose)", p,
+                        ", ".join(skipped))
         channels = numeric
     else:
         missing = [c for c in channels if c not in columns]
@@ -488,7 +489,7 @@ def _check_forward(path: Path, name: str, out: np.ndarray, cells: Sequence[str] 
     back = np.flatnonzero(np.diff(out) < 0)
     if back.size:
         i = int(back[0]) + 1
-        shown = [f"{v:g}" if isinstance(v, float | np.floating) else str(v) for v in (cells[i - 1], cells[i])]
+        shown = [f"{v:.15g}" if isinstance(v, float | np.floating) else str(v) for v in (cells[i - 1], cells[i])]
         raise DataError(f"{path}:{i + line0}: column {name!r}: timestamp goes backwards "
                         f"({shown[0]} -> {shown[1]})")
     return out

@@ -110,6 +110,9 @@ def test_timestamps_going_backwards(tmp_path):
     lines = ["timestamp,a", "1,1", "2,2", "1.5,3"]
     with pytest.raises(DataError, match=r"x\.csv:4: column 'timestamp': timestamp goes backwards"):
         load_series(write(tmp_path, "x.csv", "\n".join(lines)))
+    lines = ["timestamp,a", "1700000200.5,1", "1700000201,2", "1700000200,3"]
+    with pytest.raises(DataError, match=r"\(1700000201 -> 1700000200\)"):  # unix seconds in full, not 1.7e+09
+        load_series(write(tmp_path, "y.csv", "\n".join(lines)))
 
 
 def test_ragged_row(tmp_path):
