@@ -95,5 +95,7 @@ def test_pca_baseline_copes_with_missing_readings():
     test = rng.normal(size=(50, 3))
     test[5, 2] = np.nan
     fit_scores, test_scores = pca_scores(train, test)
-    assert np.isfinite(fit_scores).all() and np.isfinite(test_scores).all()
-    assert fit_scores.shape == (290,) and test_scores.shape == (50,)
+    assert np.isfinite(fit_scores).all()
+    assert np.isfinite(test_scores).all()
+    assert fit_scores.shape == (290,)
+    assert test_scores.shape == (50,)
