@@ -166,9 +166,13 @@ def load_series(path: str | Path, *, time_col: str | None = None,
         channels = [h for h in header if h not in excluded]
         numeric = [h for h in channels if _mostly_numeric(columns[h])]
         skipped = [h for h in channels if h not in numeric]
-        if skipped:
+        empty = [h for h in skipped if all(c.lower() in MISSING_CELLS for c in columns[h][:PROBE_ROWS])]
+        if empty:
+            log.warning("%s: column(s) %s hold no values in the first %d rows and are not modelled", p,
+                        ", ".join(empty), PROBE_ROWS)
+        if len(empty) < len(skipped):
             log.warning("%s: column(s) %s are not numeric and are not modelled (pass --channels to choose)", p,
-                        ", ".join(skipped))
+                        ", ".join(h for h in skipped if h not in empty))
         channels = numeric
     else:
         missing = [c for c in channels if c not in columns]

@@ -169,3 +169,13 @@ def test_a_quoted_number_past_the_probed_rows_is_a_number(tmp_path):
     lines = ["timestamp,a,b"] + [f"{i},{i},{i}" for i in range(300)] + ['300,"7",8']
     d = load_series(write(tmp_path, "q.csv", "\n".join(lines)))
     assert d.values[-1].tolist() == [7.0, 8.0]
+
+
+def test_columns_left_out_are_named_with_why(tmp_path, caplog):
+    lines = ["timestamp,a,status,dead"] + [f"{i},{i * 0.5},{'ok' if i % 3 else 'warn'}," for i in range(30)]
+    with caplog.at_level("WARNING"):
+        data = load_series(write(tmp_path, "x.csv", "\n".join(lines)))
+    assert data.channels == ["a"]
+    text = caplog.text
+    assert "status are not numeric and are not modelled" in text
+    assert "dead hold no values" in text
