@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge_aae.core.data import SensorData, assemble_series, load_series
-from edge_aae.core.errors import DataError
+from edge_aae.core.errors import DataError, EdgeAAEError
 from edge_aae.core.evaluate import read_interpretation
 from edge_aae.core.metrics import auprc, auroc, best_f1, far_mar, localization, nab_score, precision_recall_f1
 from edge_aae.core.thresholds import fit_threshold
@@ -97,34 +97,46 @@ def smd_units(path: Path, end_inclusive: bool = True) -> list[Unit]:
     return units
 
 
-def folder_units(path: Path, end_inclusive: bool = False) -> list[Unit]:
+def folder_units(path: Path, end_inclusive: bool = False, skipped: dict[str, str] | None = None) -> list[Unit]:
     """Any labelled set laid out as ``PATH/<unit>/train.csv`` and ``test.csv`` (with a ``label`` column).
 
     An optional ``PATH/<unit>/interpretation.txt`` (SMD style ``start-end:c1,c2``, rows of the test
-    file, channels 1-based) gives the channels to blame.
+    file, channels 1-based) gives the channels to blame. With ``skipped``, a unit whose files
+    cannot be read is recorded there (unit -> error) and left out; without, its error is raised.
     """
     dirs = sorted(d for d in path.iterdir() if d.is_dir() and (d / "train.csv").is_file())
     if not dirs:
         raise DataError(f"{path}: no unit folders with train.csv (layout: PATH/<unit>/train.csv, test.csv)")
     units = []
     for d in dirs:
-        test_file = d / "test.csv"
-        if not test_file.is_file():
-            raise DataError(f"{test_file}: missing for unit {d.name}")
-        train = load_series(d / "train.csv")
-        test = load_series(test_file, label_col="label")
-        if test.labels is None:
-            raise DataError(f"{test_file}: needs a 'label' column of 0/1")
-        if list(test.channels) != list(train.channels):
-            test = test.select_channels(list(train.channels))
-        if test.timestamps[0] <= train.timestamps[-1]:  # keep time increasing across train -> test
-            offset = train.timestamps[-1] + train.sample_period_s - test.timestamps[0]
-            test = dataclasses.replace(test, timestamps=test.timestamps + offset)
-        interp = d / "interpretation.txt"
-        truth = (read_interpretation(interp, len(test.timestamps), len(test.channels), end_inclusive)
-                 if interp.is_file() else None)
-        units.append(Unit(d.name, train, test, None, truth))
+        try:
+            units.append(_folder_unit(d, end_inclusive))
+        except EdgeAAEError as exc:
+            if skipped is None:
+                raise
+            log.error("unit %s left out: %s", d.name, exc)
+            skipped[d.name] = str(exc)
     return units
+
+
+def _folder_unit(d: Path, end_inclusive: bool) -> Unit:
+    """One unit folder of :func:`folder_units`."""
+    test_file = d / "test.csv"
+    if not test_file.is_file():
+        raise DataError(f"{test_file}: missing for unit {d.name}")
+    train = load_series(d / "train.csv")
+    test = load_series(test_file, label_col="label")
+    if test.labels is None:
+        raise DataError(f"{test_file}: needs a 'label' column of 0/1")
+    if list(test.channels) != list(train.channels):
+        test = test.select_channels(list(train.channels))
+    if test.timestamps[0] <= train.timestamps[-1]:  # keep time increasing across train -> test
+        offset = train.timestamps[-1] + train.sample_period_s - test.timestamps[0]
+        test = dataclasses.replace(test, timestamps=test.timestamps + offset)
+    interp = d / "interpretation.txt"
+    truth = (read_interpretation(interp, len(test.timestamps), len(test.channels), end_inclusive)
+             if interp.is_file() else None)
+    return Unit(d.name, train, test, None, truth)
 
 
 class _UnitTag(logging.Filter):
@@ -247,12 +259,13 @@ def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig 
     ``interpretation_inclusive`` (ASD's convention).
     """
     cfg = cfg or TrainConfig()
+    skipped: dict[str, str] = {}  # unit -> why it was left out (unreadable, too short to train or score)
     if dataset == "skab":
         units = skab_units(path)
     elif dataset == "smd":
         units = smd_units(path, end_inclusive=interpretation_inclusive)
     elif dataset == "folder":
-        units = folder_units(path, end_inclusive=interpretation_inclusive)
+        units = folder_units(path, end_inclusive=interpretation_inclusive, skipped=skipped)
     else:
         raise DataError(f"--dataset {dataset!r}: expected skab, smd or folder")
     units = units[:limit] if limit else units
@@ -261,14 +274,14 @@ def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig 
     for handler in logging.getLogger().handlers:
         handler.addFilter(tag)
     try:
-        return _run_units(dataset, path, out_dir, cfg, units, tag)
+        return _run_units(dataset, path, out_dir, cfg, units, tag, skipped)
     finally:
         for handler in logging.getLogger().handlers:
             handler.removeFilter(tag)
 
 
 def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units: list[Unit],
-               tag: _UnitTag) -> tuple[dict[str, Any], str]:
+               tag: _UnitTag, skipped: dict[str, str]) -> tuple[dict[str, Any], str]:
     per_file: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
     counts = {m: {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "fp_clean": 0, "n_clean": 0} for m in METHODS}
     cps: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -277,8 +290,14 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
     offset = 0.0
     for i, unit in enumerate(units):
         tag.unit = unit.name
-        with tempfile.TemporaryDirectory() as work:
-            scored, info = _score_unit(unit, cfg, Path(work), tag)
+        try:
+            with tempfile.TemporaryDirectory() as work:
+                scored, info = _score_unit(unit, cfg, Path(work), tag)
+        except EdgeAAEError as exc:  # one unit the detector refuses must not cost the others
+            log.error("unit %s left out: %s", unit.name, exc)
+            skipped[unit.name] = str(exc)
+            print(f"  {i + 1}/{len(units)} {unit.name}: left out ({exc})", flush=True)
+            continue
         tag.unit = unit.name
         y = unit.test.labels
         assert y is not None
@@ -315,6 +334,8 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
         log.info("%s %d/%d done (%.0f s)", unit.name, i + 1, len(units), time.monotonic() - t0)
         print(f"  {i + 1}/{len(units)} {unit.name}: " + ", ".join(
             f"{m.split(' (')[0]} F1 {per_file[m][unit.name]['f1']:.3f}" for m in METHODS), flush=True)
+    if not per_file[METHODS[0]]:
+        raise DataError(f"{path}: every unit was left out: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     summary: dict[str, dict[str, Any]] = {}
     for m in METHODS:
         acc = counts[m]
@@ -335,21 +356,26 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
         if dataset == "skab":
             row |= {f"nab_{k}": v for k, v in nab_score(cps[m], dets[m], 60.0).items()}
         summary[m] = row
-    results = {"dataset": dataset, "path": str(path), "units": len(units), "config": dataclasses.asdict(cfg),
+    n = len(per_file[METHODS[0]])  # units scored (those left out are in "skipped_units")
+    results = {"dataset": dataset, "path": str(path), "units": n, "config": dataclasses.asdict(cfg),
                "seconds": time.monotonic() - t0, "pooled": summary, "per_file": per_file}
     shipped_rows = per_file[SHIPPED].values()
     passed = sum(bool(v.get("int8_gate_passed")) for v in shipped_rows)
     weights_only = sum(bool(v.get("int8_gate_passed")) and v.get("int8_quantization") == "weights"
                        for v in shipped_rows)
     results["int8_gate_passed_units"] = passed
+    results["skipped_units"] = skipped
     results["int8_weights_only_units"] = weights_only
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
-    table = _table(dataset, summary, len(units), cfg.target_far) + (
-        f"\n\nINT8 passed the parity gate on {passed} of {len(units)} "
+    table = _table(dataset, summary, n, cfg.target_far) + (
+        f"\n\nINT8 passed the parity gate on {passed} of {n} "
         f"{ {'skab': 'files', 'folder': 'units'}.get(dataset, 'entities')} ({passed - weights_only} static, "
         f"{weights_only} "
         "weights-only after static failed); elsewhere the bundle ships FP32 as `model.onnx`. The INT8 row "
         "scores the export's INT8 model regardless: the first form that passed, or the last one tried.")
+    if skipped:
+        table += (f"\n\n**Left out** ({len(skipped)} of {n + len(skipped)} units, not in the means): "
+                  + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ".")
     if cfg.threshold == "t2":
         table += ("\n\nThreshold `t2` is the shift score's own T² limit; PCA's T² + Q has no such limit and "
                   "keeps the empirical rule.")

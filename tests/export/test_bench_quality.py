@@ -55,10 +55,16 @@ def test_quality_bench_folder_layout(tmp_path):
     assert [u.name for u in units] == ["pump-a"]
     assert units[0].truth is not None
     assert units[0].test.timestamps[0] > units[0].train.timestamps[-1]
+    (root / "short").mkdir()  # readable, but too short to train on: left out, the others still run
+    (root / "short" / "train.csv").write_text("a,b\n" + "".join(f"{i},{i % 3}\n" for i in range(20)))
+    (root / "short" / "test.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},0\n" for i in range(20)))
     cfg = TrainConfig(epochs=4, patience=2, windows_per_epoch=3000)
     results, table = run_quality_bench("folder", root, tmp_path / "out", cfg)
     assert results["pooled"]["AAE (torch)"]["mean_auroc"] > 0.8
     assert "folder layout, 1 units" in table
+    assert list(results["skipped_units"]) == ["short"]
+    assert "too few rows" in results["skipped_units"]["short"]
+    assert "**Left out** (1 of 2 units, not in the means): short:" in table
     aae = results["pooled"]["AAE (torch)"]
     assert 0 <= aae["far_normal_windows_pct"] <= 100
     assert "on normal windows" in table
