@@ -16,6 +16,7 @@ import hashlib
 import io
 import logging
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -166,6 +167,11 @@ def load_series(path: str | Path, *, time_col: str | None = None,
         channels = [h for h in header if h not in excluded]
         numeric = [h for h in channels if _mostly_numeric(columns[h])]
         skipped = [h for h in channels if h not in numeric]
+        index_like = [h for h in numeric if _is_row_index(h, columns[h])]
+        if index_like:
+            log.warning("%s: column(s) %s look like a row index (no name or 'Unnamed', counting up by one) and "
+                        "are not modelled (pass --channels to keep them)", p, ", ".join(repr(h) for h in index_like))
+            numeric = [h for h in numeric if h not in index_like]
         empty = [h for h in skipped if all(c.lower() in MISSING_CELLS for c in columns[h][:PROBE_ROWS])]
         if empty:
             log.warning("%s: column(s) %s hold no values in the first %d rows and are not modelled", p,
@@ -377,6 +383,17 @@ def _is_float(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_row_index(name: str, cells: list[str]) -> bool:
+    """A column written by a data frame's index: no name (or ``Unnamed: N``, ``index``), counting up by one."""
+    if not (name.strip().lower() in ("", "index") or re.fullmatch(r"unnamed: ?\d+", name.strip().lower())):
+        return False
+    try:
+        values = [int(c) for c in cells]
+    except ValueError:
+        return False
+    return len(values) > 1 and all(b - a == 1 for a, b in zip(values, values[1:], strict=False))
 
 
 def _mostly_numeric(cells: list[str]) -> bool:

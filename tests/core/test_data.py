@@ -179,3 +179,14 @@ def test_columns_left_out_are_named_with_why(tmp_path, caplog):
     text = caplog.text
     assert "status are not numeric and are not modelled" in text
     assert "dead hold no values" in text
+
+
+def test_a_data_frame_index_column_is_not_a_channel(tmp_path, caplog):
+    for name, start in (("", 0), ("Unnamed: 0", 3000)):
+        lines = [f"{name},timestamp,a"] + [f"{start + i},{1.7e9 + i},{(i * 7) % 5}" for i in range(40)]
+        with caplog.at_level("WARNING"):
+            data = load_series(write(tmp_path, "x.csv", "\n".join(lines)))
+        assert data.channels == ["a"]
+        assert "look like a row index" in caplog.text
+    lines = ["index,timestamp,a"] + [f"{i * 2},{1.7e9 + i},{i % 5}" for i in range(40)]  # not counting by one
+    assert load_series(write(tmp_path, "y.csv", "\n".join(lines))).channels == ["index", "a"]
