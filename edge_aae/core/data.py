@@ -479,13 +479,26 @@ def _numeric(path: Path, name: str, cells: np.ndarray, line0: int) -> np.ndarray
     return out
 
 
+EPOCH_UNITS = ((1e17, 1e9, "nanoseconds"), (1e14, 1e6, "microseconds"), (1e11, 1e3, "milliseconds"))
+
+
+def _epoch_seconds(path: Path, name: str, out: np.ndarray) -> np.ndarray:
+    """Numeric timestamps in unix seconds: beyond 1e11 (the year 5138 in seconds) they are ms, µs or ns."""
+    level = float(np.median(np.abs(out))) if out.size else 0.0
+    for limit, per_second, unit in EPOCH_UNITS:
+        if level > limit:
+            log.info("%s: column %r holds unix %s; read as seconds", path, name, unit)
+            return out / per_second
+    return out
+
+
 def _parse_times(path: Path, name: str, cells: np.ndarray, line0: int) -> np.ndarray:
     if cells.dtype.kind == "f":
         out = cells.astype(np.float64)
         if np.isnan(out).any():
             i = int(np.flatnonzero(np.isnan(out))[0])
             raise DataError(f"{path}:{i + line0}: column {name!r}: a timestamp is missing")
-        return _check_forward(path, name, out, out, line0)
+        return _check_forward(path, name, _epoch_seconds(path, name, out), out, line0)
     cells_list = [str(c) for c in cells.tolist()]
     out = np.empty(len(cells_list), dtype=np.float64)
     for i, c in enumerate(cells_list):

@@ -190,3 +190,12 @@ def test_a_data_frame_index_column_is_not_a_channel(tmp_path, caplog):
         assert "look like a row index" in caplog.text
     lines = ["index,timestamp,a"] + [f"{i * 2},{1.7e9 + i},{i % 5}" for i in range(40)]  # not counting by one
     assert load_series(write(tmp_path, "y.csv", "\n".join(lines))).channels == ["index", "a"]
+
+
+def test_epoch_milliseconds_are_read_as_seconds(tmp_path):
+    lines = ["timestamp,a"] + [f"{1_700_000_000_000 + 500 * i},{i % 3}" for i in range(20)]
+    data = load_series(write(tmp_path, "ms.csv", "\n".join(lines)))
+    assert data.timestamps[0] == 1_700_000_000.0
+    assert data.sample_period_s == 0.5
+    lines = ["timestamp,a"] + [f"{1_700_000_000 + i},{i % 3}" for i in range(20)]  # seconds stay seconds
+    assert load_series(write(tmp_path, "s.csv", "\n".join(lines))).timestamps[0] == 1_700_000_000.0
