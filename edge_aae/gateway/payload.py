@@ -151,8 +151,9 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
         raise PayloadError("bad_timestamp", "'ts' must be positive finite unix seconds")
     newest = float(ts_arr.max())
     if max_ts is not None and newest > max_ts:
+        hint = "; 'ts' is unix seconds, and this looks like milliseconds" if newest > 1e11 else ""
         raise PayloadError("future_timestamp", f"'ts' {newest:.0f} is ahead of the gateway's clock by more "
-                           f"than the limit (up to {max_ts:.0f} accepted)")
+                           f"than the limit (up to {max_ts:.0f} accepted){hint}")
     if batch and ts_arr.size > 1 and not (np.diff(ts_arr) > 0).all():
         raise PayloadError("timestamps_backwards", "timestamps in a batch must increase strictly")
     n = ts_arr.size

@@ -66,6 +66,9 @@ def test_future_timestamps_are_rejected():
     now = time.time()
     assert reason(f'{{"ts": {now + 1000}, "values": {{"a": 1, "b": 2}}}}', max_ts=now + 300) == "future_timestamp"
     assert reason(f'{{"ts": {now + 10}, "values": {{"a": 1, "b": 2}}}}', max_ts=now + 300) == "accepted"
+    with pytest.raises(PayloadError, match="looks like milliseconds"):  # a device sending epoch ms is told so
+        parse_readings(f'{{"ts": {now * 1000:.0f}, "values": {{"a": 1, "b": 2}}}}'.encode(), CH, {}, max_bytes=10**7,
+                       max_readings=1000, max_ts=now + 300)
 
 
 def test_a_run_of_late_readings_restarts_the_stream():
