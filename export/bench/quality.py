@@ -69,32 +69,51 @@ def skab_units(path: Path, train_rows: int = 400) -> list[Unit]:
     return units
 
 
-def smd_units(path: Path, end_inclusive: bool = True) -> list[Unit]:
-    """SMD-layout entities: ``train/``, ``test/``, ``test_label/`` and (optional) ``interpretation_label/``."""
+def smd_units(path: Path, end_inclusive: bool = True, skipped: dict[str, str] | None = None) -> list[Unit]:
+    """SMD-layout entities: ``train/``, ``test/``, ``test_label/`` and (optional) ``interpretation_label/``.
+
+    With ``skipped``, an entity whose files cannot be read is recorded there (entity -> error) and
+    left out; without, its error is raised.
+    """
     for part in ("train", "test", "test_label"):
         if not (path / part).is_dir():
             raise DataError(f"{path}: missing folder {part}/ (SMD layout: train/, test/, test_label/)")
     units = []
-    for train_file in sorted((path / "train").glob("*.txt")):
-        name = train_file.stem
-        test_file, label_file = path / "test" / f"{name}.txt", path / "test_label" / f"{name}.txt"
-        for p in (test_file, label_file):
-            if not p.is_file():
-                raise DataError(f"{p}: missing for entity {name}")
-        train = load_series(train_file)
-        test = load_series(test_file)
-        labels = np.loadtxt(label_file, dtype=np.float64, ndmin=1)
-        if labels.shape[0] != len(test.timestamps) or not np.isin(labels, (0, 1)).all():
-            raise DataError(f"{label_file}: expected {len(test.timestamps)} lines of 0 or 1")
-        offset = train.timestamps[-1] + 1.0
-        test = dataclasses.replace(test, timestamps=test.timestamps + offset, labels=labels.astype(np.int8))
-        interp = path / "interpretation_label" / f"{name}.txt"
-        truth = (read_interpretation(interp, len(test.timestamps), len(test.channels), end_inclusive)
-                 if interp.is_file() else None)
-        units.append(Unit(name, train, test, None, truth))
-    if not units:
+    train_files = sorted((path / "train").glob("*.txt"))
+    for train_file in train_files:
+        try:
+            units.append(_smd_unit(path, train_file, end_inclusive))
+        except EdgeAAEError as exc:
+            if skipped is None:
+                raise
+            log.error("entity %s left out: %s", train_file.stem, exc)
+            skipped[train_file.stem] = str(exc)
+    if not train_files:
         raise DataError(f"{path}/train: no entity files (*.txt)")
     return units
+
+
+def _smd_unit(path: Path, train_file: Path, end_inclusive: bool) -> Unit:
+    """One entity of :func:`smd_units`."""
+    name = train_file.stem
+    test_file, label_file = path / "test" / f"{name}.txt", path / "test_label" / f"{name}.txt"
+    for p in (test_file, label_file):
+        if not p.is_file():
+            raise DataError(f"{p}: missing for entity {name}")
+    train = load_series(train_file)
+    test = load_series(test_file)
+    try:
+        labels = np.loadtxt(label_file, dtype=np.float64, ndmin=1)
+    except ValueError as exc:
+        raise DataError(f"{label_file}: expected one 0 or 1 per line ({exc})") from None
+    if labels.shape[0] != len(test.timestamps) or not np.isin(labels, (0, 1)).all():
+        raise DataError(f"{label_file}: expected {len(test.timestamps)} lines of 0 or 1")
+    offset = train.timestamps[-1] + 1.0
+    test = dataclasses.replace(test, timestamps=test.timestamps + offset, labels=labels.astype(np.int8))
+    interp = path / "interpretation_label" / f"{name}.txt"
+    truth = (read_interpretation(interp, len(test.timestamps), len(test.channels), end_inclusive)
+             if interp.is_file() else None)
+    return Unit(name, train, test, None, truth)
 
 
 def folder_units(path: Path, end_inclusive: bool = False, skipped: dict[str, str] | None = None) -> list[Unit]:
@@ -263,7 +282,7 @@ def run_quality_bench(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig 
     if dataset == "skab":
         units = skab_units(path)
     elif dataset == "smd":
-        units = smd_units(path, end_inclusive=interpretation_inclusive)
+        units = smd_units(path, end_inclusive=interpretation_inclusive, skipped=skipped)
     elif dataset == "folder":
         units = folder_units(path, end_inclusive=interpretation_inclusive, skipped=skipped)
     else:

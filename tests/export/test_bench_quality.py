@@ -105,3 +105,17 @@ def test_pca_baseline_copes_with_missing_readings():
     assert np.isfinite(test_scores).all()
     assert fit_scores.shape == (290,)
     assert test_scores.shape == (50,)
+
+
+def test_an_unreadable_entity_is_named_and_can_be_left_out(tmp_path):
+    write_smd(tmp_path / "smd")
+    root = tmp_path / "smd"
+    np.savetxt(root / "train" / "m-2.txt", np.ones((50, 3)), delimiter=",")
+    np.savetxt(root / "test" / "m-2.txt", np.ones((40, 3)), delimiter=",")
+    (root / "test_label" / "m-2.txt").write_text("0\nyes\n" * 20)
+    with pytest.raises(DataError, match=r"m-2\.txt: expected one 0 or 1 per line"):
+        smd_units(root)
+    skipped: dict[str, str] = {}
+    units = smd_units(root, skipped=skipped)
+    assert [u.name for u in units] == ["m-1"]
+    assert list(skipped) == ["m-2"]
