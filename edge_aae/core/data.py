@@ -30,7 +30,8 @@ from edge_aae.core.errors import DataError, ModelMismatchError, UsageError
 log = logging.getLogger(__name__)
 
 TIME_COLUMN_NAMES = ("timestamp", "time", "datetime", "date", "ts")
-LABEL_COLUMN_NAMES = ("label", "anomaly", "changepoint", "is_anomaly")
+LABEL_COLUMN_NAMES = ("label", "anomaly", "changepoint", "is_anomaly", "anomaly_label", "attack", "is_attack",
+                      "outlier", "is_outlier")  # never a channel: a label must not leak into the model
 DELIMITERS = ",;\t"
 MISSING_CELLS = ("", "nan", "na", "null", "none")  # a missing value, silently
 # Any other cell that is not a number (n/a, -, #N/A, ERR, ...) in a numeric column is a missing

@@ -199,3 +199,8 @@ def test_epoch_milliseconds_are_read_as_seconds(tmp_path):
     assert data.sample_period_s == 0.5
     lines = ["timestamp,a"] + [f"{1_700_000_000 + i},{i % 3}" for i in range(20)]  # seconds stay seconds
     assert load_series(write(tmp_path, "s.csv", "\n".join(lines))).timestamps[0] == 1_700_000_000.0
+
+
+def test_label_like_columns_are_never_channels(tmp_path):
+    lines = ["timestamp,a,Attack,is_outlier"] + [f"{1.7e9 + i},{i % 5},0,0" for i in range(20)]
+    assert load_series(write(tmp_path, "x.csv", "\n".join(lines))).channels == ["a"]
