@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -64,10 +63,6 @@ MAX_ASSET_LEN = 200  # longer asset names are rejected (bad_asset)
 STATUS_MAX_ASSETS = 100  # the status lists at most this many assets and counts the rest
 NONFINITE_ROLLBACK_BATCHES = 3  # this many batches in a row with non-finite scores roll an update back
 CYCLE_READINGS_PER_BATCH = 4  # the worker takes about 4 x runtime.batch_max readings per cycle, across assets
-# The interpreter lock passes between paho's network thread and the worker at most this often
-# when both want it: Python's default (5 ms) put one or two such waits, 5-10 ms, between a
-# reading's arrival and its score's publish.
-SWITCH_INTERVAL_S = 0.0005
 HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often while healthy: a container health check reads it
 
 
@@ -763,7 +758,6 @@ class Daemon:
         """
         b = self.cfg.broker
         self._warn_if_insecure()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
         if self.updater is not None:
             self.updater.start()
         self.transport.start()

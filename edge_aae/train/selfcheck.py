@@ -1,10 +1,10 @@
 """The self-supervised check: synthetic faults injected into held-out normal windows.
 
-``preset = "auto"`` uses it to choose between scoring candidates of one trained model without
-a label: each candidate's own label-free threshold is fitted on the untouched normal windows,
-and the candidate that flags the most injected faults wins. The faults are generic versions
-of the kinds ``edge-aae synth`` knows, in units of each channel's robust spread (the scaler's),
-placed at the end of the window where the score looks hardest:
+``train`` reports, per kind, the share of injected faults its label-free threshold flags
+(``report.json``, ``self_check``): a sensitivity report, not a choice (choosing the score by it
+made SKAB and ASD worse; README, Known limits). The faults are generic versions of the kinds
+``edge-aae synth`` knows, in units of each channel's robust spread (the scaler's), placed at the
+end of the window where the score looks hardest:
 
 * ``spike``: the last reading of one channel jumps;
 * ``level_shift``: one channel steps up or down for the last half of the window;
