@@ -15,6 +15,8 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,19 +80,10 @@ def smd_units(path: Path, end_inclusive: bool = True, skipped: dict[str, str] | 
     for part in ("train", "test", "test_label"):
         if not (path / part).is_dir():
             raise DataError(f"{path}: missing folder {part}/ (SMD layout: train/, test/, test_label/)")
-    units = []
     train_files = sorted((path / "train").glob("*.txt"))
-    for train_file in train_files:
-        try:
-            units.append(_smd_unit(path, train_file, end_inclusive))
-        except EdgeAAEError as exc:
-            if skipped is None:
-                raise
-            log.error("entity %s left out: %s", train_file.stem, exc)
-            skipped[train_file.stem] = str(exc)
     if not train_files:
         raise DataError(f"{path}/train: no entity files (*.txt)")
-    return units
+    return _readable([(f.stem, partial(_smd_unit, path, f, end_inclusive)) for f in train_files], skipped)
 
 
 def _smd_unit(path: Path, train_file: Path, end_inclusive: bool) -> Unit:
@@ -126,15 +119,20 @@ def folder_units(path: Path, end_inclusive: bool = False, skipped: dict[str, str
     dirs = sorted(d for d in path.iterdir() if d.is_dir() and (d / "train.csv").is_file())
     if not dirs:
         raise DataError(f"{path}: no unit folders with train.csv (layout: PATH/<unit>/train.csv, test.csv)")
+    return _readable([(d.name, partial(_folder_unit, d, end_inclusive)) for d in dirs], skipped)
+
+
+def _readable(loaders: list[tuple[str, Callable[[], Unit]]], skipped: dict[str, str] | None) -> list[Unit]:
+    """The units that load; one that does not is recorded in ``skipped`` (raised without it)."""
     units = []
-    for d in dirs:
+    for name, load in loaders:
         try:
-            units.append(_folder_unit(d, end_inclusive))
+            units.append(load())
         except EdgeAAEError as exc:
             if skipped is None:
                 raise
-            log.error("unit %s left out: %s", d.name, exc)
-            skipped[d.name] = str(exc)
+            log.error("unit %s left out: %s", name, exc)
+            skipped[name] = str(exc)
     return units
 
 
