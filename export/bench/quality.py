@@ -250,7 +250,8 @@ def _score_unit(unit: Unit, cfg: TrainConfig, work: Path, tag: _UnitTag | None =
             out["AAE INT8 (onnxruntime)"] = (s8, c8, scorer.scorer.threshold)
             info = {"int8_gate_passed": bool(report.int8 is not None and report.int8.passed),
                     "int8_quantization": report.int8_quantization,
-                    "shipped": report.default_kind, "reason": report.default_reason}
+                    "shipped": report.default_kind, "reason": report.default_reason,
+                    "int8_attempts": report.int8_attempts}
             if report.default_kind == "int8":
                 out[SHIPPED] = out["AAE INT8 (onnxruntime)"]
             else:

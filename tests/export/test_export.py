@@ -343,3 +343,30 @@ def test_the_synthetic_model_ships_static_int8(bundle):
     parity = json.loads((bundle / "parity.json").read_text())
     assert parity["int8_quantization"] == "static"
     assert parity["int8_attempts"][-1]["passed"] is True
+
+
+def test_a_short_training_series_gets_a_gate_of_at_least_400_normal_windows(synth_dir, tmp_path):
+    """One flipped decision among ~110 windows must not decide the INT8 gate; training windows top it up."""
+    from edge_aae.core.data import assemble_series
+    from edge_aae.train.config import TrainConfig
+    from export.bundle import MIN_GATE_NORMAL
+
+    full = load_series(synth_dir / "train.csv")
+    short = assemble_series("short.csv", list(full.channels), full.timestamps[:700], full.values[:700], None)
+    det = AAEDetector(TrainConfig(epochs=3, windows_per_epoch=500)).fit(short)
+    det.save(tmp_path / "run")
+    n_val = len(det.load_calibration()["val"])
+    assert n_val < MIN_GATE_NORMAL
+    build_bundle(tmp_path / "run", tmp_path / "b", target="x86_64", version="1.0.0")
+    gate = json.loads((tmp_path / "b" / "parity.json").read_text())["gate_windows"]
+    assert gate["validation"] == n_val
+    assert gate["validation"] + gate["training"] == MIN_GATE_NORMAL
+    assert gate["injected_faults"] == MIN_GATE_NORMAL // 2
+    int8 = json.loads((tmp_path / "b" / "parity.json").read_text())["int8_vs_fp32"]
+    assert int8["windows"] == MIN_GATE_NORMAL + MIN_GATE_NORMAL // 2
+
+
+def test_a_long_training_series_gates_on_validation_windows_alone(bundle):
+    gate = json.loads((bundle / "parity.json").read_text())["gate_windows"]
+    assert gate["training"] == 0
+    assert gate["validation"] >= 400
