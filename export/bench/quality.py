@@ -320,6 +320,7 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
         y = unit.test.labels
         assert y is not None
         ts = unit.test.timestamps
+        _save_scores(out_dir / "scores" / f"{unit.name.replace('/', '_')}.npz", y, ts, scored)
         clean = normal_windows(y, cfg.window_len)
         for method, (s, contrib, thr) in scored.items():
             pred = (s > thr).astype(np.int8)
@@ -399,6 +400,19 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
                   "keeps the empirical rule.")
     (out_dir / "results.md").write_text(table + "\n", encoding="utf-8")
     return results, table
+
+
+def _save_scores(path: Path, labels: np.ndarray, timestamps: np.ndarray,
+                 scored: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> None:
+    """Each method's test scores and threshold beside the labels, for plots and threshold studies.
+
+    ``methods`` names the methods; ``score_K`` and ``threshold_K`` are the K-th one's.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(scored)
+    arrays = {f"score_{k}": np.asarray(scored[m][0], np.float32) for k, m in enumerate(names)}
+    arrays |= {f"threshold_{k}": np.float64(scored[m][2]) for k, m in enumerate(names)}
+    np.savez_compressed(path, methods=np.array(names), labels=labels, timestamps=timestamps, **arrays)
 
 
 def normal_windows(labels: np.ndarray, window_len: int) -> np.ndarray:

@@ -68,6 +68,12 @@ def test_quality_bench_folder_layout(tmp_path):
     aae = results["pooled"]["AAE (torch)"]
     assert 0 <= aae["far_normal_windows_pct"] <= 100
     assert "on normal windows" in table
+    saved = np.load(tmp_path / "out" / "scores" / "pump-a.npz")  # scores kept for plots and threshold studies
+    k = list(saved["methods"]).index("AAE (torch)")
+    pred = saved[f"score_{k}"] > saved[f"threshold_{k}"]
+    assert len(pred) == len(saved["labels"]) == len(units[0].test.labels)
+    assert results["per_file"]["AAE (torch)"]["pump-a"]["recall"] == pytest.approx(
+        pred[saved["labels"] == 1].mean(), abs=1e-9)
     (root / "empty").mkdir()
     (root / "empty" / "train.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="test.csv: missing for unit empty"):
