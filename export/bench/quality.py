@@ -410,9 +410,10 @@ def _save_scores(path: Path, labels: np.ndarray, timestamps: np.ndarray,
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(scored)
-    arrays = {f"score_{k}": np.asarray(scored[m][0], np.float32) for k, m in enumerate(names)}
-    arrays |= {f"threshold_{k}": np.float64(scored[m][2]) for k, m in enumerate(names)}
-    np.savez_compressed(path, methods=np.array(names), labels=labels, timestamps=timestamps, **arrays)
+    arrays: dict[str, np.ndarray] = {"methods": np.array(names), "labels": labels, "timestamps": timestamps}
+    arrays |= {f"score_{k}": np.asarray(scored[m][0], np.float32) for k, m in enumerate(names)}
+    arrays |= {f"threshold_{k}": np.asarray(scored[m][2], np.float64) for k, m in enumerate(names)}
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # (numpy types allow_pickle among the names)
 
 
 def normal_windows(labels: np.ndarray, window_len: int) -> np.ndarray:
