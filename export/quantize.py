@@ -9,6 +9,8 @@ weights when the session loads, so it runs at FP32 speed from a file about 3x sm
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from pathlib import Path
@@ -61,10 +63,15 @@ MIN_FAN_IN_PER_CHANNEL = 16
 # quantized; the first layer (it sees the scaled raw input, the widest range) kept
 # FP32; and the last one too (it produces the reconstruction whose error is the score).
 # "code": the encoder's last layer, whose output (the latent code) is measured against the
-# FP32 code bank: a few int8 steps there move every distance. "encoder": the whole encoder
+# FP32 code bank: a few int8 steps there move every distance. "latent": the decoder's first
+# layer too, so that the code never passes through int8 (a code that varies little across
+# normal windows within a wide range loses its variation to 255 steps of that range); both are
+# small dense layers, the convolutions around them stay int8. "encoder": the whole encoder
 # FP32 (its int8 noise reaches the code, and small models' latent scores are that sensitive),
 # the decoder int8.
-FALLBACKS: tuple[tuple[str, ...], ...] = ((), ("code",), ("first", "code"), ("first", "last", "code"), ("encoder",))
+FALLBACKS: tuple[tuple[str, ...], ...] = ((), ("code",), ("first", "code"), ("first", "code", "latent"),
+                                          ("first", "last", "code"), ("first", "last", "code", "latent"),
+                                          ("encoder",))
 
 
 def bank_node(model: onnx.ModelProto) -> str | None:
@@ -119,6 +126,35 @@ def code_node(model: onnx.ModelProto) -> str | None:
     return None
 
 
+def latent_consumers(model: onnx.ModelProto) -> list[str]:
+    """The compute nodes that take the latent code as input (the decoder's first layer), not the bank's.
+
+    Walks forward from the code layer's output (:func:`code_node`) through reshapes and
+    transposes to the first Conv/MatMul/Gemm on each path.
+    """
+    code, bank = code_node(model), bank_node(model)
+    producer = next((n for n in model.graph.node if n.name == code), None)
+    if producer is None:
+        return []
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    found: list[str] = []
+    frontier, seen = list(producer.output), set()
+    while frontier:
+        name = frontier.pop()
+        for c in consumers.get(name, []):
+            if c.name in seen or c.name == bank:
+                continue
+            seen.add(c.name)
+            if c.op_type in QUANTIZED_OPS:
+                found.append(str(c.name))
+            elif c.op_type in ("Reshape", "Transpose", "Flatten", "Unsqueeze", "Squeeze", "Identity"):
+                frontier.extend(c.output)
+    return found
+
+
 def compute_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes the quantizer may touch, in graph order (the code-bank distance is not one)."""
     bank = bank_node(model)
@@ -141,7 +177,7 @@ def per_tensor_overrides(model: onnx.ModelProto) -> dict[str, list[dict[str, obj
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, target: str,
-                  keep_fp32: tuple[str, ...] = ()) -> list[str]:
+                  keep_fp32: tuple[str, ...] = (), percentile: float | None = None) -> list[str]:
     """Quantize Conv/MatMul/Gemm weights (int8, per channel) and their activations.
 
     Args:
@@ -149,7 +185,10 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
         out_path: where the INT8 QDQ model goes.
         calib_windows: raw training windows ``(n, window_len, C)`` for activation ranges.
         target: ``x86_64`` or ``arm64`` (selects the activation type).
-        keep_fp32: ``"first"``, ``"last"``, ``"code"`` and/or ``"encoder"``: compute layers left in FP32.
+        keep_fp32: ``"first"``, ``"last"``, ``"code"``, ``"latent"`` and/or ``"encoder"``: compute layers
+            left in FP32 (see ``FALLBACKS``).
+        percentile: None: activation ranges from the calibration windows' extremes (MinMax);
+            otherwise each range at this percentile of its histogram (both ends).
 
     Returns:
         The names of the compute nodes left in FP32.
@@ -174,16 +213,21 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
             exclude.append(code)
         if "encoder" in keep_fp32 and code in compute:  # the code layer and every compute layer before it
             exclude += [n for n in compute[:compute.index(code)] if n not in exclude]
+        if "latent" in keep_fp32:
+            exclude += [n for n in latent_consumers(model) if n not in exclude]
         bank = bank_node(model)
-        quantize_static(str(pre), str(out_path), _WindowReader(calib_windows),
-                        quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=ACTIVATION_TYPE[target], weight_type=QuantType.QInt8,
-                        op_types_to_quantize=STATIC_OPS, nodes_to_exclude=exclude + ([bank] if bank else []),
-                        # full 8-bit weights: on x86-64 CPUs without VNNI, where u8s8 kernels can
-                        # overflow, the gateway's sessions convert them to u8u8 (make_session)
-                        reduce_range=False,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"TensorQuantOverrides": per_tensor_overrides(model)})
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print their progress
+            quantize_static(str(pre), str(out_path), _WindowReader(calib_windows),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=ACTIVATION_TYPE[target], weight_type=QuantType.QInt8,
+                            op_types_to_quantize=STATIC_OPS, nodes_to_exclude=exclude + ([bank] if bank else []),
+                            # full 8-bit weights: on x86-64 CPUs without VNNI, where u8s8 kernels can
+                            # overflow, the gateway's sessions convert them to u8u8 (make_session)
+                            reduce_range=False,
+                            calibrate_method=CalibrationMethod.MinMax if percentile is None
+                            else CalibrationMethod.Percentile,
+                            extra_options={"TensorQuantOverrides": per_tensor_overrides(model)} | (
+                                {} if percentile is None else {"CalibPercentile": percentile}))
     quantized = onnx.load(str(out_path))
     if code is not None and code in exclude:
         _code_in_fp32(quantized, code, bank)

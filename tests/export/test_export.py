@@ -370,3 +370,40 @@ def test_a_long_training_series_gates_on_validation_windows_alone(bundle):
     gate = json.loads((bundle / "parity.json").read_text())["gate_windows"]
     assert gate["training"] == 0
     assert gate["validation"] >= 400
+
+
+def _fp32_compute_nodes(path) -> int:
+    """Conv/Gemm/MatMul nodes whose activation input does not come out of a DequantizeLinear."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return sum(1 for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and n.input[0] not in dq)
+
+
+def test_the_latent_variant_keeps_the_code_out_of_int8(bundle, trained_run, tmp_path):
+    import onnx
+
+    from export.quantize import latent_consumers, quantize_int8
+
+    fp32 = bundle / "model.fp32.onnx"
+    assert len(latent_consumers(onnx.load(str(fp32)))) == 1  # the decoder's first layer
+    calib = AAEDetector.load(trained_run).load_calibration()["train"][:512]
+    quantize_int8(fp32, tmp_path / "code.onnx", calib, "x86_64", ("first", "code"))
+    quantize_int8(fp32, tmp_path / "latent.onnx", calib, "x86_64", ("first", "code", "latent"))
+    quantize_int8(fp32, tmp_path / "pct.onnx", calib, "x86_64", ("first", "code", "latent"), percentile=99.99)
+    base = _fp32_compute_nodes(tmp_path / "code.onnx")
+    assert _fp32_compute_nodes(tmp_path / "latent.onnx") == base + 1
+    graph = onnx.load(str(tmp_path / "latent.onnx")).graph
+    code_out = {n.output[0] for n in graph.node if n.op_type in ("Gemm", "MatMul")}
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in code_out for n in graph.node)
+
+    def act_scales(path):
+        g = onnx.load(str(path)).graph
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
+        return sorted(float(inits[n.input[1]]) for n in g.node if n.op_type == "QuantizeLinear")
+
+    # ranges at the 99.99th percentile are never wider than the extremes
+    assert all(p <= m * (1 + 1e-6) for p, m in zip(act_scales(tmp_path / "pct.onnx"),
+                                                   act_scales(tmp_path / "latent.onnx"), strict=True))
+    assert act_scales(tmp_path / "pct.onnx") != act_scales(tmp_path / "latent.onnx")
