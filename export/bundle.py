@@ -92,6 +92,7 @@ class ExportReport:
     int8_quantization: str = ""  # static, weights, or empty without INT8
     int8_attempts: list[dict[str, Any]] = field(default_factory=list)  # every INT8 variant tried, and why it failed
     target: str = ""  # x86_64 or arm64: the CPU the bundle is for
+    gate_windows: dict[str, int] = field(default_factory=dict)  # validation, training, injected_faults
 
 
 def monitor_reference(calib: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -307,8 +308,11 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
         name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in models})
     (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1) + "\n", encoding="utf-8")
     sizes = {name: (tmp / name).stat().st_size for name in (FP32_MODEL, INT8_MODEL) if (tmp / name).exists()}
+    gate_counts = {"validation": n_validation, "training": int(len(val) - n_validation),
+                   "injected_faults": int(len(gate_windows) - len(val))}
     report = ExportReport(tmp, default_kind, reason, fp32_gate, int8_gate, sizes, unfused, latency,
-                          int8_quantization=quantization, int8_attempts=tried, target=target)
+                          int8_quantization=quantization, int8_attempts=tried, target=target,
+                          gate_windows=gate_counts)
     parity = {"fp32_vs_torch": as_dict(fp32_gate), "int8_vs_fp32": as_dict(int8_gate),
               "default_model": default_kind, "default_reason": reason, "thresholds": thresholds,
               "int8_quantization": quantization or None,
@@ -316,9 +320,7 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
               "int8_calibration": calibration if int8 else None,
               "int8_attempts": tried,
               "unfused_weight_dequantize_linear": unfused, "latency_us_per_window": latency,
-              "file_bytes": sizes, "gate_windows": {
-                  "validation": n_validation, "training": int(len(val) - n_validation),
-                  "injected_faults": int(len(gate_windows) - len(val))}}
+              "file_bytes": sizes, "gate_windows": gate_counts}
     (tmp / "parity.json").write_text(json.dumps(parity, indent=2) + "\n", encoding="utf-8")
     return report
 

@@ -70,6 +70,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             rows.append(["INT8: unfused weight DequantizeLinear", str(rep.unfused_dequant), "0",
                          pass_fail(rep.unfused_dequant == 0)])
     print_table(["parity gate", "value", "limit", ""], rows)
+    g = rep.gate_windows
+    if g and rep.int8 is not None:
+        print(f"INT8 gate windows: {g['validation']:,} validation" + (
+            f" + {g['training']:,} training (a short validation stretch)" if g["training"] else "")
+            + f" normal, {g['injected_faults']:,} with injected faults")
     if len(rep.int8_attempts) > 1 or (rep.int8_attempts and not rep.int8_attempts[0]["passed"]):
         print("INT8 variants tried, in order (the first that passes ships):")
         print_table(["form", "FP32 layers", "calibration", "gate", "missed by"],

@@ -330,7 +330,10 @@ def test_arm64_export_does_not_report_a_fusion_count_it_did_not_measure(trained_
     line = next(ln for ln in p.stdout.splitlines() if "unfused weight DequantizeLinear" in ln)
     assert "not measured" in line
     assert "FAIL" not in line
+    gate = next(ln for ln in p.stdout.splitlines() if ln.startswith("INT8 gate windows:"))
     parity = json.loads((tmp_path / "arm" / "parity.json").read_text())
+    assert f"{parity['gate_windows']['validation']:,} validation" in gate
+    assert f"{parity['gate_windows']['injected_faults']:,} with injected faults" in gate
     assert parity["unfused_weight_dequantize_linear"] is None
 
 
