@@ -59,9 +59,10 @@ class _WindowReader(CalibrationDataReader):
 # latent_dim inputs per output): such weights are quantized per tensor.
 MIN_FAN_IN_PER_CHANNEL = 16
 
-# Accuracy-aware fallback, tried in order until the parity gate passes: everything
-# quantized; the first layer (it sees the scaled raw input, the widest range) kept
-# FP32; and the last one too (it produces the reconstruction whose error is the score).
+# Accuracy-aware fallback, tried in order until the parity gate passes (each with the
+# calibrations export.bundle lists): everything quantized; "first": the first layer (it sees
+# the scaled raw input, the widest range) kept FP32; "last": the last one (it produces the
+# reconstruction whose error is the score).
 # "code": the encoder's last layer, whose output (the latent code) is measured against the
 # FP32 code bank: a few int8 steps there move every distance. "latent": the decoder's first
 # layer too, so that the code never passes through int8 (a code that varies little across

@@ -280,17 +280,20 @@ class ScoreGraph(nn.Module):
             return x
         return x - self.level_mask * x.mean(dim=1, keepdim=True)
 
-    def residual_stats(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def residual_stats(self, scaled: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel time-weighted residual statistic ``(B, C)`` and latent distance ``(B,)`` of scaled windows.
 
         The statistic is the squared error for the ``error`` score and the signed mean
-        residual (reconstruction minus input) for the ``shift`` score.
+        residual (reconstruction minus input) for the ``shift`` score. ``weights``: ``(L, 1)`` or
+        ``(L, C)`` weights of the sum over time (default: the time weights).
         """
         z = self.encoder(scaled)
         resid = self.decoder(z) - scaled  # (B, L, C)
         if self.score_stat == "error":
             resid = resid.pow(2)
-        return (resid * self.time_weights.unsqueeze(-1)).sum(1), self.latent_distance(z)
+        w = self.time_weights.unsqueeze(-1) if weights is None else weights
+        return (resid * w).sum(1), self.latent_distance(z)
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score raw windows; see the class docstring for the outputs."""
@@ -306,18 +309,16 @@ class ScoreGraph(nn.Module):
     def _error_outputs(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The ``error`` score's outputs with as few graph nodes as the same arithmetic allows.
 
-        The squared error of :meth:`residual_stats` over the validation mean per channel, and
+        The squared error of :meth:`residual_stats` over its validation mean per channel, and
         the RMS over channels robustly centred and scaled, regrouped so that the exported graph
         runs fewer small operators (each costs microseconds at batch 1, whatever its size): the
         time weights and the per-channel scale are one ``(L, C)`` constant, and the RMS over
         channels with its centring and scaling is one ``ReduceL2`` followed by one multiply-add.
         """
         stats = self.score_stats
-        z = self.encoder(scaled)
-        resid = self.decoder(z) - scaled  # (B, L, C)
-        weights = self.time_weights.unsqueeze(-1) / self.channel_scale  # (L, C), folded at export
-        channel_scores = (resid.pow(2) * weights).sum(1)
+        # (L, C): the time weights over each channel's validation mean, one constant at export
+        channel_scores, dist = self.residual_stats(scaled, self.time_weights.unsqueeze(-1) / self.channel_scale)
         gain = 1.0 / (math.sqrt(channel_scores.shape[1]) * stats[1])
         rec_norm = torch.linalg.vector_norm(channel_scores, dim=1) * gain - stats[0] / stats[1]
-        latent_score = (self.latent_distance(z) - stats[2]) / stats[3]
+        latent_score = (dist - stats[2]) / stats[3]
         return rec_norm + self.latent_weight * latent_score, channel_scores, latent_score
