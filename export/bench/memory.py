@@ -65,13 +65,20 @@ def main() -> int:
     if args.update:
         from export.bench.common import update_section
 
-        update_section(args.update, "memory", "## Gateway daemon memory\n\n" + table + "\n\n" + NOTE,
+        update_section(args.update, "memory", "## Gateway daemon memory\n\n" + table + "\n\n" + note(table),
                        f"python -m export.bench.memory {args.bundle}")
     return 0
 
 
+def note(table: str) -> str:
+    """The text under the table, with the libraries' share read from it (RSS after onnxruntime's import)."""
+    row = next(line for line in table.splitlines() if line.startswith("| onnxruntime (import) |"))
+    libraries = float(row.split("|")[2])
+    return NOTE.format(libraries=libraries, versus="over" if libraries > 60 else "close to")
+
+
 NOTE = """Each row adds one piece of what `edge-aae serve` loads. The interpreter, numpy, paho and
-onnxruntime's own libraries are about 61 MB before any model: over the 60 MB a gateway daemon
+onnxruntime's own libraries are about {libraries:.0f} MB before any model: {versus} the 60 MB a gateway daemon
 was meant to stay under, and none of it optional for scoring (`OPENBLAS_NUM_THREADS=1` changes
 numpy's share by nothing measurable). The session is opened as the daemon opens it, without
 onnxruntime's memory arena and memory patterns (`make_session`): with them the session and its
