@@ -48,6 +48,7 @@ from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
 from edge_aae.gateway.ratelimit import TokenBucket
 from edge_aae.gateway.registry import AssetBinding, ModelRegistry, ModelSlot
+from edge_aae.gateway.score_json import ScoreMessages
 from edge_aae.gateway.scorer import OnnxModel
 from edge_aae.gateway.sdnotify import Notifier
 from edge_aae.gateway.stats import Stats, rss_mb
@@ -84,27 +85,52 @@ class Due:
     """Windows waiting to be scored, as blocks ``(asset, end_ts (m,), windows (m, L, C))``.
 
     A batch message's windows stay one block (one strided gather in the stream, one slice of
-    the scores); a single reading's window is a block of one.
+    the scores). Windows of single readings are gathered per asset into one block (lists until
+    :meth:`take`), so a gateway fed one reading per message does per-block work once per asset
+    and cycle, not once per reading. Each asset's windows keep their order.
     """
 
     def __init__(self) -> None:
         """Empty."""
-        self.blocks: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self._blocks: list[tuple[str, Any, Any]] = []
+        self._open: dict[str, int] = {}  # asset -> index of its block of single windows still open
         self.windows = 0
 
     def add(self, asset: str, end_ts: np.ndarray, windows: np.ndarray) -> None:
         """Append one block (``windows`` of shape ``(m, L, C)``)."""
         if len(end_ts):
-            self.blocks.append((asset, end_ts, windows))
+            self._open.pop(asset, None)  # later single windows start a new block after this one
+            self._blocks.append((asset, end_ts, windows))
             self.windows += len(end_ts)
+
+    def add_one(self, asset: str, end_ts: float, window: np.ndarray) -> None:
+        """Append one window ``(L, C)`` of ``asset`` (to its open block of single windows)."""
+        i = self._open.get(asset)
+        if i is None:
+            self._open[asset] = len(self._blocks)
+            self._blocks.append((asset, [end_ts], [window]))
+        else:
+            self._blocks[i][1].append(end_ts)
+            self._blocks[i][2].append(window)
+        self.windows += 1
+
+    @property
+    def blocks(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Every block as arrays (lists of single windows stacked once)."""
+        for i, (asset, ts, w) in enumerate(self._blocks):
+            if isinstance(ts, list):
+                self._blocks[i] = (asset, np.array(ts, dtype=np.float64), np.stack(w))
+        self._open.clear()
+        return self._blocks
 
     def clear(self) -> None:
         """Forget every block."""
-        self.blocks.clear()
+        self._blocks.clear()
+        self._open.clear()
         self.windows = 0
 
     def __bool__(self) -> bool:
-        return bool(self.blocks)
+        return bool(self._blocks)
 
 
 @dataclass
@@ -234,6 +260,8 @@ class _AssetState:
     monitor: DriftMonitor | None = None
     monitor_model: str = ""  # the model version the monitor's figures belong to
     monitor_published: float = 0.0
+    score_messages: ScoreMessages | None = None  # the score message template of the current model
+    score_scorer: Any = None  # the scorer it was made for
 
 
 class Daemon:
@@ -462,7 +490,7 @@ class Daemon:
                                        "in a row were older than the newest one (a clock jump?); the stream starts "
                                        f"over at {float(ts):.3f}")
                 if window is not None:
-                    due.add(item.asset, np.array([float(ts)]), window[None])
+                    due.add_one(item.asset, float(ts), window)
             for reason, n in rejected.items():
                 what = "already received" if reason == "duplicate" else "older than the reorder tolerance"
                 self._reject(item.asset, reason, f"{n} reading(s) {what}", readings=n)
@@ -703,14 +731,17 @@ class Daemon:
             pick = np.zeros(0, np.int64)
         if len(pick):
             topic = self.topics.score(asset)
+            enc = state.score_messages
+            if enc is None or state.score_scorer is not scorer or enc.threshold != scorer.threshold:
+                enc = state.score_messages = ScoreMessages(asset, scorer.channels, scorer.threshold, slot.model_ref)
+                state.score_scorer = scorer
             rows = channel_scores[pick].astype(np.float64).round(6).tolist()
             lat = latent[pick].astype(np.float64)
             lat_values = [round(v, 6) if np.isfinite(v) else None for v in lat.tolist()]
-            for ts, sc, cs, la in zip(end_ts[pick].tolist(), score[pick].astype(np.float64).round(6).tolist(), rows,
-                                      lat_values, strict=True):
-                payload = {"ts": ts, "asset": asset, "score": sc, "threshold": scorer.threshold, "latent_score": la,
-                           "channel_scores": dict(zip(scorer.channels, cs, strict=True)), "model": slot.model_ref}
-                self.transport.publish(topic, json.dumps(payload), qos=SCORE_QOS)
+            publish = self.transport.publish
+            for payload in enc.encode_many(end_ts[pick].tolist(), score[pick].astype(np.float64).round(6).tolist(),
+                                           lat_values, rows):
+                publish(topic, payload, qos=SCORE_QOS)
         for event in state.tracker.update_many(end_ts, score, scorer.threshold, channel_scores, scorer.channels,
                                                self.cfg.alerting.top_channels):
             self._send_alert(asset, event, slot)

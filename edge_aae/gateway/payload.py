@@ -75,6 +75,63 @@ def _as_float(x: int | float, what: str) -> float:
         raise PayloadError("invalid_value", f"{what}: a number out of range ({size})") from None
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one decoder: json.loads(..., hook) builds one per call
+
+
+def _loads(raw: bytes | bytearray | str) -> Any:
+    """``json.loads(raw, parse_constant=_reject_constant)`` without building a decoder per message."""
+    if isinstance(raw, bytes | bytearray):
+        return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    if raw.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", raw, 0)
+    return _DECODER.decode(raw)
+
+
+def _one_reading(ts: Any, values: dict[Any, Any], seq: int | None, channels: list[str], lookup: dict[str, int],
+                 max_ts: float | None) -> Readings:
+    """The single-reading form (the hot path of a gateway fed one reading per message).
+
+    Plain Python for the checks (a reading is 8-ish numbers: numpy per value is slower), one
+    numpy conversion at the end; the same rules and reasons as the batch form.
+    """
+    if not _number(ts):
+        raise PayloadError("bad_timestamp", "'ts' must be a number (unix seconds) or a list of them")
+    t = _as_float(ts, "'ts'")
+    if not (math.isfinite(t) and t > 0):
+        raise PayloadError("bad_timestamp", "'ts' must be positive finite unix seconds")
+    if max_ts is not None and t > max_ts:
+        hint = "; 'ts' is unix seconds, and this looks like milliseconds" if t > 1e11 else ""
+        raise PayloadError("future_timestamp", f"'ts' {t:.0f} is ahead of the gateway's clock by more "
+                           f"than the limit (up to {max_ts:.0f} accepted){hint}")
+    row: list[float | None] = [None] * len(channels)
+    missing = False
+    for name, v in values.items():
+        col = lookup.get(name) if isinstance(name, str) else None
+        if col is None:
+            raise PayloadError("unknown_channel", f"{str(name)[:60]!r} is not a model channel")
+        if row[col] is not None:
+            raise PayloadError("bad_field", f"channel {channels[col]!r} given twice (mapping)")
+        kind = type(v)
+        if kind is float:
+            x = v
+        elif v is None:
+            missing = True
+            x = MISSING
+        elif kind is int:
+            x = _as_float(v, repr(name)[:60])
+        else:
+            raise PayloadError("non_numeric", f"{name[:60]!r}: {str(v)[:40]!r} is not a number")
+        if not (x is MISSING or -FLOAT32_MAX <= x <= FLOAT32_MAX):  # also False for inf
+            raise PayloadError("non_finite", f"{name[:60]!r}: values must be finite float32 numbers")
+        row[col] = x
+    if None in row:
+        gone = [c for c, x in zip(channels, row, strict=True) if x is None]
+        raise PayloadError("missing_channel", f"missing {', '.join(gone)}")
+    if missing:
+        return Readings(np.zeros(0), np.zeros((0, len(channels)), np.float32), seq, missing=1)
+    return Readings(np.array([t]), np.array([row], dtype=np.float32), seq)
+
+
 def channel_lookup(channels: list[str], channel_map: dict[str, str]) -> dict[str, int]:
     """Sensor or channel name -> column, with the mapping applied (compute once per asset)."""
     index = {c: i for i, c in enumerate(channels)}
@@ -109,7 +166,7 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
     if len(raw) > max_bytes:
         raise PayloadError("oversized", f"{len(raw)} bytes > limit {max_bytes}")
     try:
-        msg = json.loads(raw, parse_constant=_reject_constant)
+        msg = _loads(raw)
     except PayloadError:
         raise
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -134,19 +191,17 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
     if not isinstance(values, dict):
         raise PayloadError("bad_field", "'values' must be an object of channel: number")
     ts = msg["ts"]
-    batch = isinstance(ts, list)
-    if batch:
-        if not ts:
-            raise PayloadError("bad_timestamp", "'ts' is an empty list")
-        if len(ts) > max_readings:
-            raise PayloadError("oversized", f"{len(ts)} readings > limit {max_readings}")
-        if not set(map(type, ts)) <= NUMBER_TYPES:  # C-level scans: a batch is checked as arrays
-            raise PayloadError("bad_timestamp", "'ts' must hold numbers (unix seconds)")
-        ts_arr = _float_array(ts, "'ts'")
-    elif not _number(ts):
-        raise PayloadError("bad_timestamp", "'ts' must be a number (unix seconds) or a list of them")
-    else:
-        ts_arr = np.array([_as_float(ts, "'ts'")])
+    if lookup is None:
+        lookup = channel_lookup(channels, channel_map)
+    if not isinstance(ts, list):
+        return _one_reading(ts, values, seq, channels, lookup, max_ts)
+    if not ts:
+        raise PayloadError("bad_timestamp", "'ts' is an empty list")
+    if len(ts) > max_readings:
+        raise PayloadError("oversized", f"{len(ts)} readings > limit {max_readings}")
+    if not set(map(type, ts)) <= NUMBER_TYPES:  # C-level scans: a batch is checked as arrays
+        raise PayloadError("bad_timestamp", "'ts' must hold numbers (unix seconds)")
+    ts_arr = _float_array(ts, "'ts'")
     if not (np.isfinite(ts_arr).all() and (ts_arr > 0).all()):
         raise PayloadError("bad_timestamp", "'ts' must be positive finite unix seconds")
     newest = float(ts_arr.max())
@@ -154,15 +209,11 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
         hint = "; 'ts' is unix seconds, and this looks like milliseconds" if newest > 1e11 else ""
         raise PayloadError("future_timestamp", f"'ts' {newest:.0f} is ahead of the gateway's clock by more "
                            f"than the limit (up to {max_ts:.0f} accepted){hint}")
-    if batch and ts_arr.size > 1 and not (np.diff(ts_arr) > 0).all():
+    if ts_arr.size > 1 and not (np.diff(ts_arr) > 0).all():
         raise PayloadError("timestamps_backwards", "timestamps in a batch must increase strictly")
     n = ts_arr.size
 
-    # Plain Python for the checks (a single reading is 8-ish numbers: numpy per value is slower),
-    # one numpy conversion at the end.
-    if lookup is None:
-        lookup = channel_lookup(channels, channel_map)
-    columns: list[Any] = [None] * len(channels)  # a list of floats (one reading) or a float64 array (a batch)
+    columns: list[Any] = [None] * len(channels)  # a float64 array per channel
     any_missing = False
     for name, v in values.items():
         col = lookup.get(name) if isinstance(name, str) else None
@@ -170,31 +221,22 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
             raise PayloadError("unknown_channel", f"{str(name)[:60]!r} is not a model channel")
         if columns[col] is not None:
             raise PayloadError("bad_field", f"channel {channels[col]!r} given twice (mapping)")
-        if batch:
-            if not isinstance(v, list):
-                raise PayloadError("length_mismatch", f"{name[:60]!r}: a batch needs a list per channel")
-            if len(v) != n:
-                raise PayloadError("length_mismatch", f"{name[:60]!r}: {len(v)} values for {n} timestamps")
-            kinds = set(map(type, v))
-            if not kinds <= NUMBER_OR_NULL:
-                raise PayloadError("non_numeric", f"{name[:60]!r}: values must be numbers (null: missing)")
-            arr = _float_array(v, repr(name)[:60])  # null -> NaN (JSON itself has no NaN)
-            if type(None) in kinds:
-                any_missing = True
-                given = ~np.isnan(arr)
-                if not (np.abs(arr[given]) <= FLOAT32_MAX).all():
-                    raise PayloadError("non_finite", f"{name[:60]!r}: values must be finite float32 numbers")
-            elif not (np.abs(arr) <= FLOAT32_MAX).all():  # also False for inf
+        if not isinstance(v, list):
+            raise PayloadError("length_mismatch", f"{name[:60]!r}: a batch needs a list per channel")
+        if len(v) != n:
+            raise PayloadError("length_mismatch", f"{name[:60]!r}: {len(v)} values for {n} timestamps")
+        kinds = set(map(type, v))
+        if not kinds <= NUMBER_OR_NULL:
+            raise PayloadError("non_numeric", f"{name[:60]!r}: values must be numbers (null: missing)")
+        arr = _float_array(v, repr(name)[:60])  # null -> NaN (JSON itself has no NaN)
+        if type(None) in kinds:
+            any_missing = True
+            given = ~np.isnan(arr)
+            if not (np.abs(arr[given]) <= FLOAT32_MAX).all():
                 raise PayloadError("non_finite", f"{name[:60]!r}: values must be finite float32 numbers")
-            columns[col] = arr
-            continue
-        if not (v is None or _number(v)):
-            raise PayloadError("non_numeric", f"{name[:60]!r}: {str(v)[:40]!r} is not a number")
-        any_missing = any_missing or v is None
-        x = MISSING if v is None else _as_float(v, repr(name)[:60])
-        if not (x is MISSING or (math.isfinite(x) and abs(x) <= FLOAT32_MAX)):
+        elif not (np.abs(arr) <= FLOAT32_MAX).all():  # also False for inf
             raise PayloadError("non_finite", f"{name[:60]!r}: values must be finite float32 numbers")
-        columns[col] = [x]
+        columns[col] = arr
     missing = [c for c, col in zip(channels, columns, strict=True) if col is None]
     if missing:
         raise PayloadError("missing_channel", f"missing {', '.join(missing)}")

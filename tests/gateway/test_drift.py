@@ -3,6 +3,7 @@ before the windows over the threshold pile up; a stationary one never does; the 
 hysteresis; a live daemon publishes it retained on ``ROOT/GW/anomaly/ASSET/drift``."""
 
 import numpy as np
+import pytest
 
 from edge_aae.core.contract import validation_errors
 from edge_aae.devtools.daemon_process import DaemonProcess, write_config
@@ -90,3 +91,57 @@ def test_a_live_daemon_publishes_the_drift_state_retained(tmp_path, broker, bund
     finally:
         rec.close()
         d.close()
+
+
+def test_running_counts_give_the_figures_a_full_pass_gives():
+    """The horizon's alert rate and outside shares kept as running counts match a pass over the horizon,
+    whatever the block sizes (blocks longer than the horizon included)."""
+    rng = np.random.default_rng(3)
+    mon = _monitor(horizon_windows=50)
+    for b in [1, 7, 20, 49, 50, 51, 130, 3, 64]:
+        over = rng.random(b) < 0.3
+        means = rng.normal(0.5, 0.5, size=(b, 2))
+        mon.update(over, rng.normal(size=b), means, 0.0)
+        n = min(mon.seen, 50)
+        f = mon.figures()
+        assert f["alert_rate"] == pytest.approx(mon._over[:n].mean(), abs=1e-6)
+        share = mon._outside[:n].mean(axis=0)
+        assert f["max_outside_share"] == pytest.approx(share.max(), abs=1e-4)
+
+
+def test_small_blocks_wait_like_single_windows_and_keep_their_order():
+    mon, ref = _monitor(), _monitor()
+    rng = np.random.default_rng(4)
+    over, latent, means = rng.random(97) < 0.2, rng.normal(size=97), rng.normal(0.5, 0.6, size=(97, 2))
+    i = 0
+    for b in [1, 3, 1, 1, 5, 2, 30, 1, 4, 49]:
+        if b == 1:
+            mon.add(bool(over[i]), float(latent[i]), means[i], float(i))
+        else:
+            mon.add_block(over[i:i + b], latent[i:i + b], means[i:i + b], float(i))
+        i += b
+    mon.add_block(over[:0], latent[:0], means[:0], float(i))  # flushes nothing new
+    ref.update(over, latent, means, float(i))
+    assert mon.seen + len(mon._pending) + mon._blocked == 97
+    n = mon.seen
+    assert np.array_equal(mon._over[:n], ref._over[:n])
+    assert np.allclose(mon._latent[:n], ref._latent[:n])
+
+
+def test_two_bursts_are_not_drift_but_a_rate_that_stays_high_is():
+    """Transients put a window length of windows over the threshold at once; the alert rate is judged
+    as the lower median over stretches of the horizon, so bursts alone do not raise ``drifting``."""
+    mon = _monitor(horizon_windows=600, min_windows=300)
+    assert feed(mon, 250) == []
+    assert feed(mon, 30, over=True) == []  # 30 of 600 windows: 5 %, 50 x the 0.1 % target
+    assert feed(mon, 250) == []
+    assert feed(mon, 30, over=True) == []
+    assert mon.figures()["alert_rate"] > 20 * 1e-3
+    assert feed(mon, 100) == []
+    sustained = _monitor(horizon_windows=600, min_windows=300)
+    changes = []
+    for _ in range(25):  # one window in 20 over, spread out: 5 % everywhere
+        if sustained.update(np.array([True] + [False] * 19), np.zeros(20), np.full((20, 2), 0.5), 0.0):
+            changes.append(sustained.state)
+    assert changes == ["drifting"]
+    assert sustained.figures()["alert_rate_sustained"] == pytest.approx(0.05, abs=0.011)
