@@ -113,6 +113,7 @@ class RuntimeConfig:
     queue_max_readings: int = 20000
     batch_max: int = 64
     batch_wait_ms: float = 20.0
+    linger_ms: float = 1.0
     max_assets: int = 1000
 
 
@@ -351,6 +352,7 @@ def _check_values(cfg: GatewayConfig, problems: list[str]) -> None:
     need(r.queue_max_readings >= 100, f"runtime.queue_max_readings: {r.queue_max_readings} < 100")
     need(1 <= r.batch_max <= 4096, f"runtime.batch_max: {r.batch_max} is not in 1..4096")
     need(0 <= r.batch_wait_ms <= 10000, f"runtime.batch_wait_ms: {r.batch_wait_ms} is not in 0..10000")
+    need(0 <= r.linger_ms <= 1000, f"runtime.linger_ms: {r.linger_ms} is not in 0..1000")
     need(r.max_assets >= 1, f"runtime.max_assets: {r.max_assets} < 1")
     s = cfg.stream
     need(s.gap_factor == 0 or s.gap_factor > 1, f"stream.gap_factor: {s.gap_factor} must be 0 (the bundle's rule) "

@@ -176,8 +176,13 @@ class ReadingQueue:
                 self._dropped[victim] += m
             self._cond.notify()
 
-    def get_all(self, timeout_s: float, budget: int | None = None) -> list[_Item]:
+    def get_all(self, timeout_s: float, budget: int | None = None, linger_s: float = 0.0) -> list[_Item]:
         """What is queued, waiting up to ``timeout_s`` for the first item.
+
+        With ``linger_s``, when fewer than a quarter of the budget's readings are queued once the
+        first came, it waits that long more (without a wake-up per reading) and takes what came by
+        then: a gateway fed one reading per message then scores a few windows per call instead of
+        one, at a fraction of the CPU per reading and, near its capacity, a lower tail latency.
 
         With a ``budget`` (readings), at most about that many are taken, shared across the
         assets (whole messages; only one larger than an asset's whole share is split, the rest
@@ -188,6 +193,10 @@ class ReadingQueue:
         with self._cond:
             if not self._n and not self._per:
                 self._cond.wait(timeout_s)
+            short = linger_s > 0 and 0 < self._n < (budget or self.max_readings) // CYCLE_READINGS_PER_BATCH
+        if short:
+            time.sleep(linger_s)
+        with self._cond:
             order = sorted(self._per, key=lambda a: self._counts[a])
             if budget is None:
                 items = [it for a in order for it in self._per[a]]
@@ -798,6 +807,7 @@ class Daemon:
                  ", ".join(f"{k}={v['name']} {v['version']}" for k, v in self.registry.describe().items()),
                  b.host, b.port, self.topics.base)
         wait_s = self.cfg.runtime.batch_wait_ms / 1e3
+        linger_s = self.cfg.runtime.linger_ms / 1e3
         next_stats = time.monotonic() + self.cfg.publish.stats_interval_s
         next_outbox = next_heartbeat = 0.0
         due = Due()
@@ -809,7 +819,8 @@ class Daemon:
                 # the queue hands over the moment readings arrive: a longer wait when idle only
                 # saves wake-ups (an idle gateway should cost next to no CPU)
                 items = self.queue.get_all(max(wait_s, IDLE_WAIT_S) if idle else wait_s,
-                                           budget=CYCLE_READINGS_PER_BATCH * self.cfg.runtime.batch_max)
+                                           budget=CYCLE_READINGS_PER_BATCH * self.cfg.runtime.batch_max,
+                                           linger_s=linger_s)
                 idle = not items
                 self._ingest(items, due)
                 if due:
