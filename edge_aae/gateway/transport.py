@@ -114,6 +114,7 @@ class Transport:
         self.intake.set()
         self._lock = threading.Lock()
         self._inflight: dict[str, tuple[mqtt.MQTTMessageInfo, float]] = {}
+        self._watching = False  # whether paho's on_publish is set
         self._puback_failed: dict[int, tuple[str, float]] = {}
         self._retry: dict[str, tuple[int, float]] = {}  # outbox key -> (refusals, next attempt)
         self._sub_mid: int | None = None
@@ -143,7 +144,8 @@ class Transport:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_connect_fail = self._on_connect_fail
-        client.on_publish = self._on_publish
+        # on_publish is set only while alerts are in flight (see _watch_pubacks): paho builds a reason
+        # code and properties for every publish it hands on, scores included, when one is set
         client.on_subscribe = self._on_subscribe
         return client
 
@@ -283,8 +285,15 @@ class Transport:
 
     # ---- alert delivery ---------------------------------------------------------------------
 
+    def _watch_pubacks(self, on: bool) -> None:
+        """Have paho report PUBACKs (their reason codes) only while alerts are in flight."""
+        if on != self._watching:
+            self.client.on_publish = self._on_publish if on else None
+            self._watching = on
+
     def send_durable(self, topic: str, data: bytes, qos: int) -> None:
         """Keep a message in the outbox (memory when the disk is full) until the broker acknowledges it."""
+        self._watch_pubacks(True)
         key = self.outbox.put(topic, data, qos=qos)
         self._inflight[key] = (self.client.publish(topic, data, qos=qos), time.monotonic())
 
@@ -327,8 +336,11 @@ class Transport:
             if key not in self._inflight and self._retry.get(key, (0, 0.0))[1] <= now:
                 m = self.outbox.get(key)
                 if m is not None:
+                    self._watch_pubacks(True)
                     info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
                     self._inflight[key] = (info, now)
+        if not self._inflight:
+            self._watch_pubacks(False)
 
     # ---- shutdown ---------------------------------------------------------------------------
 
