@@ -131,8 +131,8 @@ def _why(f: dict[str, Any]) -> str:
     if not f:
         return "-"
     parts = []
-    if f.get("alert_rate", 0) > 0:
-        parts.append(f"alert rate {f['alert_rate']:.3f} (target {f['target_far']:g})")
+    if f.get("alert_rate_sustained", 0) > 0:  # what the state is judged on (bursts alone leave it at 0)
+        parts.append(f"sustained alert rate {f['alert_rate_sustained']:.3f} (target {f['target_far']:g})")
     if f.get("latent_median") is not None:
         parts.append(f"latent median {f['latent_median']:.2f}")
     if f.get("outside_share"):
