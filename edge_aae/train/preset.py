@@ -24,7 +24,12 @@ Decisions:
   provided there are at least twice as many independent windows as channels; otherwise the
   reconstruction ``error`` score with ``pot`` (whose small-sample fallback copes with the rest).
 * **Latent size**: half the channels, between 2 and 8 (``latent_dim = 0``).
-* **Window length**: kept at the default.
+* **Window length**: the default, except for a short series with many channels: when the
+  validation split is too short for a tail fit and the default window leaves fewer than twice as
+  many independent windows as channels (no T² limit possible), the longest of 16 and 8 samples
+  that leaves enough is taken, with the ``shift`` score and its ``t2`` limit. Shorter windows
+  overlap less, so the same rows hold more independent windows (on a 52-channel synthetic plant
+  with 500 training rows: 30 at 32 samples, 125 at 8; mean AUPRC 0.53 -> 0.90).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ SLOW_LIMIT = 0.5  # step noise / (sqrt 2 * spread) under this: a slow channel
 FAMILY_LIMIT = 0.3  # once a slow channel drifts, very slow channels that move with it join it
 FAMILY_CORR = 0.9  # "move with it": |correlation| over the normal data above this
 LEVEL_NEFF_MIN = 30.0  # a slow channel whose level was seen fewer times independently: its range is unknown
+SHORT_WINDOWS = (16, 8)  # tried, longest first, when the default window leaves too few independent windows
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,13 @@ def _joins(values: np.ndarray, channels: list[str], c: str, picked: list[str], s
     return False
 
 
+def _window_counts(data: SensorData, cfg: TrainConfig, window_len: int) -> tuple[int, float]:
+    """``(validation windows, independent windows)`` the training series gives at ``window_len``."""
+    ends = window_ends(data.segments, window_len, cfg.stride)
+    span = time_weight_span(window_len, cfg.score_tail, cfg.stride)
+    return int(round(ends.size * cfg.val_fraction)), ends.size / span
+
+
 def choose_settings(data: SensorData, cfg: TrainConfig) -> tuple[TrainConfig, list[Decision]]:
     """The configuration ``auto`` trains with, and its decisions (``cfg`` unchanged for ``none``)."""
     if cfg.preset == "none":
@@ -176,11 +189,20 @@ def choose_settings(data: SensorData, cfg: TrainConfig) -> tuple[TrainConfig, li
     else:
         decisions.append(Decision("relative_channels", cfg.relative_channels, "given explicitly"))
 
+    window_reason = "default" if cfg.window_len == default.window_len else "given explicitly"
     if cfg.score_stat == default.score_stat and cfg.threshold == default.threshold:
-        ends = window_ends(data.segments, cfg.window_len, cfg.stride)
-        n_val = int(round(ends.size * cfg.val_fraction))
-        n_eff = ends.size / time_weight_span(cfg.window_len, cfg.score_tail, cfg.stride)
         p = len(channels)
+        n_val, n_eff = _window_counts(data, cfg, cfg.window_len)
+        if n_val < pot_min_scores(cfg.pot_init_quantile) and n_eff < 2 * p and cfg.window_len == default.window_len:
+            # a short series with many channels: shorter windows give the T² limit enough independent windows
+            for length in SHORT_WINDOWS:
+                n_val_s, n_eff_s = _window_counts(data, cfg, length)
+                if n_eff_s >= 2 * p:
+                    window_reason = (f"{n_eff:.0f} independent windows of {cfg.window_len} samples are too few for a "
+                                     f"T² limit on {p} channels; {n_eff_s:.0f} of {length} samples are enough")
+                    changes["window_len"] = length
+                    n_val, n_eff = n_val_s, n_eff_s
+                    break
         if n_val < pot_min_scores(cfg.pot_init_quantile) and n_eff >= 2 * p:
             changes |= {"score_stat": "shift", "threshold": "t2"}
             reason = (f"{n_val} validation windows are too few for a tail fit; {n_eff:.0f} independent windows "
@@ -198,8 +220,7 @@ def choose_settings(data: SensorData, cfg: TrainConfig) -> tuple[TrainConfig, li
     if cfg.latent_dim == 0:
         changes["latent_dim"] = auto_latent_dim(len(channels))
         decisions.append(Decision("latent_dim", changes["latent_dim"], f"half of {len(channels)} channels, 2 to 8"))
-    decisions.append(Decision("window_len", cfg.window_len, "default" if cfg.window_len == default.window_len
-                              else "given explicitly"))
+    decisions.append(Decision("window_len", changes.get("window_len", cfg.window_len), window_reason))
     for d in decisions:
         log.info("preset auto: %s = %r (%s)", d.key, d.value, d.reason)
     return dataclasses.replace(cfg, **changes), decisions

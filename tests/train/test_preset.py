@@ -55,11 +55,27 @@ def test_short_training_picks_the_shift_score_long_training_keeps_the_error_scor
     assert (short.score_stat, short.threshold) == ("shift", "t2")
     long, _ = choose_settings(pump(9000, warm_channel=False), TrainConfig())
     assert (long.score_stat, long.threshold) == ("error", "pot")
-    wide = assemble_series("wide.csv", [f"c{i}" for i in range(52)], np.arange(500.0),
-                           np.random.default_rng(0).normal(size=(500, 52)), None)
-    plant, d = choose_settings(wide, TrainConfig())  # 52 channels, ~28 independent windows: no T² limit
-    assert (plant.score_stat, plant.threshold) == ("error", "pot")
+    assert long.window_len == short.window_len == 32
+
+
+def wide(rows: int, channels: int = 52):
+    return assemble_series("wide.csv", [f"c{i}" for i in range(channels)], np.arange(float(rows)),
+                           np.random.default_rng(0).normal(size=(rows, channels)), None)
+
+
+def test_a_short_series_with_many_channels_gets_shorter_windows_for_its_t2_limit():
+    plant, d = choose_settings(wide(500), TrainConfig())  # 52 channels: ~30 independent windows of 32 samples
+    assert (plant.window_len, plant.score_stat, plant.threshold) == (8, "shift", "t2")
+    why = {x.key: x.reason for x in d}
+    assert "too few for a T² limit" in why["window_len"]
+    assert {x.key: x.value for x in d}["window_len"] == 8
+    mid, _ = choose_settings(wide(500, channels=24), TrainConfig())  # 16 samples are enough for 24 channels
+    assert (mid.window_len, mid.score_stat) == (16, "shift")
+    tiny, d = choose_settings(wide(150), TrainConfig())  # not even 8 samples give enough: nothing to gain
+    assert (tiny.window_len, tiny.score_stat, tiny.threshold) == (32, "error", "pot")
     assert "too few for a T² limit" in {x.key: x.reason for x in d}["score_stat"]
+    given, _ = choose_settings(wide(500), TrainConfig(window_len=24))  # a window given explicitly stays
+    assert given.window_len == 24
 
 
 def test_explicit_settings_and_preset_none_are_left_alone():
