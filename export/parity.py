@@ -10,6 +10,7 @@ import torch
 
 from edge_aae.core.manifest import GRAPH_INPUT, GRAPH_OUTPUTS
 from edge_aae.gateway.scorer import make_session
+from edge_aae.train import selfcheck as faults
 from edge_aae.train.model import ScoreGraph
 
 FP32_MAX_REL_DIFF = 1e-4
@@ -21,25 +22,26 @@ INT8_MIN_TOP_CHANNEL_AGREEMENT = 0.95
 def inject_faults(windows: np.ndarray, scale: np.ndarray, seed: int = 0) -> np.ndarray:
     """Copies of raw windows with one synthetic fault each in their recent half.
 
-    Kinds cycle through spike, level shift, stuck channel and drift on a random
-    channel, with amplitudes of 3-8 scaler units. ``(n, L, C) -> (n, L, C)``.
+    Kinds cycle through spike (the last 1-3 readings), level shift, stuck channel (held at an
+    offset) and drift on a random channel, with amplitudes of 3-8 scaler units; the kinds
+    themselves are the self-check's (:mod:`edge_aae.train.selfcheck`). ``(n, L, C) -> (n, L, C)``.
     """
     rng = np.random.default_rng(seed)
     out = np.array(windows, dtype=np.float64, copy=True)
-    n, length, c = out.shape
-    half = length // 2
+    n, _, c = out.shape
     for i in range(n):
         j = int(rng.integers(c))
-        amp = rng.uniform(3, 8) * scale[j] * rng.choice([-1.0, 1.0])
+        amp = np.array([rng.uniform(3, 8) * scale[j] * rng.choice([-1.0, 1.0])])
+        at, ch = np.array([i]), np.array([j])
         kind = i % 4
         if kind == 0:
-            out[i, -int(rng.integers(1, 4)):, j] += amp
+            faults.spike(out, at, ch, amp, width=int(rng.integers(1, 4)))
         elif kind == 1:
-            out[i, half:, j] += amp
+            faults.level_shift(out, at, ch, amp)
         elif kind == 2:
-            out[i, half:, j] = out[i, half, j] + amp  # stuck at an offset value
+            faults.stuck(out, at, ch, offset=amp)
         else:
-            out[i, :, j] += np.linspace(0, amp, length)
+            faults.drift(out, at, ch, amp)
     return out.astype(np.float32)
 
 

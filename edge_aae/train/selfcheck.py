@@ -15,6 +15,9 @@ end of the window where the score looks hardest:
 * ``vibration_onset``: one channel's noise grows for the last half of the window;
 * ``unseen_mode``: half the channels come from another window: each in its normal range, the
   combination one the data never showed.
+
+The first four are also what the export's parity gate injects (:func:`export.parity.inject_faults`):
+one place defines each kind.
 """
 
 from __future__ import annotations
@@ -36,6 +39,33 @@ class InjectedFaults:
     kinds: np.ndarray
 
 
+# The fault kinds as in-place edits of raw windows ``w (n, L, C)`` (float64): ``rows (m,)`` the windows
+# hit, ``c (m,)`` the channel of each, ``size (m,)`` the signed size in sensor units. The self-check
+# below and the export's parity gate (:func:`export.parity.inject_faults`) both inject through these.
+
+
+def spike(w: np.ndarray, rows: np.ndarray, c: np.ndarray, size: np.ndarray, width: int = 1) -> None:
+    """The last ``width`` readings of channel ``c`` jump by ``size``."""
+    w[rows, -width:, c] += size[:, None]
+
+
+def level_shift(w: np.ndarray, rows: np.ndarray, c: np.ndarray, size: np.ndarray) -> None:
+    """Channel ``c`` steps by ``size`` for the last half of the window."""
+    w[rows, w.shape[1] // 2:, c] += size[:, None]
+
+
+def drift(w: np.ndarray, rows: np.ndarray, c: np.ndarray, size: np.ndarray) -> None:
+    """Channel ``c`` ramps from 0 to ``size`` over the whole window."""
+    w[rows, :, c] += size[:, None] * np.linspace(0.0, 1.0, w.shape[1])
+
+
+def stuck(w: np.ndarray, rows: np.ndarray, c: np.ndarray, offset: np.ndarray | None = None) -> None:
+    """Channel ``c`` holds its mid-window value (plus ``offset``, if given) for the last half."""
+    half = w.shape[1] // 2
+    held = w[rows, half, c] + (offset if offset is not None else 0.0)
+    w[rows, half:, c] = held[:, None]
+
+
 def inject_faults(normal: np.ndarray, spread: np.ndarray, seed: int = 0,
                   movable: np.ndarray | None = None) -> InjectedFaults:
     """Copies of raw normal windows ``(n, L, C)`` with one synthetic fault each, every kind and magnitude.
@@ -54,7 +84,6 @@ def inject_faults(normal: np.ndarray, spread: np.ndarray, seed: int = 0,
     base_idx = rng.choice(n, min(n, MAX_BASE_WINDOWS), replace=False) if n > MAX_BASE_WINDOWS else np.arange(n)
     out, kinds = [], []
     half = length // 2
-    ramp = np.linspace(0.0, 1.0, length)
     for k, kind in enumerate(KINDS):
         for mag in MAGNITUDES:
             w = normal[base_idx].astype(np.float64, copy=True)
@@ -65,14 +94,13 @@ def inject_faults(normal: np.ndarray, spread: np.ndarray, seed: int = 0,
             size = mag * spread[c] * sign  # (m,)
             other = normal[rng.integers(0, n, m)].astype(np.float64)  # unrelated windows
             if kind == "spike":
-                w[rows, -1, c] += 2.0 * size  # a single reading must stand out further
+                spike(w, rows, c, 2.0 * size)  # a single reading must stand out further
             elif kind == "level_shift":
-                w[rows, half:, c] += size[:, None]
+                level_shift(w, rows, c, size)
             elif kind == "drift":
-                w[rows, :, c] += size[:, None] * ramp
+                drift(w, rows, c, size)
             elif kind == "stuck":
-                held = w[rows, half, c]
-                w[rows, half:, c] = held[:, None]  # the value held is itself a normal one
+                stuck(w, rows, c)  # the value held is itself a normal one
             elif kind == "broken_correlation":
                 w[rows, :, c] = other[rows, :, c]
             elif kind == "vibration_onset":

@@ -46,3 +46,26 @@ def test_detection_counts_each_kind_apart():
     by_kind = detection_by_kind(np.array([2.0, 0.0, 2.0, 2.0]), kinds, 1.0)
     assert by_kind == {KINDS[0]: 0.5, KINDS[1]: 1.0}
     assert mean_detection(by_kind) == 0.75
+
+
+def test_the_parity_gate_injects_the_same_kinds_one_per_window():
+    from export.parity import inject_faults as gate_faults
+
+    w = np.random.default_rng(5).normal(size=(8, 16, 3)).astype(np.float32)
+    out = gate_faults(w, np.ones(3), seed=4)
+    assert out.shape == w.shape
+    changed = np.abs(out - w) > 1e-6  # (n, L, C)
+    for i in range(8):
+        chans = np.flatnonzero(changed[i].any(axis=0))
+        assert len(chans) == 1  # one channel per window
+        steps = np.flatnonzero(changed[i, :, chans[0]])
+        kind = i % 4
+        if kind == 0:  # spike: the last 1-3 readings
+            assert steps.min() >= 13
+        elif kind in (1, 2):  # level shift, stuck: the last half
+            assert steps.min() >= 8
+        if kind == 2:
+            assert np.ptp(out[i, 8:, chans[0]]) == 0  # held
+        if kind == 3:  # drift: grows along the window
+            d = np.abs(out[i, :, chans[0]] - w[i, :, chans[0]])
+            assert d[-1] > d[1] > 0
