@@ -86,7 +86,7 @@ class Due:
 
     A batch message's windows stay one block (one strided gather in the stream, one slice of
     the scores). Windows of single readings are gathered per asset into one block (lists until
-    :meth:`take`), so a gateway fed one reading per message does per-block work once per asset
+    :attr:`blocks` stacks them), so a gateway fed one reading per message does per-block work once per asset
     and cycle, not once per reading. Each asset's windows keep their order.
     """
 

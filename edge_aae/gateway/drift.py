@@ -103,21 +103,23 @@ class DriftMonitor:
         Returns True when the state changed (publish now).
         """
         if self._pending:  # single windows still waiting come first, in order
-            pending, self._pending = self._pending, []
-            self._blocks.append((np.array([p[0] for p in pending]), np.array([p[1] for p in pending]),
-                                 np.stack([p[2] for p in pending])))
-            self._blocked += len(pending)
+            self._blocked += len(self._pending)
+            self._blocks.append(self._take_pending())
         self._blocks.append((over, latent, window_means))
         self._blocked += len(over)
         return self._flush(ts) if self._blocked >= JUDGE_EVERY else False
+
+    def _take_pending(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The single windows waiting, as one block (and none left waiting)."""
+        pending, self._pending = self._pending, []
+        return (np.array([p[0] for p in pending]), np.array([p[1] for p in pending]),
+                np.stack([p[2] for p in pending]))
 
     def _flush(self, ts: float) -> bool:
         """Store and judge every window waiting (single ones after the blocks: they came later)."""
         blocks, self._blocks, self._blocked = self._blocks, [], 0
         if self._pending:
-            pending, self._pending = self._pending, []
-            blocks.append((np.array([p[0] for p in pending]), np.array([p[1] for p in pending]),
-                           np.stack([p[2] for p in pending])))
+            blocks.append(self._take_pending())
         if len(blocks) == 1:
             return self.update(*blocks[0], ts)
         return self.update(np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks]),

@@ -87,6 +87,24 @@ def _loads(raw: bytes | bytearray | str) -> Any:
     return _DECODER.decode(raw)
 
 
+def _check_newest(newest: float, max_ts: float | None) -> None:
+    """``future_timestamp`` when the newest reading is further ahead of the gateway's clock than allowed."""
+    if max_ts is not None and newest > max_ts:
+        hint = "; 'ts' is unix seconds, and this looks like milliseconds" if newest > 1e11 else ""
+        raise PayloadError("future_timestamp", f"'ts' {newest:.0f} is ahead of the gateway's clock by more "
+                           f"than the limit (up to {max_ts:.0f} accepted){hint}")
+
+
+def _column(name: Any, lookup: dict[str, int], filled: list[Any], channels: list[str]) -> int:
+    """The model column of a sensor name; ``unknown_channel`` or ``bad_field`` (given twice) otherwise."""
+    col = lookup.get(name) if isinstance(name, str) else None
+    if col is None:
+        raise PayloadError("unknown_channel", f"{str(name)[:60]!r} is not a model channel")
+    if filled[col] is not None:
+        raise PayloadError("bad_field", f"channel {channels[col]!r} given twice (mapping)")
+    return col
+
+
 def _one_reading(ts: Any, values: dict[Any, Any], seq: int | None, channels: list[str], lookup: dict[str, int],
                  max_ts: float | None) -> Readings:
     """The single-reading form (the hot path of a gateway fed one reading per message).
@@ -99,18 +117,11 @@ def _one_reading(ts: Any, values: dict[Any, Any], seq: int | None, channels: lis
     t = _as_float(ts, "'ts'")
     if not (math.isfinite(t) and t > 0):
         raise PayloadError("bad_timestamp", "'ts' must be positive finite unix seconds")
-    if max_ts is not None and t > max_ts:
-        hint = "; 'ts' is unix seconds, and this looks like milliseconds" if t > 1e11 else ""
-        raise PayloadError("future_timestamp", f"'ts' {t:.0f} is ahead of the gateway's clock by more "
-                           f"than the limit (up to {max_ts:.0f} accepted){hint}")
+    _check_newest(t, max_ts)
     row: list[float | None] = [None] * len(channels)
     missing = False
     for name, v in values.items():
-        col = lookup.get(name) if isinstance(name, str) else None
-        if col is None:
-            raise PayloadError("unknown_channel", f"{str(name)[:60]!r} is not a model channel")
-        if row[col] is not None:
-            raise PayloadError("bad_field", f"channel {channels[col]!r} given twice (mapping)")
+        col = _column(name, lookup, row, channels)
         kind = type(v)
         if kind is float:
             x = v
@@ -204,11 +215,7 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
     ts_arr = _float_array(ts, "'ts'")
     if not (np.isfinite(ts_arr).all() and (ts_arr > 0).all()):
         raise PayloadError("bad_timestamp", "'ts' must be positive finite unix seconds")
-    newest = float(ts_arr.max())
-    if max_ts is not None and newest > max_ts:
-        hint = "; 'ts' is unix seconds, and this looks like milliseconds" if newest > 1e11 else ""
-        raise PayloadError("future_timestamp", f"'ts' {newest:.0f} is ahead of the gateway's clock by more "
-                           f"than the limit (up to {max_ts:.0f} accepted){hint}")
+    _check_newest(float(ts_arr.max()), max_ts)
     if ts_arr.size > 1 and not (np.diff(ts_arr) > 0).all():
         raise PayloadError("timestamps_backwards", "timestamps in a batch must increase strictly")
     n = ts_arr.size
@@ -216,11 +223,7 @@ def parse_readings(raw: bytes | bytearray, channels: list[str], channel_map: dic
     columns: list[Any] = [None] * len(channels)  # a float64 array per channel
     any_missing = False
     for name, v in values.items():
-        col = lookup.get(name) if isinstance(name, str) else None
-        if col is None:
-            raise PayloadError("unknown_channel", f"{str(name)[:60]!r} is not a model channel")
-        if columns[col] is not None:
-            raise PayloadError("bad_field", f"channel {channels[col]!r} given twice (mapping)")
+        col = _column(name, lookup, columns, channels)
         if not isinstance(v, list):
             raise PayloadError("length_mismatch", f"{name[:60]!r}: a batch needs a list per channel")
         if len(v) != n:

@@ -9,16 +9,20 @@ import time
 from pathlib import Path
 
 
-def machine_line() -> str:
-    """One line naming the CPU, core count and Python."""
-    cpu = platform.processor() or platform.machine()
+def cpuinfo_value(*keys: str) -> str | None:
+    """The value of the first ``/proc/cpuinfo`` line starting with one of ``keys`` (None: no such line)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith(keys):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return None
+
+
+def machine_line() -> str:
+    """One line naming the CPU, core count and Python."""
+    cpu = cpuinfo_value("model name") or platform.processor() or platform.machine()
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 

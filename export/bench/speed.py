@@ -19,7 +19,7 @@ import torch
 from edge_aae.core.manifest import DEFAULT_MODEL, GRAPH_INPUT, MANIFEST
 from edge_aae.gateway.scorer import make_session
 from edge_aae.train.detector import AAEDetector
-from export.bench.common import markdown_table
+from export.bench.common import cpuinfo_value, markdown_table
 from export.bundle import FP32_MODEL, build_bundle
 
 
@@ -78,10 +78,9 @@ def run_speed_bench(run_dir: Path) -> str:
 
 def _int8_features() -> str:
     """The CPU flags onnxruntime's int8 kernels use on x86 (``avx512_vnni``, ``avx_vnni``, ``amx_int8``), or none."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith(("flags", "Features"))), [])
-    except OSError:
+    line = cpuinfo_value("flags", "Features")
+    if line is None:
         return "unknown"
+    flags = line.split()
     found = [x for x in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm") if x in flags]
     return ", ".join(f"`{x}`" for x in found) or "none"
