@@ -230,6 +230,36 @@ def load_series(path: str | Path, *, time_col: str | None = None,
                            max_nan_run=max_nan_run, max_gap_factor=max_gap_factor, owned=True)
 
 
+def find_label_column(path: str | Path, preferred: str = "label") -> str | None:
+    """The label column of a CSV: ``preferred`` if the header has it, else the first of
+    :data:`LABEL_COLUMN_NAMES` found (any case); ``None`` for a headerless file or none found.
+
+    Raises:
+        UsageError: the file does not exist.
+        DataError: the file is not text or is empty.
+
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: file not found")
+    if p.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        header = list(pq.read_schema(p).names)
+    else:
+        try:
+            lines = _head_lines(p, 2)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{p}: not a text file ({exc.reason} at byte {exc.start})") from None
+        if not lines:
+            raise DataError(f"{p}: file is empty")
+        header = [c.strip() for c in next(csv.reader(io.StringIO(lines[0]), delimiter=_sniff_delimiter(p, lines)))]
+    if preferred in header:
+        return preferred
+    by_name = {h.lower(): h for h in header}
+    return next((by_name[n] for n in LABEL_COLUMN_NAMES if n in by_name), None)
+
+
 def _head_lines(path: Path, n: int) -> list[str]:
     """The first ``n`` non-blank lines (BOM and line ends stripped)."""
     out: list[str] = []

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_aae.core.data import SensorData, assemble_series, load_series
+from edge_aae.core.data import LABEL_COLUMN_NAMES, SensorData, assemble_series, find_label_column, load_series
 from edge_aae.core.errors import DataError, EdgeAAEError
 from edge_aae.core.evaluate import read_interpretation
 from edge_aae.core.metrics import auprc, auroc, best_f1, far_mar, localization, nab_score, precision_recall_f1
@@ -142,9 +142,14 @@ def _folder_unit(d: Path, end_inclusive: bool) -> Unit:
     if not test_file.is_file():
         raise DataError(f"{test_file}: missing for unit {d.name}")
     train = load_series(d / "train.csv")
-    test = load_series(test_file, label_col="label")
-    if test.labels is None:
-        raise DataError(f"{test_file}: needs a 'label' column of 0/1")
+    label_col = find_label_column(test_file)
+    if label_col is None:
+        raise DataError(f"{test_file}: needs a 'label' column of 0/1 (or one named "
+                        f"{', '.join(repr(n) for n in LABEL_COLUMN_NAMES[1:])})")
+    if label_col != "label":
+        log.info("%s: labels from column %r", test_file, label_col)
+    test = load_series(test_file, label_col=label_col)
+    assert test.labels is not None
     if list(test.channels) != list(train.channels):
         test = test.select_channels(list(train.channels))
     if test.timestamps[0] <= train.timestamps[-1]:  # keep time increasing across train -> test
