@@ -231,8 +231,10 @@ def load_series(path: str | Path, *, time_col: str | None = None,
 
 
 def find_label_column(path: str | Path, preferred: str = "label") -> str | None:
-    """The label column of a CSV: ``preferred`` if the header has it, else the first of
-    :data:`LABEL_COLUMN_NAMES` found (any case); ``None`` for a headerless file or none found.
+    """The label column of a CSV or Parquet file, read from its header alone.
+
+    ``preferred`` if the header has it, else the first of :data:`LABEL_COLUMN_NAMES` found (any
+    case); ``None`` for a headerless file or when none is found.
 
     Raises:
         UsageError: the file does not exist.

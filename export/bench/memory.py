@@ -82,7 +82,8 @@ def note(table: str) -> str:
     libraries = float(row.split("|")[2])
     last = table.splitlines()[-1].split("|")
     files = [float(line.split("|")[5]) for line in table.splitlines()[2:]]
-    return NOTE.format(session_file=files[-2] - files[-3], libraries=libraries, versus="over" if libraries > 60 else "close to",
+    return NOTE.format(session_file=files[-2] - files[-3], libraries=libraries,
+                       versus="over" if libraries > 60 else "close to",
                        total=float(last[2]), anon=float(last[4]), file=float(last[5]))
 
 

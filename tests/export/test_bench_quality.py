@@ -136,7 +136,8 @@ def test_folder_unit_takes_labels_from_a_known_label_column(tmp_path):
     (unit / "test.csv").write_text("a;b;Anomaly\n" + "".join(f"{i % 7};{i % 3};{int(i > 150)}\n" for i in range(200)))
     [u] = folder_units(tmp_path / "sets")
     assert u.test.channels == ["a", "b"]  # the label column is not a channel
-    assert u.test.labels is not None and u.test.labels.sum() == 49
+    assert u.test.labels is not None
+    assert u.test.labels.sum() == 49
     (unit / "test.csv").write_text("a;b;state\n" + "".join(f"{i % 7};{i % 3};0\n" for i in range(200)))
     with pytest.raises(DataError, match=r"test.csv: needs a 'label' column of 0/1 \(or one named 'anomaly'"):
         folder_units(tmp_path / "sets")
