@@ -111,7 +111,7 @@ class RuntimeConfig:
 
     threads: int = 1
     queue_max_readings: int = 20000
-    batch_max: int = 64
+    batch_max: int = 128
     batch_wait_ms: float = 20.0
     linger_ms: float = 1.0
     max_assets: int = 1000

@@ -30,7 +30,7 @@ def make_session(model_path: Path, threads: int = 1) -> ort.InferenceSession:
     Spinning keeps an idle core busy waiting for work; on a shared gateway CPU
     that costs more than the few microseconds of wake-up it saves. The CPU memory arena and
     memory patterns are off: for models this small they kept 13-19 MB more resident after
-    batches of 1 to 256 windows. Up to the daemon's default batch of 64 windows inference was
+    batches of 1 to 256 windows. Up to batches of 64 windows inference was
     no slower without them; at 256 windows it was 25-40 % slower (same-run A/B).
 
     ``session.x64quantprecision``: on x86-64 CPUs without VNNI, onnxruntime's u8s8 integer

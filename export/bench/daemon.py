@@ -7,8 +7,8 @@ Both get the same stream of single-reading messages (QoS 1) over ``n_assets`` as
 as the publishers can send (readings of the synthetic pump's normal run when the model is the
 pump's); the rate is outputs received per second at the far end. Then the
 daemon gets the stream paced at half its measured rate, and each score's arrival is matched
-to its reading's publish time for latency percentiles (publisher and listener each their own
-process: :mod:`export.bench.latency_probe`). RSS is sampled from /proc.
+to its reading's publish time for latency percentiles (a paced paho publisher and a `mosquitto_sub`
+listener, each its own process: :mod:`export.bench.latency_probe`). RSS is sampled from /proc.
 """
 
 from __future__ import annotations
@@ -259,7 +259,8 @@ def paced_latencies(port: int, msgs: list[tuple[str, bytes, float]], rate_per_s:
     """Milliseconds from each reading's publish to its score's arrival, publisher and listener apart.
 
     Both run as their own processes (:mod:`export.bench.latency_probe`): in this one, their
-    threads and the interpreter lock would add the bench's own delays to the daemon's.
+    threads and the interpreter lock would add the bench's own delays to the daemon's. The
+    listener is ``mosquitto_sub``: a paho listener at these rates took CPU the daemon needs.
     """
     probe = [sys.executable, "-m", "export.bench.latency_probe"]
     lines = [json.dumps({"topic": f"{ROOT}/{GW}/sensors/{a}", "payload": p.decode(), "key": f"{a}/{ts!r}"})
@@ -343,13 +344,15 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
             daemon.terminate()
             daemon.wait(30)
             # 4. batch messages, stride 1, to a fresh daemon: defaults, then two scoring threads
-            # with larger micro-batches (a broker per run: a fresh daemon on the same broker and
-            # gateway id inherits the first one's session)
-            batched = batch_phase(bundle_dir, tmp, broker, channels, window_len)
-            broker.stop()
-            broker = Mosquitto(tmp / "broker-2")
-            broker.start()
-            batched_2 = batch_phase(bundle_dir, tmp, broker, channels, window_len, threads=2, batch_max=256)
+            # with larger micro-batches; each on a fresh broker (a daemon on the same broker and
+            # gateway id would inherit the previous one's session, and the broker its backlog)
+            runs = []
+            for name, kwargs in (("broker-b1", {}), ("broker-b2", {"threads": 2, "batch_max": 256})):
+                broker.stop()
+                broker = Mosquitto(tmp / name)
+                broker.start()
+                runs.append(batch_phase(bundle_dir, tmp, broker, channels, window_len, **kwargs))
+            batched, batched_2 = runs
             # 5. idle: no readings at all
             idle_cpu = idle_phase(bundle_dir, tmp, broker)
         finally:
@@ -388,7 +391,7 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         f"p50 {results['latency_ms_p50']:.2f} ms, p99 {results['latency_ms_p99']:.2f} ms; at "
         f"{results['latency_quarter_rate_per_s']:,.0f} readings/s (a quarter): p50 "
         f"{results['latency_quarter_ms_p50']:.2f} ms, p99 {results['latency_quarter_ms_p99']:.2f} ms. Publisher and "
-        "listener are processes of their own. "
+        "listener are processes of their own (a paced paho publisher; `mosquitto_sub` stamping arrivals). "
         f"Daemon RSS max {results['daemon_rss_mb_max']:.0f} MB (goal ≤ 100 MB). "
         f"{len(msgs):,} single-reading messages (QoS 1) over {n_assets} assets, one local mosquitto, "
         f"published by `mosquitto_pub -l -q 1`, one process per asset, for both (the publishers "

@@ -1,60 +1,81 @@
 """Paced publisher and timing listener for ``bench daemon``'s latency phase, each its own process.
 
-In one Python process the publisher's pacing loop, the listener's callbacks and paho's two
-network threads share one interpreter lock, whose switch interval (5 ms) then shows up in the
-latency measured: the bench would time itself. Apart, each waits only on its socket. Both stamp
-``time.perf_counter()`` (CLOCK_MONOTONIC on Linux: one clock for every process of the machine).
+The daemon under test shares the machine (two cores in CI) with the broker and the bench's own
+clients, so the clients must take little CPU and never share an interpreter lock with each other.
+The listener is ``mosquitto_sub`` stamping each score as it arrives (``-F %U``: unix time, ns; a
+paho listener parsing each score took a large share of a core at these rates). The publisher is
+paho in a process of its own, pacing and stamping each reading with ``time.time()`` as it hands
+it over (``mosquitto_pub -l`` cannot be paced: it reads its next line only after the broker
+acknowledged the last one). One clock, the system's real-time clock, at both ends.
 
     python -m export.bench.latency_probe listen PORT TOPIC N OUT.json READY TIMEOUT_S
     python -m export.bench.latency_probe publish PORT MESSAGES.jsonl RATE_PER_S OUT.json
 
 ``MESSAGES.jsonl``: one ``{"topic", "payload", "key"}`` object per line; ``key`` names the reading
-(``asset/ts``), and a listener keys each score by its topic's asset and payload's ``ts``.
+(``asset/ts``), and the listener keys each score by its topic's asset and payload's ``ts``.
+``TOPIC`` must match ``ROOT/GATEWAY/anomaly/+/score``: the listener knows it has subscribed once a
+marker it publishes under ``_ready`` comes back.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+READY_ASSET = "_ready"
 
 
 def listen(port: int, topic: str, n: int, out: Path, ready: Path, timeout_s: float) -> int:
     """Record the arrival time of each message on ``topic`` until ``n`` came or ``timeout_s`` passed."""
+    raw = out.with_suffix(".txt")
+    parts = topic.split("/")
+    marker = "/".join([*parts[:3], READY_ASSET, *parts[4:]])
+    # QoS 0 to the listener: libmosquitto leaves Nagle's algorithm on, and its delayed PUBACKs
+    # stalled the broker's in-flight window to it (p50 14 ms at a quarter of the daemon's rate,
+    # against 3 ms with QoS 0); what the daemon publishes and how is the same either way
+    with raw.open("wb") as f:  # mosquitto_sub flushes after every message
+        sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "0", "-t", topic,
+                                "-F", "%U %t %p"], stdout=f)
+    try:
+        deadline = time.monotonic() + 10
+        while READY_ASSET not in raw.read_text(encoding="utf-8", errors="replace"):
+            if sub.poll() is not None or time.monotonic() > deadline:
+                print("latency listener: mosquitto_sub did not subscribe", file=sys.stderr)
+                return 1
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", marker,
+                            "-m", json.dumps({"ts": -1.0})], check=False, timeout=10)
+            time.sleep(0.1)
+        ready.write_text("ready\n", encoding="utf-8")
+        deadline = time.monotonic() + timeout_s
+        with raw.open("rb") as f:  # count arrivals as they come (every line ends with a newline)
+            got = 0
+            while time.monotonic() < deadline and sub.poll() is None:
+                chunk = f.read()
+                got += chunk.count(b"\n") - chunk.count(f"/{READY_ASSET}/".encode())
+                if got >= n:
+                    break
+                time.sleep(0.1)
+    finally:
+        sub.terminate()
+        sub.wait(10)
     arrivals: dict[str, float] = {}
-    done, subscribed = threading.Event(), threading.Event()
-
-    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        now = time.perf_counter()
-        arrivals[f"{msg.topic.split('/')[3]}/{float(json.loads(msg.payload)['ts'])!r}"] = now
-        if len(arrivals) >= n:
-            done.set()
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = on_message
-    client.on_subscribe = lambda *_: subscribed.set()
-    client.connect("127.0.0.1", port)
-    client.subscribe(topic, qos=1)
-    client.loop_start()
-    if not subscribed.wait(10):
-        print("latency listener: no SUBACK from the broker", file=sys.stderr)
-        return 1
-    ready.write_text("ready\n", encoding="utf-8")
-    done.wait(timeout_s)
-    client.disconnect()
-    client.loop_stop()
+    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
+        stamp, msg_topic, payload = line.split(" ", 2)
+        asset = msg_topic.split("/")[3]
+        if asset != READY_ASSET:
+            arrivals[f"{asset}/{float(json.loads(payload)['ts'])!r}"] = float(stamp)
     out.write_text(json.dumps(arrivals), encoding="utf-8")
     return 0
 
 
 def publish(port: int, messages: Path, rate_per_s: float, out: Path) -> int:
     """Publish the messages at ``rate_per_s`` (QoS 1), recording each one's send time by key."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
     msgs = [json.loads(line) for line in messages.read_text(encoding="utf-8").splitlines() if line]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
@@ -67,7 +88,7 @@ def publish(port: int, messages: Path, rate_per_s: float, out: Path) -> int:
         ahead = i / rate_per_s - (time.perf_counter() - start)
         if ahead > 0:
             time.sleep(ahead)
-        sent[m["key"]] = time.perf_counter()
+        sent[m["key"]] = time.time()
         client.publish(m["topic"], m["payload"].encode("utf-8"), qos=1)
     time.sleep(0.5)  # let the last PUBACKs come in before the connection closes
     client.disconnect()

@@ -38,11 +38,13 @@ from edge_aae.gateway.scorer import BundleScorer
 import numpy as np
 b = BundleScorer(Path(sys.argv[1]))
 rows.append(("one bundle: onnxruntime session of model.onnx", rss()))
-w = np.zeros((64, b.scorer.window_len, len(b.scorer.channels)), np.float32)
-for n in (1, 8, 64):
+from edge_aae.gateway.config import RuntimeConfig
+top = RuntimeConfig().batch_max
+w = np.zeros((top, b.scorer.window_len, len(b.scorer.channels)), np.float32)
+for n in (1, 8, top):
     for _ in range(20):
         b.scorer.score_windows(w[:n])
-rows.append(("after scoring batches of 1, 8 and 64 windows", rss()))
+rows.append((f"after scoring batches of 1, 8 and {top} windows (runtime.batch_max)", rss()))
 prev = 0.0
 for name, (v, anon, file) in rows:
     print(f"{name}\t{v:.1f}\t{v - prev:.1f}\t{anon:.1f}\t{file:.1f}")
