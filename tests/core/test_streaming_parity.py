@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edge_aae.cli.workstation import open_model
 from edge_aae.core.data import assemble_series, load_series
@@ -73,15 +74,19 @@ def test_score_run_and_score_bundle_use_the_same_rule(trained_run, bundle, synth
     np.testing.assert_allclose(a.score, fp32.score, rtol=1e-3, atol=1e-3)
 
 
-def test_the_live_daemon_scores_what_the_offline_scorer_scores(broker, bundle, synth_dir, tmp_path):
+@pytest.mark.parametrize(("threads", "batch"), [(1, 25), (2, 100)])
+def test_the_live_daemon_scores_what_the_offline_scorer_scores(broker, bundle, synth_dir, tmp_path, threads, batch):
+    """With two scoring threads, messages of 100 readings make micro-batches that are split."""
     data = gappy_series(synth_dir)
     offline = BundleScorer(bundle).score(data)
     rec = Recorder(broker.port, "edge-aae/#")
-    daemon = DaemonProcess(tmp_path, write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox"), broker.url)
+    cfg = write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox")
+    cfg.write_text(cfg.read_text().replace("[runtime]\n", f"[runtime]\nthreads = {threads}\n", 1))
+    daemon = DaemonProcess(tmp_path, cfg, broker.url)
     try:
         assert rec.wait_for(lambda r: any(m.get("state") == "online" for m in r.json("/status")), 30)
         pub = publisher(broker.port)
-        for payload in reading_batches(data, 25):  # NaN travels as null
+        for payload in reading_batches(data, batch):  # NaN travels as null
             pub.publish("edge-aae/gw1/sensors/pump1", payload, qos=1).wait_for_publish(10)
         assert rec.wait_for(lambda r: len(r.json("/pump1/score")) >= len(offline.score), 60), daemon.log()[-2000:]
         live = {m["ts"]: m["score"] for m in rec.json("/pump1/score")}
