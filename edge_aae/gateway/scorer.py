@@ -81,7 +81,10 @@ class OnnxModel:
         if inp.name != GRAPH_INPUT or [o.name for o in self.session.get_outputs()] != list(GRAPH_OUTPUTS):
             raise CorruptModelError(f"{bundle.model_path}: unexpected graph signature "
                                     f"(input {inp.name!r}, outputs {[o.name for o in self.session.get_outputs()]})")
-        self.score_windows(np.zeros((1, self.window_len, len(self.channels)), dtype=np.float32))
+        warm = np.zeros((1, self.window_len, len(self.channels)), dtype=np.float32)
+        self.score_windows(warm)
+        for sess in self._helpers:
+            sess.run(list(GRAPH_OUTPUTS), {GRAPH_INPUT: warm})
 
     @classmethod
     def open(cls, bundle_dir: Path, model_file: str | None = None, threads: int = 1) -> OnnxModel:
@@ -105,7 +108,8 @@ class OnnxModel:
                    for sess, a, b in zip(self._helpers, cuts[1:-1], cuts[2:], strict=False)]
         first = self.session.run(list(GRAPH_OUTPUTS), {GRAPH_INPUT: x[:cuts[1]]})
         results = [first, *(f.result() for f in futures)]
-        return tuple(np.concatenate([np.asarray(r[k]) for r in results]) for k in range(3))  # type: ignore[return-value]
+        score, channel_scores, latent = (np.concatenate([np.asarray(r[k]) for r in results]) for k in range(3))
+        return score, channel_scores, latent
 
     def close(self) -> None:
         """Stop the helper threads (the sessions go with the object)."""
