@@ -136,6 +136,12 @@ def load_series(path: str | Path, *, time_col: str | None = None,
         raise DataError(f"{p}: file is empty")
     delimiter = _sniff_delimiter(p, lines)
     head_rows = list(csv.reader(io.StringIO("\n".join(lines[:PROBE_ROWS + 1])), delimiter=delimiter))
+    decimal_comma = delimiter != "," and _decimal_comma(head_rows)
+    if decimal_comma:  # 0,5 for 0.5 (spreadsheet exports in many locales): read as such, said once
+        log.info("%s: ',' is the decimal separator (delimiter %r)", p, delimiter)
+        first_row = [c.replace(",", ".") for c in head_rows[0]]
+        head_rows = [first_row if all(_is_float(c.strip()) for c in first_row) else head_rows[0],
+                     *([c.replace(",", ".") for c in row] for row in head_rows[1:])]
     first = [c.strip() for c in head_rows[0]]
     headerless = all(_is_float(c) for c in first)
     if headerless:
@@ -200,7 +206,8 @@ def load_series(path: str | Path, *, time_col: str | None = None,
     wanted = [*channels, *(c for c in (time_col, label_col) if c is not None)]
     text_cols = {header.index(time_col)} if time_col is not None and not _mostly_numeric(columns[time_col]) else set()
     def body() -> Iterator[str]:
-        return _body_lines(p, line0 - 1)
+        lines = _body_lines(p, line0 - 1)
+        return (ln.replace(",", ".") for ln in lines) if decimal_comma else lines
 
     try:
         parsed = _fast_parse(p, body, delimiter, [header.index(c) for c in wanted], text_cols, header, line0)
@@ -398,9 +405,17 @@ def assemble_series(path: str, channels: list[str], timestamps: np.ndarray, valu
 def _sniff_delimiter(path: Path, lines: list[str]) -> str:
     sample = "\n".join(lines[:50])
     try:
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+        found = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
-        pass
+        found = None
+    if found == ",":  # a headerless file of decimal-comma numbers split by ';' or tab: "0,5;1,25"
+        for alt in ";\t":
+            cells = [c.strip() for ln in lines[:50] for c in ln.split(alt)]
+            if all(alt in ln for ln in lines[:50]) and all(
+                    _COMMA_NUMBER.fullmatch(c) or _is_float(c) or c.lower() in MISSING_CELLS for c in cells):
+                return alt
+    if found is not None:
+        return found
     counts = {d: lines[0].count(d) for d in DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
     if counts[best] > 0 and all(ln.count(best) > 0 for ln in lines[:50]):
@@ -408,6 +423,16 @@ def _sniff_delimiter(path: Path, lines: list[str]) -> str:
     if all(_is_float(ln.strip()) for ln in lines[:50]):
         return ","  # a single numeric column
     raise DataError(f"{path}: cannot detect the delimiter (tried ',', ';', tab)")
+
+
+_COMMA_NUMBER = re.compile(r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?")
+_POINT_NUMBER = re.compile(r"[+-]?\d*\.\d+(?:[eE][+-]?\d+)?")
+
+
+def _decimal_comma(rows: list[list[str]]) -> bool:
+    """Whether the data rows write numbers with ',' for the decimal point (and none with '.')."""
+    cells = [c.strip() for row in rows for c in row]
+    return any(_COMMA_NUMBER.fullmatch(c) for c in cells) and not any(_POINT_NUMBER.fullmatch(c) for c in cells)
 
 
 def _is_float(text: str) -> bool:

@@ -21,6 +21,29 @@ def test_delimiter_is_sniffed(tmp_path, delim):
     assert d.values.shape == (20, 2)
 
 
+@pytest.mark.parametrize("delim", [";", "\t"])
+def test_decimal_commas_are_read_as_decimal_points(tmp_path, delim, caplog):
+    lines = [delim.join(["time", "a", "b", "label"])]
+    lines += [delim.join([str(i), f"{i},5", "" if i == 3 else f"-{i},25", "0"]) for i in range(20)]
+    with caplog.at_level("INFO"):
+        d = load_series(write(tmp_path, "eu.csv", "\n".join(lines)), label_col="label")
+    assert d.channels == ["a", "b"]
+    np.testing.assert_allclose(d.values[:3], [[0.5, -0.25], [1.5, -1.25], [2.5, -2.25]])
+    assert d.values[3, 1] == pytest.approx(-3.25)  # one missing value, interpolated
+    assert "',' is the decimal separator" in caplog.text
+    headerless = write(tmp_path, "eu.txt", "".join(f"{i},5{delim}{i},25\n" for i in range(20)))
+    d = load_series(headerless)
+    assert d.channels == ["ch1", "ch2"]
+    np.testing.assert_allclose(d.values[1], [1.5, 1.25])
+
+
+def test_points_stay_decimal_points_beside_semicolons(tmp_path):
+    lines = ["time;a;note"] + [f"{i};{i}.5;x,y" for i in range(20)]  # a comma in text is no decimal comma
+    d = load_series(write(tmp_path, "x.csv", "\n".join(lines)))
+    assert d.channels == ["a"]
+    np.testing.assert_allclose(d.values[:2, 0], [0.5, 1.5])
+
+
 def test_iso_datetimes_and_label_column_excluded_from_channels(tmp_path):
     lines = ["datetime;x;y;anomaly;changepoint"]
     lines += [f"2020-02-08 13:30:{i:02d};{i};{2 * i};0;0" for i in range(10)]
