@@ -559,21 +559,42 @@ def _parse_times(path: Path, name: str, cells: np.ndarray, line0: int) -> np.nda
         return _check_forward(path, name, _epoch_seconds(path, name, out), out, line0)
     cells_list = [str(c) for c in cells.tolist()]
     out = np.empty(len(cells_list), dtype=np.float64)
+    fmt: str | None = None  # the first non-ISO format that fitted, tried first from then on
     for i, c in enumerate(cells_list):
         try:
             out[i] = float(c)
             continue
         except ValueError:
             pass
+        ts: datetime | None
         try:
             ts = datetime.fromisoformat(c)
         except ValueError:
-            raise DataError(f"{path}:{i + line0}: column {name!r}: {c!r} is neither unix seconds "
-                            "nor an ISO date-time") from None
+            ts, fmt = _other_date_time(c, fmt)
+            if ts is None:
+                raise DataError(f"{path}:{i + line0}: column {name!r}: {c!r} is neither unix seconds nor a date-time "
+                                "it can read (ISO 8601, DD.MM.YYYY or YYYY/MM/DD with a time); dates such as "
+                                "01/02/2024 are ambiguous (day or month first): write them as ISO 8601, "
+                                "2024-02-01 10:00:00") from None
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)
         out[i] = ts.timestamp()
     return _check_forward(path, name, out, cells_list, line0)
+
+
+# unambiguous date-times beside ISO 8601: dotted dates are day first, slashed ones here year first
+OTHER_DATE_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S.%f", "%d.%m.%Y %H:%M",
+                      "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M:%S.%f", "%Y/%m/%d %H:%M")
+
+
+def _other_date_time(cell: str, fmt: str | None) -> tuple[datetime | None, str | None]:
+    """``cell`` read with ``fmt`` or the first of :data:`OTHER_DATE_FORMATS` that fits; (None, fmt) if none."""
+    for f in ([fmt] if fmt else []) + [f for f in OTHER_DATE_FORMATS if f != fmt]:
+        try:
+            return datetime.strptime(cell.strip(), f), f
+        except ValueError:
+            continue
+    return None, fmt
 
 
 def _check_forward(path: Path, name: str, out: np.ndarray, cells: Sequence[str] | np.ndarray,

@@ -37,6 +37,22 @@ def test_decimal_commas_are_read_as_decimal_points(tmp_path, delim, caplog):
     np.testing.assert_allclose(d.values[1], [1.5, 1.25])
 
 
+@pytest.mark.parametrize(("fmt", "step"), [("{d:02d}.02.2024 10:00:{s:02d}", 1.0),
+                                           ("2024/02/{d:02d} 10:{s:02d}", 60.0)])
+def test_dotted_and_year_first_dates(tmp_path, fmt, step):
+    lines = ["datetime;a"] + [f"{fmt.format(d=1, s=i)};{i},5" for i in range(20)]
+    d = load_series(write(tmp_path, "de.csv", "\n".join(lines)))
+    assert d.timestamps[1] - d.timestamps[0] == pytest.approx(step)
+    assert d.timestamps[0] == pytest.approx(1706781600.0)  # 2024-02-01 10:00:00 UTC
+    np.testing.assert_allclose(d.values[:2, 0], [0.5, 1.5])
+
+
+def test_ambiguous_dates_are_refused_with_the_way_out(tmp_path):
+    lines = ["date,a"] + [f"02/01/2024 10:00:{i:02d},{i}" for i in range(20)]
+    with pytest.raises(DataError, match=r"x.csv:2: column 'date': '02/01/2024 10:00:00' .* ambiguous .* ISO 8601"):
+        load_series(write(tmp_path, "x.csv", "\n".join(lines)))
+
+
 def test_points_stay_decimal_points_beside_semicolons(tmp_path):
     lines = ["time;a;note"] + [f"{i};{i}.5;x,y" for i in range(20)]  # a comma in text is no decimal comma
     d = load_series(write(tmp_path, "x.csv", "\n".join(lines)))
