@@ -23,9 +23,9 @@ def make_session(model_path: Path, threads: int = 1) -> ort.InferenceSession:
     """A CPU session with ``threads`` intra-op threads and thread spinning off.
 
     :class:`OnnxModel` opens one single-threaded session per scoring thread instead: for these
-    small convolutions, onnxruntime's intra-op threads were slower than one (19k against 25k
-    windows/s in batches of 64), where two sessions on two threads, each with half the batch,
-    scored 1.9-2x as many.
+    small convolutions, two intra-op threads were slower than one (19-21k against 28-38k windows/s
+    in batches of 128, three runs), where two sessions on two threads, each with half the batch,
+    scored 49-60k.
 
     Spinning keeps an idle core busy waiting for work; on a shared gateway CPU
     that costs more than the few microseconds of wake-up it saves. The CPU memory arena and

@@ -80,13 +80,12 @@ def main() -> int:
 
 def note(table: str) -> str:
     """The text under the table, with the libraries' share read from it (RSS after onnxruntime's import)."""
-    row = next(line for line in table.splitlines() if line.startswith("| onnxruntime (import) |"))
-    libraries = float(row.split("|")[2])
-    last = table.splitlines()[-1].split("|")
-    files = [float(line.split("|")[5]) for line in table.splitlines()[2:]]
-    return NOTE.format(session_file=files[-2] - files[-3], libraries=libraries,
-                       versus="over" if libraries > 60 else "close to",
-                       total=float(last[2]), anon=float(last[4]), file=float(last[5]))
+    rows = {cells[1].strip(): [float(c) for c in cells[2:6]]  # name -> RSS, step, anonymous, file-backed
+            for cells in (line.split("|") for line in table.splitlines()[2:])}
+    libraries = rows["onnxruntime (import)"][0]
+    *_, gateway, session, last = rows.values()
+    return NOTE.format(session_file=session[3] - gateway[3], libraries=libraries,
+                       versus="over" if libraries > 60 else "close to", total=last[0], anon=last[2], file=last[3])
 
 
 NOTE = """Each row adds one piece of what `edge-aae serve` loads. The interpreter, numpy, paho and
