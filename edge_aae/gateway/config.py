@@ -107,7 +107,11 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Threads, queue and micro-batching."""
+    """Threads, queue and micro-batching.
+
+    ``trim_memory``: once the daemon has started (and after each model swap), hand the pages of
+    library code used only at start-up back to the kernel (:mod:`edge_aae.gateway.memtrim`).
+    """
 
     threads: int = 1
     queue_max_readings: int = 20000
@@ -115,6 +119,7 @@ class RuntimeConfig:
     batch_wait_ms: float = 20.0
     linger_ms: float = 1.0
     max_assets: int = 1000
+    trim_memory: bool = True
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.drift import DriftMonitor, Reference
 from edge_aae.gateway.feedback import Feedback, FeedbackError, parse_command
 from edge_aae.gateway.homeassistant import Announcements, discovery_messages
+from edge_aae.gateway.memtrim import TRIM_AFTER_S, trim_memory
 from edge_aae.gateway.metrics import MetricsServer
 from edge_aae.gateway.metrics import render as render_metrics
 from edge_aae.gateway.outbox import Outbox
@@ -319,6 +320,7 @@ class Daemon:
                                   f"{cfg.metrics.bind}:{cfg.metrics.port}: {exc.strerror or exc}") from None
         self.systemd = Notifier()
         self._ready_sent = False
+        self._trim_at: float | None = None  # monotonic time of the next memory trim (runtime.trim_memory)
         self.transport = Transport(cfg, self.topics, self.stats, self.outbox,
                                    Handlers(message=self._on_message, connected=self._on_connected,
                                             status_payload=self._status_payload, report=self._report_error,
@@ -683,6 +685,8 @@ class Daemon:
             slot.rss_at_swap = rss_mb()
             slot.health_batches = slot.nonfinite_run = 0
             swapped = True
+            if self.cfg.runtime.trim_memory:
+                self._trim_at = time.monotonic() + TRIM_AFTER_S
             log.info("now scoring with %s %s (was %s)", swap.scorer.bundle.name, swap.version, swap.previous_version)
             self._report_update({"event": "installed", "update_id": swap.update_id, "asset": slot.asset,
                                  "version": swap.version, "previous": swap.previous_version})
@@ -810,6 +814,8 @@ class Daemon:
         linger_s = self.cfg.runtime.linger_ms / 1e3
         next_stats = time.monotonic() + self.cfg.publish.stats_interval_s
         next_outbox = next_heartbeat = 0.0
+        if self.cfg.runtime.trim_memory:
+            self._trim_at = time.monotonic() + TRIM_AFTER_S
         due = Due()
         idle = False
         while not self._stop.is_set():
@@ -841,6 +847,9 @@ class Daemon:
                 if now >= next_stats:
                     next_stats = now + self.cfg.publish.stats_interval_s
                     self._report_stats()
+                if self._trim_at is not None and now >= self._trim_at:
+                    self._trim_at = None
+                    self._trim_memory()
             except Exception:  # e.g. a full disk under the outbox: log, keep scoring
                 log.exception("housekeeping error; retrying")
         self._shutdown()
@@ -881,6 +890,13 @@ class Daemon:
         if why != self._unhealthy_logged[0] or now - self._unhealthy_logged[1] > 60:
             self._unhealthy_logged = (why, now)
             log.warning("unhealthy: %s", why)
+
+    def _trim_memory(self) -> None:
+        """runtime.trim_memory: give start-up pages back (see :mod:`edge_aae.gateway.memtrim`)."""
+        done = trim_memory()
+        if done is not None:
+            log.info("memory trim: RSS %.1f -> %.1f MB (%d file mappings paged out, %d refused)",
+                     done.rss_before_mb, done.rss_after_mb, done.mappings - done.failed, done.failed)
 
     def _metrics_page(self) -> str:
         """The Prometheus page (called from the metrics server's thread)."""

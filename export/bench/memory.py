@@ -45,9 +45,15 @@ for n in (1, 8, top):
     for _ in range(20):
         b.scorer.score_windows(w[:n])
 rows.append((f"after scoring batches of 1, 8 and {top} windows (runtime.batch_max)", rss()))
+from edge_aae.gateway.memtrim import trim_memory
+trim_memory()
+for n in (1, 8, top):
+    for _ in range(20):
+        b.scorer.score_windows(w[:n])
+rows.append(("runtime.trim_memory, then the same batches again (the steady state)", rss()))
 prev = 0.0
 for name, (v, anon, file) in rows:
-    print(f"{name}\t{v:.1f}\t{v - prev:.1f}\t{anon:.1f}\t{file:.1f}")
+    print(f"{name}\t{v:.1f}\t{v - prev:+.1f}\t{anon:.1f}\t{file:.1f}")
     prev = v
 """
 
@@ -58,7 +64,7 @@ def run(bundle: Path) -> str:
     rows = [line.split("\t") for line in out.stdout.strip().splitlines()]
     lines = ["| loaded so far | RSS (MB) | this step (MB) | anonymous (MB) | file-backed (MB) |",
              "|---|---|---|---|---|"]
-    lines += [f"| {name} | {total} | +{step} | {anon} | {file} |" for name, total, step, anon, file in rows]
+    lines += [f"| {name} | {total} | {step} | {anon} | {file} |" for name, total, step, anon, file in rows]
     return "\n".join(lines)
 
 
@@ -83,9 +89,10 @@ def note(table: str) -> str:
     rows = {cells[1].strip(): [float(c) for c in cells[2:6]]  # name -> RSS, step, anonymous, file-backed
             for cells in (line.split("|") for line in table.splitlines()[2:])}
     libraries = rows["onnxruntime (import)"][0]
-    *_, gateway, session, last = rows.values()
+    *_, gateway, session, used, trimmed = rows.values()
     return NOTE.format(session_file=session[3] - gateway[3], libraries=libraries,
-                       versus="over" if libraries > 60 else "close to", total=last[0], anon=last[2], file=last[3])
+                       versus="over" if libraries > 60 else "close to", total=used[0], anon=used[2], file=used[3],
+                       steady=trimmed[0], steady_file=trimmed[3], given=used[0] - trimmed[0])
 
 
 NOTE = """Each row adds one piece of what `edge-aae serve` loads. The interpreter, numpy, paho and
@@ -93,15 +100,20 @@ onnxruntime's own libraries are about {libraries:.0f} MB before any model: {vers
 was meant to stay under, and none of it optional for scoring (`OPENBLAS_NUM_THREADS=1` changes
 numpy's share by nothing measurable). The session is opened as the daemon opens it, without
 onnxruntime's memory arena and memory patterns (`make_session`): with them the session and its
-scoring buffers kept 13-19 MB more. What is left to cut is what the gateway needs to run at all.
+scoring buffers kept 13-19 MB more.
 
-Of the {total:.0f} MB resident at the end, {anon:.0f} MB are anonymous (the heap, Python objects,
+Of the {total:.0f} MB resident after scoring, {anon:.0f} MB are anonymous (the heap, Python objects,
 numpy buffers, onnxruntime's session: private to the daemon, never reclaimed while it runs) and
 {file:.0f} MB are pages of the library files themselves (the interpreter, numpy's OpenBLAS,
 onnxruntime's shared library; {session_file:.0f} MB of it first touched while onnxruntime builds the session).
 Those pages are read-only and clean: the kernel shares them with every process that maps the same
-files and can drop them under memory pressure, reading them back when they are next run. On a
-gateway short of memory the anonymous figure is the one the daemon takes from other software."""
+files and can drop them under memory pressure, reading them back when they are next run. Most are
+run once: importing modules, building the session. `runtime.trim_memory` (on by default) hands
+them back to the kernel once the daemon has started (`madvise(MADV_PAGEOUT)` on its file mappings,
+then `malloc_trim`; again after a model swap): the pages scoring still runs come back at their next
+use, and the last row, the same batches scored after the trim, is the steady state: {steady:.0f} MB,
+{steady_file:.0f} MB of it library files ({given:.0f} MB given back). The live daemon's steady state, with its
+threads, MQTT and eight assets, is in the daemon section."""
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""Give start-up memory back to the kernel once the daemon is running (Linux; a no-op elsewhere).
+
+Most of a freshly started daemon's resident memory is pages of library files (the interpreter,
+numpy's OpenBLAS, onnxruntime's shared library) that were touched once while importing modules
+and building the onnxruntime session and are never run again. They are clean and the kernel
+would drop them under memory pressure anyway; :func:`trim_memory` drops them now, so the resident
+set shows what the daemon needs while it scores:
+
+- ``madvise(MADV_PAGEOUT)`` (Linux 5.4 and later) on every mapping of a file: pages only this
+  process maps are reclaimed; the ones the worker still runs come back at their next use (a few
+  MB read once, from the page cache or the disk). Pages other processes map too (libc, a shared
+  libpython) are left alone by the kernel.
+- glibc's ``malloc_trim(0)``: heap pages freed after start-up (the model file's parse, one-off
+  buffers) are returned instead of kept for later allocations.
+
+Nothing here changes what the daemon computes; on kernels without ``MADV_PAGEOUT`` or without
+glibc the corresponding step is skipped and said once in the log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+from dataclasses import dataclass
+
+from edge_aae.gateway.stats import rss_mb
+
+log = logging.getLogger(__name__)
+
+MADV_PAGEOUT = 21  # linux/mman.h, Linux 5.4+
+TRIM_AFTER_S = 10.0  # the daemon trims this long after start-up or a model swap, when the one-off work is done
+
+
+@dataclass(frozen=True)
+class TrimResult:
+    """What one :func:`trim_memory` call did.
+
+    Attributes:
+        rss_before_mb: resident set size before, MB.
+        rss_after_mb: right after (pages still in use come back as they are next used).
+        mappings: file mappings advised.
+        failed: mappings the kernel refused (``EINVAL`` on kernels before 5.4: then every one).
+        heap_trimmed: whether ``malloc_trim`` ran.
+
+    """
+
+    rss_before_mb: float
+    rss_after_mb: float
+    mappings: int
+    failed: int
+    heap_trimmed: bool
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
+def file_mappings(maps_text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` addresses of the mappings of files in a ``/proc/PID/maps`` text.
+
+    Anonymous memory, the stack, the heap and pseudo-files (``[vdso]``, ``[vvar]``) are left out:
+    without swap their pages cannot be paged out, and the vDSO must not be touched.
+    """
+    spans = []
+    for line in maps_text.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or not parts[5].startswith("/") or parts[5].endswith(" (deleted)"):
+            continue
+        lo, _, hi = parts[0].partition("-")
+        spans.append((int(lo, 16), int(hi, 16)))
+    return spans
+
+
+def trim_memory() -> TrimResult | None:
+    """Page out this process's file pages and trim the heap; None where it does not apply (not Linux).
+
+    Safe to call at any time from any thread: it changes which pages are resident, not their
+    contents. Takes a few milliseconds.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = _libc()
+    if libc is None:
+        return None
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            spans = file_mappings(f.read())
+        before = rss_mb()
+    except OSError as exc:
+        log.debug("memory trim skipped: %s", exc)
+        return None
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.madvise.restype = ctypes.c_int
+    failed = 0
+    for lo, hi in spans:
+        if libc.madvise(lo, hi - lo, MADV_PAGEOUT) != 0:
+            failed += 1
+    heap = hasattr(libc, "malloc_trim")
+    if heap:
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.malloc_trim(0)
+    result = TrimResult(before, rss_mb(), len(spans), failed, heap)
+    if spans and failed == len(spans):
+        log.info("memory trim: the kernel refused MADV_PAGEOUT (Linux 5.4 or later has it); library pages stay "
+                 "resident until the kernel needs them")
+    return result
