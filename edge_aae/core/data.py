@@ -204,7 +204,8 @@ def load_series(path: str | Path, *, time_col: str | None = None,
         raise DataError(f"{p}: no numeric channel columns found")
 
     wanted = [*channels, *(c for c in (time_col, label_col) if c is not None)]
-    text_cols = {header.index(time_col)} if time_col is not None and not _mostly_numeric(columns[time_col]) else set()
+    text_cols = {header.index(c) for c in (time_col, label_col)  # read as text: ISO times, true/false labels
+                 if c is not None and not _mostly_numeric(columns[c])}
     def body() -> Iterator[str]:
         lines = _body_lines(p, line0 - 1)
         return (ln.replace(",", ".") for ln in lines) if decimal_comma else lines
@@ -366,10 +367,21 @@ def _load_parquet(p: Path, *, time_col: str | None, channels: Sequence[str] | No
         timestamps = _parse_times(p, time_col, cells, 1)
     labels = None
     if label_col is not None:
-        raw = table.column(label_col).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        col = table.column(label_col)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):  # "true"/"false", "0"/"1"
+            words = [LABEL_WORDS.get(str(c).strip().lower()) for c in col.to_pylist()]
+            bad_row = next((i for i, w in enumerate(words) if w is None), None)
+            if bad_row is not None:
+                cell = str(col[bad_row].as_py())
+                raise DataError(f"{p}: label column {label_col!r}: row {bad_row} is {cell!r}, not 0 or 1 (nor true "
+                                f"or false){_label_hint(cell)}")
+            raw = np.asarray(words, dtype=np.float64)
+        else:
+            raw = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
         bad = np.flatnonzero(~np.isin(raw, (0.0, 1.0)))
         if bad.size:
-            raise DataError(f"{p}: label column {label_col!r}: row {int(bad[0])} is {raw[bad[0]]!r}, not 0 or 1")
+            raise DataError(f"{p}: label column {label_col!r}: row {int(bad[0])} is {raw[bad[0]]!r}, not 0 or 1"
+                            f"{_label_hint(str(raw[bad[0]]))}")
         labels = raw.astype(np.int8)
     return assemble_series(str(p), list(channels), timestamps, values, labels,
                            max_nan_run=max_nan_run, max_gap_factor=max_gap_factor)
@@ -608,23 +620,34 @@ def _check_forward(path: Path, name: str, out: np.ndarray, cells: Sequence[str] 
     return out
 
 
+LABEL_WORDS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}  # any case; pandas writes bools as False/True
+
+
 def _parse_labels(path: Path, name: str, cells: np.ndarray, line0: int) -> np.ndarray:
+    """0/1 labels from numbers, or from ``true``/``false`` in any case (one anomalous row is 1)."""
     if cells.dtype.kind == "f":
         ok = np.isin(cells, (0.0, 1.0))
         if ok.all():
             return cells.astype(np.int8)
         i = int(np.flatnonzero(~ok)[0])
-        raise DataError(f"{path}:{i + line0}: label column {name!r}: '{float(cells[i]):g}' is not 0 or 1")
+        raise DataError(f"{path}:{i + line0}: label column {name!r}: '{float(cells[i]):g}' is not 0 or 1"
+                        f"{_label_hint(str(float(cells[i])))}")
     out = np.empty(len(cells), dtype=np.int8)
     for i, c in enumerate(cells.tolist()):
-        try:
-            v = float(c)
-        except ValueError:
-            v = -1.0
-        if v not in (0.0, 1.0):
-            raise DataError(f"{path}:{i + line0}: label column {name!r}: {c!r} is not 0 or 1")
-        out[i] = int(v)
+        v = LABEL_WORDS.get(str(c).strip().lower())
+        if v is None:
+            raise DataError(f"{path}:{i + line0}: label column {name!r}: {str(c)!r} is not 0 or 1 (nor true or "
+                            f"false){_label_hint(str(c))}")
+        out[i] = v
     return out
+
+
+def _label_hint(cell: str) -> str:
+    """What to do about a label cell that is not 0/1: the labels are the user's to map, never guessed."""
+    if cell.strip() in ("-1", "-1.0"):
+        return ("; -1/1 labels differ between tools (-1 is the anomaly for some, the normal class for others): "
+                "write 1 for anomalous rows and 0 for normal ones")
+    return "; write 1 for anomalous rows and 0 for normal ones"
 
 
 def _interpolate_short_gaps(col: np.ndarray, max_run: int) -> np.ndarray:

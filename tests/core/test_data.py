@@ -145,6 +145,22 @@ def test_label_must_be_binary(tmp_path):
         load_series(write(tmp_path, "x.csv", "\n".join(lines)), label_col="label")
 
 
+@pytest.mark.parametrize("words", [("False", "True"), ("false", "true"), ("FALSE", "TRUE"), ("0.0", "1.0")])
+def test_labels_written_as_booleans(tmp_path, words):
+    """pandas writes a bool column as False/True: the labels are read, not turned into missing values."""
+    lines = ["timestamp,a,label"] + [f"{i},{i}.5,{words[int(i >= 7)]}" for i in range(10)]
+    d = load_series(write(tmp_path, "x.csv", "\n".join(lines)), label_col="label")
+    assert d.labels.tolist() == [0] * 7 + [1] * 3
+    np.testing.assert_allclose(d.values[:, 0], np.arange(10) + 0.5)
+
+
+@pytest.mark.parametrize(("cell", "hint"), [("normal", "nor true or false"), ("-1", "-1/1 labels differ")])
+def test_label_words_are_not_guessed(tmp_path, cell, hint):
+    lines = ["timestamp,a,label"] + [f"{i},{i},1" for i in range(3)] + [f"3,3,{cell}"]
+    with pytest.raises(DataError, match=rf"x\.csv:5: label column 'label': '{cell}' is not 0 or 1.*{hint}"):
+        load_series(write(tmp_path, "x.csv", "\n".join(lines)), label_col="label")
+
+
 def test_timestamps_going_backwards(tmp_path):
     lines = ["timestamp,a", "1,1", "2,2", "1.5,3"]
     with pytest.raises(DataError, match=r"x\.csv:4: column 'timestamp': timestamp goes backwards"):

@@ -68,3 +68,17 @@ def test_train_takes_a_folder_of_parquet_files(synth_dir, tmp_path):
                         str(tmp_path / "run"), "--epochs", "1", "--quiet"], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "run" / "model.json").is_file()
+
+
+@pytest.mark.parametrize("labels", [[False, True, True], ["false", "True", "1"]])
+def test_parquet_labels_as_booleans_or_words(tmp_path, labels):
+    dst = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"timestamp": [0.0, 1.0, 2.0], "a": [0.5, 1.5, 2.5], "label": labels}), dst)
+    assert load_series(dst, label_col="label").labels.tolist() == [0, 1, 1]
+
+
+def test_parquet_text_labels_name_the_row(tmp_path):
+    dst = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"timestamp": [0.0, 1.0], "a": [0.5, 1.5], "label": ["normal", "anomaly"]}), dst)
+    with pytest.raises(DataError, match=r"label column 'label': row 0 is 'normal', not 0 or 1"):
+        load_series(dst, label_col="label")
