@@ -62,3 +62,15 @@ def test_client_does_not_reach_into_the_daemon():
         inner = sorted(n for n in _imports(path) if n.startswith("edge_aae.gateway.")
                        and n != "edge_aae.gateway.bundle")
         assert not inner, f"{path.name} imports {inner}"
+
+
+def test_the_daemon_loads_only_what_scoring_needs():
+    """Every imported module stays in memory for the daemon's life: file loading, tar archives and
+    the metrics server's HTTP stack are imported where they are used, not at start."""
+    code = ("import sys\n"
+            "from edge_aae.gateway.daemon import Daemon\n"
+            "print(' '.join(m for m in ('edge_aae.core.data', 'tarfile', 'http.server', 'csv', 'torch') "
+            "if m in sys.modules))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "", f"loaded at start: {p.stdout.strip()}"

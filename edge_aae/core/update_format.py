@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import re
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +96,8 @@ def bundle_members(bundle_dir: Path) -> list[str]:
 
 def pack_bundle(bundle_dir: Path) -> bytes:
     """A deterministic tar archive of a bundle's signed files (parity reports and extras stay home)."""
+    import tarfile  # the workstation packs; the gateway, which imports this module, never does
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in bundle_members(bundle_dir):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_aae.core.data import SensorData
 from edge_aae.core.streaming import StreamRule
+
+if TYPE_CHECKING:
+    from edge_aae.core.data import SensorData
 
 
 def window_ends(segments: list[tuple[int, int]], window_len: int, stride: int = 1) -> np.ndarray:

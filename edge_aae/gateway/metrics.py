@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edge_aae.gateway.drift import STATES as DRIFT_STATES
@@ -106,6 +105,8 @@ class MetricsServer:
 
         ``port = 0`` picks a free port (see :attr:`port`); ``page`` builds the text per request.
         """
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # only with metrics.port set
+
         self._page = page
 
         class Handler(BaseHTTPRequestHandler):

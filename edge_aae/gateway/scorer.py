@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
 
-from edge_aae.core.data import SensorData
 from edge_aae.core.errors import CorruptModelError, DataError, ModelMismatchError
 from edge_aae.core.manifest import GRAPH_INPUT, GRAPH_OUTPUTS
 from edge_aae.core.scores import WindowScores
 from edge_aae.core.streaming import StreamRule
 from edge_aae.core.windows import longest_segment, stream_windows
 from edge_aae.gateway.bundle import Bundle, open_bundle
+
+if TYPE_CHECKING:  # the daemon never loads files: edge_aae.core.data stays unimported on a gateway
+    from edge_aae.core.data import SensorData
 
 log = logging.getLogger(__name__)
 

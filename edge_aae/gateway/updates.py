@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import shutil
-import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +178,8 @@ def unpack_verified(archive: bytes, verified: VerifiedManifest) -> dict[str, byt
         UpdateRefused: what was wrong, in words.
 
     """
+    import tarfile  # only when an update arrives: a gateway that never gets one never loads it
+
     limits = {MANIFEST: len(verified.raw), SIGNATURE: SIGNATURE_BYTES} | {n: s for n, (_, s) in verified.files.items()}
     out: dict[str, bytes] = {}
     try:
