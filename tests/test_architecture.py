@@ -74,3 +74,13 @@ def test_the_daemon_loads_only_what_scoring_needs():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "", f"loaded at start: {p.stdout.strip()}"
+
+
+def test_serve_through_the_cli_loads_no_file_reader():
+    """`edge-aae serve` builds the whole CLI's parser first: that must not pull in the data loader."""
+    code = ("import sys\n"
+            "import edge_aae.cli\n"
+            "print(' '.join(m for m in ('edge_aae.core.data', 'csv', 'torch', 'export') if m in sys.modules))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "", f"loaded with the CLI: {p.stdout.strip()}"

@@ -12,13 +12,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_aae.cli.common import add_data_args, channels_arg, print_table
-from edge_aae.core.data import SensorData, load_many, load_series
 from edge_aae.core.errors import UsageError
 from edge_aae.core.scores import WindowScores
 from edge_aae.core.streaming import StreamRule
+
+if TYPE_CHECKING:  # `edge-aae serve` goes through this module: the daemon never loads files
+    from edge_aae.core.data import SensorData
 
 
 def register(sub: Any) -> None:
@@ -182,6 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, config: Any, ddp: Any) -> int:
+    from edge_aae.core.data import load_many
     from edge_aae.train.detector import AAEDetector
     from edge_aae.train.report import write_latent_plot
 
@@ -269,6 +272,8 @@ def open_model(path: Path) -> SeriesScorer:
 def _model_and_data(args: argparse.Namespace) -> tuple[SeriesScorer, SensorData]:
     """The MODEL argument opened and ``--data`` read raw: the model's streaming rule windows it."""
     scorer = open_model(args.model)
+    from edge_aae.core.data import load_series
+
     data = load_series(args.data, time_col=args.time_col, channels=channels_arg(args), label_col=args.label_col,
                        max_nan_run=0, max_gap_factor=scorer.stream_rule.gap_factor)
     return scorer, data
