@@ -285,13 +285,20 @@ def paced_latencies(port: int, msgs: list[tuple[str, bytes, float]], rate_per_s:
 
 
 def _memory(pid: int) -> dict[str, float]:
-    """``VmRSS``, ``RssAnon`` and ``RssFile`` of a process, MB."""
+    """``VmRSS``, ``RssAnon``, ``RssFile`` and ``Pss`` of a process, MB.
+
+    ``Pss``: the proportional set size, pages other processes map too counted in proportion.
+    """
     out = {}
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile"):
-                out[key] = int(rest.split()[0]) / 1024
+    for name, keys in (("status", ("VmRSS", "RssAnon", "RssFile")), ("smaps_rollup", ("Pss",))):
+        try:
+            with open(f"/proc/{pid}/{name}", encoding="ascii") as f:
+                for line in f:
+                    key, _, rest = line.partition(":")
+                    if key in keys:
+                        out[key] = int(rest.split()[0]) / 1024
+        except OSError:  # smaps_rollup: Linux 4.14 and later
+            pass
     return out
 
 
@@ -409,8 +416,9 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         "listener are processes of their own (a paced paho publisher; `mosquitto_sub` stamping arrivals). "
         f"Daemon RSS at steady state (end of the paced runs, {n_assets} assets scored, scores published): "
         f"**{steady['VmRSS']:.1f} MB** ({steady['RssAnon']:.1f} MB anonymous, {steady['RssFile']:.1f} MB of "
-        f"library files; goal ≤ 60 MB), max {results['daemon_rss_mb_max']:.0f} MB while starting up, before "
-        f"`runtime.trim_memory` gave the start-up pages back. "
+        f"library files; goal ≤ 60 MB; proportional set size {steady.get('Pss', float('nan')):.1f} MB, pages other "
+        f"processes map too counted in proportion), max {results['daemon_rss_mb_max']:.0f} MB while starting up, "
+        "before `runtime.trim_memory` gave the start-up pages back. "
         f"{len(msgs):,} single-reading messages (QoS 1) over {n_assets} assets, one local mosquitto, "
         f"published by `mosquitto_pub -l -q 1`, one process per asset, for both (the publishers "
         f"sent {pub_rates[0]:,.0f} and {pub_rates[1]:,.0f} readings/s: {publisher_verdict}); "
