@@ -8,19 +8,18 @@ set shows what the daemon needs while it scores:
 
 - ``madvise(MADV_PAGEOUT)`` (Linux 5.4 and later) on every mapping of a file: pages only this
   process maps are reclaimed; the ones the worker still runs come back at their next use (a few
-  MB read once, from the page cache or the disk). Pages other processes map too (libc, a shared
+  MB read back from the disk once). Pages other processes map too (libc, a shared
   libpython) are left alone by the kernel.
 - glibc's ``malloc_trim(0)``: heap pages freed after start-up (the model file's parse, one-off
   buffers) are returned instead of kept for later allocations.
 
 Nothing here changes what the daemon computes; on kernels without ``MADV_PAGEOUT`` or without
-glibc the corresponding step is skipped and said once in the log.
+glibc the corresponding step is skipped (and a refused ``madvise`` said in the log).
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from edge_aae.gateway.stats import rss_mb
 log = logging.getLogger(__name__)
 
 MADV_PAGEOUT = 21  # linux/mman.h, Linux 5.4+
+NOT_FILES = ("/dev/", "/memfd:", "/SYSV", "/proc/", "/sys/")  # mappings that are not pages of a file on disk
 TRIM_AFTER_S = 10.0  # the daemon trims this long after start-up or a model swap, when the one-off work is done
 
 
@@ -54,23 +54,26 @@ class TrimResult:
 
 
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    """The C library's symbols, from this process's own namespace (no ``ldconfig`` subprocess)."""
     try:
-        return ctypes.CDLL(name, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
+    return libc if hasattr(libc, "madvise") else None
 
 
 def file_mappings(maps_text: str) -> list[tuple[int, int]]:
     """``(start, end)`` addresses of the mappings of files in a ``/proc/PID/maps`` text.
 
-    Anonymous memory, the stack, the heap and pseudo-files (``[vdso]``, ``[vvar]``) are left out:
-    without swap their pages cannot be paged out, and the vDSO must not be touched.
+    Anonymous memory, the stack, the heap, pseudo-files (``[vdso]``, ``[vvar]``), devices (a GPU
+    driver's mappings under ``/dev``) and shared memory (``/memfd:``, ``/SYSV``) are left out:
+    without swap their pages cannot be paged out, and the vDSO and devices must not be touched.
     """
     spans = []
     for line in maps_text.splitlines():
         parts = line.split(maxsplit=5)
-        if len(parts) < 6 or not parts[5].startswith("/") or parts[5].endswith(" (deleted)"):
+        if (len(parts) < 6 or not parts[5].startswith("/") or parts[5].endswith(" (deleted)")
+                or parts[5].startswith(NOT_FILES)):
             continue
         lo, _, hi = parts[0].partition("-")
         spans.append((int(lo, 16), int(hi, 16)))
