@@ -369,7 +369,7 @@ def _load_parquet(p: Path, *, time_col: str | None, channels: Sequence[str] | No
     if label_col is not None:
         col = table.column(label_col)
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):  # "true"/"false", "0"/"1"
-            words = [LABEL_WORDS.get(str(c).strip().lower()) for c in col.to_pylist()]
+            words = [_label_value(c) for c in col.to_pylist()]
             bad_row = next((i for i, w in enumerate(words) if w is None), None)
             if bad_row is not None:
                 cell = str(col[bad_row].as_py())
@@ -620,7 +620,19 @@ def _check_forward(path: Path, name: str, out: np.ndarray, cells: Sequence[str] 
     return out
 
 
-LABEL_WORDS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}  # any case; pandas writes bools as False/True
+LABEL_WORDS = {"false": 0, "true": 1}  # any case; pandas writes a bool column as False/True
+
+
+def _label_value(cell: object) -> int | None:
+    """0 or 1 from a label cell: a number equal to 0 or 1, or ``true``/``false`` in any case; else None."""
+    text = str(cell).strip().lower()
+    if text in LABEL_WORDS:
+        return LABEL_WORDS[text]
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return int(v) if v in (0.0, 1.0) else None
 
 
 def _parse_labels(path: Path, name: str, cells: np.ndarray, line0: int) -> np.ndarray:
@@ -634,7 +646,7 @@ def _parse_labels(path: Path, name: str, cells: np.ndarray, line0: int) -> np.nd
                         f"{_label_hint(str(float(cells[i])))}")
     out = np.empty(len(cells), dtype=np.int8)
     for i, c in enumerate(cells.tolist()):
-        v = LABEL_WORDS.get(str(c).strip().lower())
+        v = _label_value(c)
         if v is None:
             raise DataError(f"{path}:{i + line0}: label column {name!r}: {str(c)!r} is not 0 or 1 (nor true or "
                             f"false){_label_hint(str(c))}")
