@@ -110,7 +110,8 @@ class RuntimeConfig:
     """Threads, queue and micro-batching.
 
     ``trim_memory``: once the daemon has started (and after each model swap), hand the pages of
-    library code used only at start-up back to the kernel (:mod:`edge_aae.gateway.memtrim`).
+    library code used only at start-up back to the kernel, and after a burst of readings the heap
+    memory it freed, at an idle moment, at most every 10 s (:mod:`edge_aae.gateway.memtrim`).
     """
 
     threads: int = 1

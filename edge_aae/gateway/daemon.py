@@ -42,7 +42,7 @@ from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.drift import DriftMonitor, Reference
 from edge_aae.gateway.feedback import Feedback, FeedbackError, parse_command
 from edge_aae.gateway.homeassistant import Announcements, discovery_messages
-from edge_aae.gateway.memtrim import TRIM_AFTER_S, trim_memory
+from edge_aae.gateway.memtrim import HEAP_TRIM_EVERY_S, TRIM_AFTER_S, trim_heap, trim_memory
 from edge_aae.gateway.metrics import MetricsServer
 from edge_aae.gateway.metrics import render as render_metrics
 from edge_aae.gateway.outbox import Outbox
@@ -321,6 +321,8 @@ class Daemon:
         self.systemd = Notifier()
         self._ready_sent = False
         self._trim_at: float | None = None  # monotonic time of the next memory trim (runtime.trim_memory)
+        self._heap_trim_at = 0.0  # earliest monotonic time of the next heap trim after a busy spell
+        self._busy_since_heap_trim = False  # readings processed since the last heap trim
         self.transport = Transport(cfg, self.topics, self.stats, self.outbox,
                                    Handlers(message=self._on_message, connected=self._on_connected,
                                             status_payload=self._status_payload, report=self._report_error,
@@ -828,6 +830,7 @@ class Daemon:
                                            budget=CYCLE_READINGS_PER_BATCH * self.cfg.runtime.batch_max,
                                            linger_s=linger_s)
                 idle = not items
+                self._busy_since_heap_trim |= not idle
                 self._ingest(items, due)
                 if due:
                     self._score(due)
@@ -850,6 +853,10 @@ class Daemon:
                 if self._trim_at is not None and now >= self._trim_at:
                     self._trim_at = None
                     self._trim_memory()
+                elif idle and self._busy_since_heap_trim and now >= self._heap_trim_at and self.cfg.runtime.trim_memory:
+                    # memory a burst of readings freed goes back while nothing waits
+                    self._heap_trim_at, self._busy_since_heap_trim = now + HEAP_TRIM_EVERY_S, False
+                    trim_heap()
             except Exception:  # e.g. a full disk under the outbox: log, keep scoring
                 log.exception("housekeeping error; retrying")
         self._shutdown()
@@ -893,6 +900,7 @@ class Daemon:
 
     def _trim_memory(self) -> None:
         """runtime.trim_memory: give start-up pages back (see :mod:`edge_aae.gateway.memtrim`)."""
+        self._heap_trim_at = time.monotonic() + HEAP_TRIM_EVERY_S
         done = trim_memory()
         if done is not None:
             log.info("memory trim: RSS %.1f -> %.1f MB (%d file mappings paged out, %d refused)",

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 _PROBE = r"""
 import sys
@@ -68,6 +71,108 @@ def run(bundle: Path) -> str:
     return "\n".join(lines)
 
 
+# Writes one file of single-reading messages per asset and phase (the synthetic pump's normal run,
+# as `edge-aae bench daemon` sends them); runs in a child that exits before the daemon starts.
+_GEN = r"""
+import sys
+from pathlib import Path
+from edge_aae.gateway.bundle import open_bundle
+from export.bench.daemon import _messages
+b = open_bundle(Path(sys.argv[1]))
+out, n_assets = Path(sys.argv[2]), int(sys.argv[3])
+for phase, n, t0 in (("flat", int(sys.argv[4]), 1.7e9), ("paced", int(sys.argv[5]), 1.7e9 + 1e6)):
+    by = {}
+    for asset, payload, _ in _messages(b.channels, n_assets, n, t0):
+        by.setdefault(asset, []).append(payload)
+    for asset, lines in by.items():
+        (out / f"{phase}-{asset}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+"""
+
+
+def _process_memory(pid: int) -> dict[str, float]:
+    """``VmRSS``, ``RssAnon``, ``RssFile``, ``Pss`` of a process, MB."""
+    out = {}
+    for name, keys in (("status", ("VmRSS", "RssAnon", "RssFile")), ("smaps_rollup", ("Pss",))):
+        try:
+            with open(f"/proc/{pid}/{name}", encoding="ascii") as f:
+                for line in f:
+                    key, _, rest = line.partition(":")
+                    if key in keys:
+                        out[key] = int(rest.split()[0]) / 1024
+        except OSError:  # smaps_rollup: Linux 4.14 and later
+            pass
+    return out
+
+
+def live(bundle: Path, n_assets: int = 8, flat_readings: int = 20000, rate_per_s: float = 800.0,
+         paced_s: float = 20.0) -> dict[str, float]:
+    """Steady-state memory of ``edge-aae serve`` (default settings, 8 assets), the only Python process.
+
+    On a gateway nothing else maps numpy's or onnxruntime's libraries; in ``bench daemon`` the
+    bench's own Python processes do, and the kernel keeps the pages two processes map resident
+    for both, whatever ``runtime.trim_memory`` advises. So this runs with a parent that imports
+    neither (the messages are written by a child that exits first), C publishers and the broker:
+    a flat-out burst of ``flat_readings`` single readings, then ``paced_s`` seconds at
+    ``rate_per_s`` readings/s (scores published), then the daemon's memory. Returns MB.
+    """
+    from edge_aae.core.protocol import Topics
+    from edge_aae.devtools.mosquitto import Mosquitto
+
+    paced_n = int(rate_per_s * paced_s)
+    with tempfile.TemporaryDirectory(prefix="edge-aae-memory-") as tmp_s:
+        tmp = Path(tmp_s)
+        subprocess.run([sys.executable, "-c", _GEN, str(bundle), str(tmp), str(n_assets), str(flat_readings),
+                        str(paced_n)], check=True, cwd=Path(__file__).parents[2])
+        if "numpy" in sys.modules:  # it would share (and pin) numpy's pages with the daemon
+            raise RuntimeError("export.bench.memory: numpy was imported by the measuring process")
+        broker = Mosquitto(tmp / "broker")
+        broker.start()
+        topics = Topics("edge-aae", "gwmem")
+        cfg = tmp / "gw.toml"
+        cfg.write_text(f'gateway_id = "gwmem"\n[models]\ndefault = "{bundle.resolve()}"\n'
+                       f'[outbox]\ndir = "{tmp / "outbox"}"\n', encoding="utf-8")
+        daemon = subprocess.Popen([sys.executable, "-m", "edge_aae.cli", "serve", "--config", str(cfg), "--broker",
+                                   broker.url], stdout=subprocess.DEVNULL,
+                                  stderr=(tmp / "daemon.log").open("wb"))  # noqa: SIM115
+        try:
+            started = time.monotonic()
+            subprocess.run(["mosquitto_sub", "-p", str(broker.port), "-t", topics.status, "-C", "1", "-W", "60"],
+                           stdout=subprocess.DEVNULL, check=True)
+
+            def publishers(phase: str, stdin: Any) -> list[subprocess.Popen[bytes]]:
+                return [subprocess.Popen(["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-l", "-t",
+                                          topics.sensors(f"a{a}"), "-i", f"mem-{phase}-{a}"],
+                                         stdin=stdin(a)) for a in range(n_assets)]
+
+            files = [(tmp / f"flat-a{a}.jsonl").open("rb") for a in range(n_assets)]
+            for p in publishers("flat", lambda a: files[a]):
+                p.wait(300)
+            for f in files:
+                f.close()
+            time.sleep(max(2.0, started + 15.0 - time.monotonic()))  # runtime.trim_memory ran 10 s in
+            lines = [(tmp / f"paced-a{a}.jsonl").read_bytes().splitlines(keepends=True) for a in range(n_assets)]
+            pubs = publishers("paced", lambda a: subprocess.PIPE)
+            t0 = time.monotonic()
+            for i in range(min(len(x) for x in lines)):
+                for a, p in enumerate(pubs):
+                    assert p.stdin is not None
+                    p.stdin.write(lines[a][i])
+                    p.stdin.flush()
+                time.sleep(max(0.0, t0 + (i + 1) * n_assets / rate_per_s - time.monotonic()))
+            for p in pubs:
+                assert p.stdin is not None
+                p.stdin.close()
+                p.wait(60)
+            time.sleep(1.0)
+            if daemon.poll() is not None:
+                raise RuntimeError(f"daemon exited: {(tmp / 'daemon.log').read_text()[-500:]}")
+            return _process_memory(daemon.pid)
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+            broker.stop()
+
+
 def main() -> int:
     """CLI: print the table; ``--update`` writes it into BENCHMARKS.md's ``memory`` section."""
     p = argparse.ArgumentParser(description=__doc__)
@@ -75,6 +180,8 @@ def main() -> int:
     p.add_argument("--update", type=Path, metavar="MD")
     args = p.parse_args()
     table = run(args.bundle)
+    alone = live(args.bundle)
+    table += "\n\n" + LIVE.format(**alone)
     print(table)
     if args.update:
         from export.bench.common import update_section
@@ -87,13 +194,18 @@ def main() -> int:
 def note(table: str) -> str:
     """The text under the table, with the libraries' share read from it (RSS after onnxruntime's import)."""
     rows = {cells[1].strip(): [float(c) for c in cells[2:6]]  # name -> RSS, step, anonymous, file-backed
-            for cells in (line.split("|") for line in table.splitlines()[2:])}
+            for cells in (line.split("|") for line in table.splitlines()[2:]) if len(cells) > 5}
     libraries = rows["onnxruntime (import)"][0]
     *_, gateway, session, used, trimmed = rows.values()
     return NOTE.format(session_file=session[3] - gateway[3], libraries=libraries,
                        versus="over" if libraries > 60 else "close to", total=used[0], anon=used[2], file=used[3],
                        steady=trimmed[0], steady_file=trimmed[3], given=used[0] - trimmed[0])
 
+
+LIVE = """**The live daemon alone** (`edge-aae serve`, default settings, 8 assets, scores published;
+20,000 readings flat out, then 20 s at 800 readings/s from C publishers; no other process maps numpy or
+onnxruntime, as on a gateway): steady-state RSS **{VmRSS:.1f} MB** ({RssAnon:.1f} MB anonymous, {RssFile:.1f} MB of
+library files; proportional set size {Pss:.1f} MB)."""
 
 NOTE = """Each row adds one piece of what `edge-aae serve` loads. The interpreter, numpy, paho and
 onnxruntime's own libraries are about {libraries:.0f} MB before any model: {versus} the 60 MB a gateway daemon
