@@ -204,7 +204,7 @@ def build_document() -> dict[str, Any]:
                 "host": "localhost:1883", "protocol": "mqtt", "protocolVersion": "5",
                 "description": "Any MQTT 5 broker (mosquitto in tests). mqtts on 8883 with TLS.",
                 "bindings": {"mqtt": {
-                    "clientId": "edge-aae-{gateway}", "cleanSession": False, "keepAlive": 30,
+                    "clientId": "edge-aae-{gateway}-{random}", "cleanSession": False, "keepAlive": 30,
                     "sessionExpiryInterval": 86400, "bindingVersion": BINDING,
                     "lastWill": {"topic": Topics("{root}", "{gateway}").status, "qos": P.STATUS_QOS, "retain": True,
                                  "message": '{"state": "offline", "gateway": "{gateway}", "ts": <unix seconds>}'},

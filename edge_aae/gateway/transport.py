@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -34,6 +35,7 @@ from paho.mqtt.properties import Properties
 
 from edge_aae.core.protocol import FEEDBACK_QOS, SENSOR_QOS, STATUS_QOS, UPDATE_QOS, Topics, unreachable
 from edge_aae.gateway.config import GatewayConfig
+from edge_aae.gateway.identity import session_client_id
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.stats import Stats
 
@@ -123,13 +125,15 @@ class Transport:
         self._probe_nonces: deque[str] = deque(maxlen=8)
         self._probe_back = -float("inf")  # monotonic time the last probe came back
         self._next_probe = 0.0
+        self.client_id = ""
         self.client = self._make_client()
 
     # ---- paho -------------------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
         b = self.cfg.broker
-        client_id = b.client_id or f"edge-aae-{self.cfg.gateway_id}"
+        client_id = b.client_id or session_client_id(Path(self.cfg.outbox.dir), self.cfg.gateway_id)
+        self.client_id = client_id
         client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv5)
         client.will_set(self.topics.status, self.handlers.status_payload("offline"), qos=STATUS_QOS, retain=True)
@@ -172,7 +176,7 @@ class Transport:
                       f" ({reason_code}; check broker.username and the password)" if auth else "")
             self.stats.add("connections_refused")
             return
-        log.info("connected to %s:%d", self.cfg.broker.host, self.cfg.broker.port)
+        log.info("connected to %s:%d as %s", self.cfg.broker.host, self.cfg.broker.port, self.client_id)
         self.connected.set()
         self._subscribe(client)
         self.handlers.connected()

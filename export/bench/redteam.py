@@ -519,3 +519,44 @@ def attack_slow_model(t: Target, bundle: Path, work: Path) -> list[Row]:
     ok = out.get("event") == "refused" and "slow" in out.get("reason", "") and t.running_version() == before
     return [row("valid but much slower model", "signed, golden windows match, 24 extra 2048-wide layers",
                 ok and t.wait_good(5), f"{out.get('event')}: {out.get('reason', '')[:90]}", t, since)]
+
+
+# ---- the gateway's MQTT session -------------------------------------------------------------------
+
+def attack_client_id_takeover(t: Target, seconds: float = 6.0) -> list[Row]:
+    """Clients that connect with a client id the gateway's topics suggest cannot take over its session.
+
+    An MQTT broker disconnects a client when another connects with the same client id, and a
+    persistent session (``clean_start`` false) goes to the newcomer with its subscriptions and the
+    readings queued for it. An attacker that reconnects whenever it is kicked off keeps a gateway
+    with a guessable id off the broker and reads its sensor stream.
+    """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    out = []
+    for variant, cid in ((f"'edge-aae-{GATEWAY}' (the id pattern of earlier releases)", f"edge-aae-{GATEWAY}"),
+                         (f"'{GATEWAY}' (the gateway id)", GATEWAY)):
+        since = time.time()
+        stolen: list[str] = []
+        kicked: list[str] = []
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        c.on_message = lambda _c, _u, msg, stolen=stolen: stolen.append(msg.topic)
+        c.on_disconnect = lambda _c, _u, _f, rc, _p, kicked=kicked: kicked.append(str(rc))
+        c.reconnect_delay_set(min_delay=1, max_delay=1)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call,unused-ignore]
+        props.SessionExpiryInterval = 86400
+        c.connect("127.0.0.1", t.broker.port, clean_start=False, properties=props)
+        c.loop_start()  # reconnects whenever the broker drops it
+        time.sleep(seconds)
+        c.disconnect()
+        c.loop_stop()
+        scored = t.wait_good(10)
+        gap = t.unscored_s(since)
+        ok = scored and gap < 2.0 and not stolen
+        out.append(row("client id takeover", variant, ok,
+                       f"attacker received {len(stolen)} gateway messages, was dropped {len(kicked)} times; "
+                       f"good asset {'still scored' if scored else 'NOT scored'}", t, since))
+    return out

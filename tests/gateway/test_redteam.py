@@ -112,3 +112,8 @@ def test_the_red_team_drill_is_wired(tmp_path):
 
     assert "red_team" in drills.DRILLS
     assert Path(drills.__file__).read_text().count("redteam.attack_") >= 8
+
+
+def test_a_guessable_client_id_cannot_take_the_gateways_session(target):
+    check(redteam.attack_client_id_takeover(target, seconds=4))
+
