@@ -20,13 +20,15 @@ def block_torch(tmp: Path) -> Path:
     return d
 
 
-def write_config(path: Path, bundle: Path, outbox: Path, extra: str = "", gateway: str = "gw1") -> Path:
-    """A gateway config for tests: fast stats, generous error rate limit."""
+def write_config(path: Path, bundle: Path, outbox: Path, extra: str = "", gateway: str = "gw1",
+                 runtime: str = "") -> Path:
+    """A gateway config for tests: fast stats, generous error rate limit; ``runtime``: more [runtime] keys."""
     path.write_text(f'''gateway_id = "{gateway}"
 [models]
 default = "{bundle}"
 [runtime]
 batch_wait_ms = 5
+{runtime}
 [alerting]
 k = 3
 n = 5

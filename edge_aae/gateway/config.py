@@ -109,6 +109,11 @@ class ModelsConfig:
 class RuntimeConfig:
     """Threads, queue and micro-batching.
 
+    ``max_assets``, ``asset_idle_s``: assets scored at once; when that many are, a new asset takes the
+    place of the one silent longest if that one has been silent ``asset_idle_s`` seconds and has no
+    active alert (else the new asset's readings are refused: ``too_many_assets``). Assets named in
+    ``models.assets`` are always scored and never give their place away.
+
     ``trim_memory``: once the daemon has started (and after each model swap), hand the pages of
     library code used only at start-up back to the kernel, and after a burst of readings the heap
     memory it freed, at an idle moment, at most every 10 s (:mod:`edge_aae.gateway.memtrim`).
@@ -120,6 +125,7 @@ class RuntimeConfig:
     batch_wait_ms: float = 20.0
     linger_ms: float = 1.0
     max_assets: int = 1000
+    asset_idle_s: float = 60.0
     trim_memory: bool = True
 
 
@@ -360,6 +366,7 @@ def _check_values(cfg: GatewayConfig, problems: list[str]) -> None:
     need(0 <= r.batch_wait_ms <= 10000, f"runtime.batch_wait_ms: {r.batch_wait_ms} is not in 0..10000")
     need(0 <= r.linger_ms <= 1000, f"runtime.linger_ms: {r.linger_ms} is not in 0..1000")
     need(r.max_assets >= 1, f"runtime.max_assets: {r.max_assets} < 1")
+    need(r.asset_idle_s > 0, f"runtime.asset_idle_s: {r.asset_idle_s} must be > 0 (seconds)")
     s = cfg.stream
     need(s.gap_factor == 0 or s.gap_factor > 1, f"stream.gap_factor: {s.gap_factor} must be 0 (the bundle's rule) "
          "or > 1")

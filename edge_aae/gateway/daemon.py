@@ -23,12 +23,13 @@ older than that.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,7 @@ class _AssetState:
     stream: AssetStream
     tracker: AlertTracker
     windows: int = 0
+    seen: float = 0.0  # monotonic time of its latest readings
     monitor: DriftMonitor | None = None
     monitor_model: str = ""  # the model version the monitor's figures belong to
     monitor_published: float = 0.0
@@ -304,6 +306,7 @@ class Daemon:
                                   fb.keep_readings, fb.max_labelled) if fb.enabled else None)
         self._feedback_in: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.assets: dict[str, _AssetState] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()  # assets, the one silent longest first (worker only)
         self._stop = threading.Event()
         self._reported_health: bool | None = None
         self._next_heartbeat = 0.0
@@ -455,7 +458,8 @@ class Daemon:
         binding = self.registry.binding(asset)
         if binding is None:
             return None
-        if len(self.assets) >= self.cfg.runtime.max_assets:
+        if (len(self.assets) >= self.cfg.runtime.max_assets and asset not in self.cfg.models.assets
+                and not self._make_room()):
             return None
         b = binding.slot.scorer.bundle
         s = self.cfg.stream
@@ -464,18 +468,38 @@ class Daemon:
                              s.reorder_tolerance_s)
         state = _AssetState(binding, stream, self._new_tracker())
         self.assets[asset] = state
+        self._recent[asset] = None
         log.info("new asset %s -> %s %s", asset[:MAX_ASSET_LEN], b.name, b.version)
         if self.cfg.homeassistant.enabled:
             self._announce(asset, binding.slot)
         return state
 
+    def _make_room(self) -> bool:
+        """runtime.max_assets reached: drop the asset silent longest if it may go (see RuntimeConfig)."""
+        now, idle_s = time.monotonic(), self.cfg.runtime.asset_idle_s
+        for asset in list(itertools.islice(self._recent, 16)):  # the longest silent first
+            state = self.assets[asset]
+            if now - state.seen < idle_s:
+                return False  # every later one was heard from more recently
+            if state.tracker.active is None and asset not in self.cfg.models.assets:
+                del self.assets[asset], self._recent[asset]
+                self.stats.add("assets_dropped")
+                log.info("asset %s silent for %.0f s: its place goes to a new asset (runtime.max_assets = %d)",
+                         asset[:MAX_ASSET_LEN], now - state.seen, self.cfg.runtime.max_assets)
+                return True
+        return False
+
     def _ingest(self, items: list[_Item], due: Due) -> None:
+        now = time.monotonic()
         for item in items:
             state = self._state(item.asset)
             if state is None:
                 self._reject(item.asset, "too_many_assets", f"limit runtime.max_assets = "
-                             f"{self.cfg.runtime.max_assets}", readings=len(item.readings.ts))
+                             f"{self.cfg.runtime.max_assets} (an asset silent for runtime.asset_idle_s = "
+                             f"{self.cfg.runtime.asset_idle_s:g} s makes room)", readings=len(item.readings.ts))
                 continue
+            state.seen = now
+            self._recent.move_to_end(item.asset)
             rejected: dict[str, int] = {}
             self.stats.add("readings_processed", len(item.readings.ts))
             if self.feedback is not None:

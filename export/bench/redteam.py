@@ -88,7 +88,7 @@ class Target:
     """One live daemon (updates on) on its own mosquitto, a recorder on ``edge-aae/#``, a good asset."""
 
     def __init__(self, tmp: Path, bundle: Path, keys: Path, normal_rows: np.ndarray, channels: list[str],
-                 extra: str = "", broker_conf: str = "") -> None:
+                 extra: str = "", broker_conf: str = "", runtime: str = "") -> None:
         self.tmp, self.keys = tmp, keys
         self.models = tmp / "models"
         self.broker = Mosquitto(tmp / "broker", extra_conf=broker_conf)
@@ -98,7 +98,7 @@ class Target:
         self.good_rec = Recorder(self.broker.port, f"{BASE}/anomaly/good/score")
         update = (f'[update]\nenabled = true\npublic_key = "{keys / "public.pem"}"\n'
                   f'models_dir = "{self.models}"\nhealth_window_s = 5\nchunk_timeout_s = 60\n')
-        self.config = write_config(tmp / "gw.toml", bundle, tmp / "outbox", extra=update + extra)
+        self.config = write_config(tmp / "gw.toml", bundle, tmp / "outbox", extra=update + extra, runtime=runtime)
         self.daemon = DaemonProcess(tmp, self.config, self.broker.url)
         if not self.rec.wait_for(lambda r: any(m.get("healthy") for m in r.json(f"{GATEWAY}/status")), 40):
             raise RuntimeError(f"daemon never became healthy:\n{self.daemon.log()[-3000:]}")
@@ -560,3 +560,39 @@ def attack_client_id_takeover(t: Target, seconds: float = 6.0) -> list[Row]:
                        f"attacker received {len(stolen)} gateway messages, was dropped {len(kicked)} times; "
                        f"good asset {'still scored' if scored else 'NOT scored'}", t, since))
     return out
+
+
+def attack_asset_table(t: Target, channels: list[str], rows_: np.ndarray, max_assets: int = 1000,
+                       idle_s: float = 60.0) -> list[Row]:
+    """One reading each for ``max_assets`` made-up assets fills the table; a new real asset still gets scored.
+
+    ``max_assets`` and ``idle_s``: the daemon's ``runtime.max_assets`` and ``runtime.asset_idle_s``.
+    Once the made-up assets have been silent ``idle_s`` seconds, a new asset takes the place of one.
+    """
+    since = time.time()
+    reading = json.dumps({"ts": time.time(), "values": dict(zip(channels, map(float, rows_[0]), strict=True))})
+    infos = [t.attacker.publish(f"{BASE}/sensors/filler-{i}", reading, qos=1) for i in range(max_assets)]
+    for info in infos:
+        info.wait_for_publish(60)
+    newcomer = publisher(t.broker.port, client_id="new-plc")
+    t0 = time.monotonic()
+    scored_after = None
+    try:
+        i = 0
+        while time.monotonic() - t0 < idle_s + 30:
+            row_ = rows_[i % len(rows_)]
+            payload = {"ts": time.time(), "values": {c: float(v) for c, v in zip(channels, row_, strict=True)}}
+            newcomer.publish(f"{BASE}/sensors/newcomer", json.dumps(payload), qos=1)
+            i += 1
+            time.sleep(0.05)
+            if i % 20 == 0 and any(m.get("ts", 0) >= since for m in t.rec.json(f"{BASE}/anomaly/newcomer/score")):
+                scored_after = time.monotonic() - t0
+                break
+    finally:
+        newcomer.disconnect()
+    refused = sum(m["reason"] == "too_many_assets" and m["asset"] == "newcomer" for m in t.errors(since))
+    ok = scored_after is not None and scored_after <= idle_s + 15 and t.wait_good(10)
+    return [row("asset table filled", f"{max_assets} made-up assets, one reading each, then a new asset", ok,
+                f"new asset refused {refused} time(s) (too_many_assets), then scored after "
+                + (f"{scored_after:.0f} s" if scored_after is not None else "never")
+                + f" (runtime.asset_idle_s = {idle_s:g})", t, since)]

@@ -335,3 +335,37 @@ def test_a_model_much_slower_in_its_health_window_is_rolled_back(tmp_path, bundl
     assert slot.scorer.bundle.version == "1.0.0"
     assert d.stats.counts["updates_rolled_back"] == 1
     assert os.path.basename(store.installed()) == "v1.0.0"
+
+
+def test_a_full_asset_table_makes_room_only_from_silent_assets_without_an_alert(tmp_path, bundle, monkeypatch):
+    from edge_aae.core.alerting import AlertEvent
+    from edge_aae.gateway.config import load_gateway_config
+    from edge_aae.gateway.daemon import Daemon, Due, _Item
+    from edge_aae.gateway.payload import Readings
+
+    channels = json.loads((bundle / "manifest.json").read_text())["channels"]
+    cfg = write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox", runtime="max_assets = 3\nasset_idle_s = 60",
+                       extra=f'[models.assets.pinned]\nbundle = "{bundle}"\n')
+    d = Daemon(load_gateway_config(cfg, {"broker_url": "mqtt://127.0.0.1:1"}))
+    clock = [1000.0]
+    monkeypatch.setattr("edge_aae.gateway.daemon.time.monotonic", lambda: clock[0])
+
+    def feed(*assets):
+        items = [_Item(a, Readings(np.array([clock[0]]), np.zeros((1, len(channels)), np.float32))) for a in assets]
+        d._ingest(items, Due())
+
+    feed("a", "b", "c")
+    feed("d")  # full, nobody silent long enough: refused
+    assert set(d.assets) == {"a", "b", "c"}
+    clock[0] += 30
+    feed("b", "c")
+    clock[0] += 40  # "a" silent 70 s, "b" and "c" 40 s
+    d.assets["a"].tracker.active = AlertEvent("raised", "x", 0.0, 0.0, 1.0, 1.0, 1.0)  # an open alert stays
+    feed("d")
+    assert set(d.assets) == {"a", "b", "c"}
+    d.assets["a"].tracker.active = None
+    feed("d")
+    assert set(d.assets) == {"b", "c", "d"}
+    feed("pinned")  # named in models.assets: always scored, over the limit
+    assert "pinned" in d.assets
+    assert d.stats.counts["assets_dropped"] == 1

@@ -29,9 +29,13 @@ def keys(tmp_path_factory):
 def target(bundle, keys, synth_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("redteam")
     normal = load_series(synth_dir / "train.csv")
-    t = redteam.Target(tmp, bundle, keys, normal.values[:600], list(normal.channels))
+    t = redteam.Target(tmp, bundle, keys, normal.values[:600], list(normal.channels),
+                       runtime=f"max_assets = {MAX_ASSETS}\nasset_idle_s = {ASSET_IDLE_S}")
     yield t
     t.close()
+
+
+MAX_ASSETS, ASSET_IDLE_S = 400, 3.0  # smaller than the defaults (1000, 60 s), for time
 
 
 def check(rows):
@@ -117,3 +121,8 @@ def test_the_red_team_drill_is_wired(tmp_path):
 def test_a_guessable_client_id_cannot_take_the_gateways_session(target):
     check(redteam.attack_client_id_takeover(target, seconds=4))
 
+
+
+def test_made_up_assets_cannot_keep_a_new_asset_out(target, synth_dir):
+    normal = load_series(synth_dir / "train.csv")
+    check(redteam.attack_asset_table(target, list(normal.channels), normal.values[:100], MAX_ASSETS, ASSET_IDLE_S))
