@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "edge_aae_"
+MAX_CONNECTIONS = 8  # /metrics connections served at once; more are closed at once
+REQUEST_TIMEOUT_S = 5.0  # a connection that has not sent its request by then is closed
 
 # name in the snapshot -> (metric, type, help)
 _COUNTERS = {
@@ -110,6 +112,8 @@ class MetricsServer:
         self._page = page
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = REQUEST_TIMEOUT_S  # a client that sends its request slowly or not at all is dropped
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404, "only /metrics is served")
@@ -129,8 +133,32 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's name)
                 log.debug("metrics: " + format, *args)
 
-        self._server = ThreadingHTTPServer((bind, port), Handler)
-        self._server.daemon_threads = True
+        class BoundedServer(ThreadingHTTPServer):
+            """At most MAX_CONNECTIONS at once: idle connections cannot use up the daemon's threads and files."""
+
+            daemon_threads = True
+
+            def __init__(self, *args: Any) -> None:
+                super().__init__(*args)
+                self.open = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                if not self.open.acquire(blocking=False):
+                    self.shutdown_request(request)  # closed at once; a scraper retries at its next interval
+                    return
+                try:
+                    super().process_request(request, client_address)
+                except BaseException:
+                    self.open.release()
+                    raise
+
+            def process_request_thread(self, request: Any, client_address: Any) -> None:
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    self.open.release()
+
+        self._server = BoundedServer((bind, port), Handler)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
 

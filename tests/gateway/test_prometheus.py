@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -106,3 +107,40 @@ def test_a_metrics_port_in_use_is_one_line_at_start(bundle, tmp_path):
     assert p.returncode == 1, p.stderr
     assert "Traceback" not in p.stderr
     assert f"metrics.port: cannot listen on 127.0.0.1:{port}" in p.stderr
+
+
+def test_idle_connections_cannot_use_up_the_daemons_threads_or_files(broker, bundle, tmp_path):
+    from edge_aae.gateway.metrics import MAX_CONNECTIONS, REQUEST_TIMEOUT_S
+
+    port = free_port()
+    cfg = write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox", extra=f"[metrics]\nport = {port}\n")
+    rec = Recorder(broker.port, "edge-aae/gw1/#")
+    daemon = DaemonProcess(tmp_path, cfg, broker.url)
+    idle: list[socket.socket] = []
+    try:
+        assert rec.wait_for(lambda r: any(m.get("state") == "online" for m in r.json("/status")), 30), daemon.log()
+        pid = daemon.proc.pid
+        fds_before = len(os.listdir(f"/proc/{pid}/fd"))
+        for _ in range(300):  # connect, send nothing, keep the socket open
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(1.0)
+        threads = int(next(x for x in open(f"/proc/{pid}/status") if x.startswith("Threads:")).split()[1])
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        assert fds <= fds_before + MAX_CONNECTIONS + 5, (fds_before, fds)
+        assert threads <= 12 + MAX_CONNECTIONS, threads
+        # the held connections are dropped after the request timeout: scraping works again
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S + 10
+        while True:
+            try:
+                page = scrape(port)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "/metrics never answered again"
+                time.sleep(0.3)
+        assert page["edge_aae_healthy"] == 1
+        assert daemon.proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
+        daemon.close()
+        rec.close()
