@@ -225,7 +225,9 @@ them back to the kernel once the daemon has started (`madvise(MADV_PAGEOUT)` on 
 then `malloc_trim`; again after a model swap): the pages scoring still runs come back at their next
 use, and the last row, the same batches scored after the trim, is the steady state: {steady:.0f} MB,
 {steady_file:.0f} MB of it library files ({given:.0f} MB given back). The live daemon's steady state, with its
-threads, MQTT and eight assets, is in the daemon section."""
+threads, MQTT and eight assets, is in the paragraph above (alone, as on a gateway) and in the daemon
+section (beside the bench's own Python processes, which keep numpy's and the interpreter's pages
+resident for it too)."""
 
 
 if __name__ == "__main__":
