@@ -138,7 +138,9 @@ class StreamConfig:
     ``reorder_tolerance_s``: a reading at most this much older than the newest is placed in order;
     older ones are dropped and counted. ``max_payload_bytes``: larger messages are rejected.
     ``max_future_s``: readings this far ahead of the gateway's clock are rejected
-    (``future_timestamp``): one bad clock must not blind an asset.
+    (``future_timestamp``): one bad clock must not blind an asset. When for a minute every reading
+    is ahead and none is accepted, the gateway's own clock is taken to be behind
+    (:mod:`edge_aae.gateway.clock`) and the limit moves with the sensors' time (``clock_behind``).
     """
 
     gap_factor: float = 0.0

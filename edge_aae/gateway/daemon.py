@@ -39,6 +39,7 @@ import numpy as np
 from edge_aae.core.alerting import AlertEvent, AlertTracker
 from edge_aae.core.errors import ConfigError
 from edge_aae.core.protocol import ALERT_QOS, DRIFT_QOS, ERRORS_QOS, FEEDBACK_QOS, SCORE_QOS, STATUS_QOS, Topics
+from edge_aae.gateway.clock import PERIOD_S, SensorClock
 from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.drift import DriftMonitor, Reference
 from edge_aae.gateway.feedback import Feedback, FeedbackError, parse_command
@@ -47,7 +48,7 @@ from edge_aae.gateway.memtrim import HEAP_TRIM_EVERY_S, TRIM_AFTER_S, trim_heap,
 from edge_aae.gateway.metrics import MetricsServer
 from edge_aae.gateway.metrics import render as render_metrics
 from edge_aae.gateway.outbox import Outbox
-from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
+from edge_aae.gateway.payload import FutureTimestamp, PayloadError, Readings, parse_readings
 from edge_aae.gateway.ratelimit import TokenBucket
 from edge_aae.gateway.registry import AssetBinding, ModelRegistry, ModelSlot
 from edge_aae.gateway.score_json import ScoreMessages
@@ -312,6 +313,7 @@ class Daemon:
         self._next_heartbeat = 0.0
         self._unhealthy_logged = ("", 0.0)
         self._errors_limit = TokenBucket(cfg.publish.errors_per_s)
+        self.clock = SensorClock(cfg.stream.max_future_s)  # used on paho's thread only
         self._internal_logged = 0
         self._started = time.time()
         self.metrics: MetricsServer | None = None
@@ -395,20 +397,38 @@ class Daemon:
             self.queue.refuse(asset)
             return
         channels = binding.slot.scorer.channels
+        wall = time.time()
         try:
             readings = parse_readings(payload, channels, binding.channel_map,
                                       max_bytes=self.cfg.stream.max_payload_bytes,
                                       max_readings=self.cfg.stream.max_batch_readings, lookup=binding.lookup,
-                                      max_ts=time.time() + self.cfg.stream.max_future_s)
+                                      max_ts=self.clock.limit(wall))
         except PayloadError as exc:
+            if isinstance(exc, FutureTimestamp):
+                self._clock_learned(self.clock.refused(exc.newest - wall, time.monotonic()))
             self._reject(asset, exc.reason, exc.detail)
             return
+        if len(readings.ts):
+            self._clock_learned(self.clock.accepted(float(readings.ts[-1]) - wall, time.monotonic()))
         if readings.missing:  # the streaming rule: a reading with a missing value is dropped, not an error
             self.stats.drop("missing_value", readings.missing)
         if not len(readings.ts):
             return
         self.stats.add("readings_in", len(readings.ts))
         self.queue.put(_Item(asset, readings))
+
+    def _clock_learned(self, lead_s: float | None) -> None:
+        """The sensors' clocks were found ahead of the gateway's by ``lead_s`` (None: nothing new)."""
+        if lead_s is None:
+            return
+        if lead_s > 0:
+            log.error("every reading of the last %.0f s was ahead of this gateway's clock: the clock is about %.0f s "
+                      "behind the sensors' (no RTC, no NTP?); readings are now judged against the sensors' time",
+                      PERIOD_S, lead_s)
+            self._report_error("", "clock_behind", f"the gateway's clock is about {lead_s:.0f} s behind its sensors' "
+                               "(every reading was ahead of it); set it (NTP) - readings are accepted meanwhile")
+        else:
+            log.warning("the gateway's clock agrees with its sensors' again")
 
     def _reject(self, asset: str, reason: str, detail: str, readings: int = 0) -> None:
         """Count a rejected input and report it on the errors topic."""

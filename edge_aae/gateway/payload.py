@@ -87,12 +87,20 @@ def _loads(raw: bytes | bytearray | str) -> Any:
     return _DECODER.decode(raw)
 
 
+class FutureTimestamp(PayloadError):
+    """``future_timestamp``: ``newest`` (unix seconds) is later than the limit."""
+
+    def __init__(self, newest: float, max_ts: float) -> None:
+        hint = "; 'ts' is unix seconds, and this looks like milliseconds" if newest > 1e11 else ""
+        super().__init__("future_timestamp", f"'ts' {newest:.0f} is ahead of the gateway's clock by more "
+                         f"than the limit (up to {max_ts:.0f} accepted){hint}")
+        self.newest = newest
+
+
 def _check_newest(newest: float, max_ts: float | None) -> None:
     """``future_timestamp`` when the newest reading is further ahead of the gateway's clock than allowed."""
     if max_ts is not None and newest > max_ts:
-        hint = "; 'ts' is unix seconds, and this looks like milliseconds" if newest > 1e11 else ""
-        raise PayloadError("future_timestamp", f"'ts' {newest:.0f} is ahead of the gateway's clock by more "
-                           f"than the limit (up to {max_ts:.0f} accepted){hint}")
+        raise FutureTimestamp(newest, max_ts)
 
 
 def _column(name: Any, lookup: dict[str, int], filled: list[Any], channels: list[str]) -> int:
