@@ -39,6 +39,7 @@ import numpy as np
 from edge_aae.core.alerting import AlertEvent, AlertTracker
 from edge_aae.core.errors import ConfigError
 from edge_aae.core.protocol import ALERT_QOS, DRIFT_QOS, ERRORS_QOS, FEEDBACK_QOS, SCORE_QOS, STATUS_QOS, Topics
+from edge_aae.gateway.bundle import verify_bundle
 from edge_aae.gateway.clock import PERIOD_S, SensorClock
 from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.drift import DriftMonitor, Reference
@@ -70,14 +71,36 @@ CYCLE_READINGS_PER_BATCH = 4  # the worker takes about 4 x runtime.batch_max rea
 HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often while healthy: a container health check reads it
 
 
-def _with_installed_models(cfg: GatewayConfig, store: ModelStore) -> GatewayConfig:
-    """The config with bundles replaced by those a past update installed (``current.json``)."""
+def _usable_installed(cfg: GatewayConfig, store: ModelStore, asset: str, damaged: list[str]) -> Path | None:
+    """The installed update of ``asset`` ('' = default) if intact, else the previous one; None: neither.
+
+    A bundle whose files no longer match its signed manifest (a worn SD card, a power cut during a
+    write outside the updater) is passed over with an error, never opened: the gateway comes up on
+    the previous version or the configured bundle instead of failing at every restart.
+    """
+    key = Path(cfg.update.public_key) if cfg.update.public_key else None
+    for path in store.candidates(asset):
+        problems = verify_bundle(path, key)
+        if not problems:
+            return path
+        what = f"models.assets.{asset}" if asset else "models.default"
+        damaged.append(f"{what}: the installed update {path.name} is damaged ({'; '.join(problems)[:200]}); "
+                       "passed over for the version before it, else the configured bundle (deploy a newer version to "
+                       "replace it)")
+        log.error("%s", damaged[-1])
+    return None
+
+
+def _with_installed_models(cfg: GatewayConfig, store: ModelStore, damaged: list[str]) -> GatewayConfig:
+    """The config with bundles replaced by those a past update installed (``current.json``), if intact."""
     import dataclasses
 
     m = cfg.models
-    default = store.installed("")
-    assets = {a: dataclasses.replace(spec, bundle=str(store.installed(a)))
-              if spec.bundle and store.installed(a) is not None else spec for a, spec in m.assets.items()}
+    default = _usable_installed(cfg, store, "", damaged)
+    assets = {}
+    for a, spec in m.assets.items():
+        installed = _usable_installed(cfg, store, a, damaged) if spec.bundle else None
+        assets[a] = dataclasses.replace(spec, bundle=str(installed)) if installed is not None else spec
     if default is not None:
         log.info("using the installed update %s for models.default", default)
     models = dataclasses.replace(m, default=str(default) if default is not None else m.default, assets=assets)
@@ -291,14 +314,16 @@ class Daemon:
         self.topics = Topics(cfg.topic_root, cfg.gateway_id)
         self.stats = Stats()
         self.store: ModelStore | None = None
+        damaged: list[str] = []
         if cfg.update.enabled:
             self.store = ModelStore(Path(cfg.update.models_dir))
-            cfg = self.cfg = _with_installed_models(cfg, self.store)
+            cfg = self.cfg = _with_installed_models(cfg, self.store, damaged)
         self.registry = ModelRegistry(cfg)
         self.updater = (Updater(cfg, self.registry, self.store, self._report_update)
                         if self.store is not None else None)
         self.queue = ReadingQueue(cfg.runtime.queue_max_readings, self.stats)
         self._pending_reports: deque[tuple[str, str, str]] = deque(maxlen=1000)
+        self._pending_reports.extend(("", "model_damaged", d) for d in damaged)  # on the errors topic once connected
         self.outbox = Outbox(Path(cfg.outbox.dir), outbox_capacity(cfg), self._outbox_problem)
         self.heartbeat = Path(cfg.outbox.dir) / "heartbeat"
         self.announcements = Announcements(Path(cfg.outbox.dir))

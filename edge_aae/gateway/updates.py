@@ -293,12 +293,18 @@ class ModelStore:
 
     def installed(self, asset: str = "") -> Path | None:
         """The bundle directory currently installed for ``asset`` ('' = default), if it is complete."""
+        found = self.candidates(asset)
+        return found[0] if found else None
+
+    def candidates(self, asset: str = "") -> list[Path]:
+        """The installed and the previous bundle directory of ``asset``, those complete, in that order."""
         entry = self._entry(self.pointer(), asset)
+        out: list[Path] = []
         for key in ("version", "previous"):
             found = self.folder(str(entry.get(key) or ""))
-            if found is not None:
-                return found
-        return None
+            if found is not None and found not in out:
+                out.append(found)
+        return out
 
     def installed_version(self, asset: str = "") -> str | None:
         """The version ``current.json`` names for ``asset`` (None when none or not a valid version)."""

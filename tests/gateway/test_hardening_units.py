@@ -369,3 +369,33 @@ def test_a_full_asset_table_makes_room_only_from_silent_assets_without_an_alert(
     feed("pinned")  # named in models.assets: always scored, over the limit
     assert "pinned" in d.assets
     assert d.stats.counts["assets_dropped"] == 1
+
+
+def test_a_damaged_installed_update_is_passed_over_at_start(tmp_path, bundle, keys):
+    """A worn SD card must not keep the gateway from starting: the version before it is served."""
+    from edge_aae.gateway.config import load_gateway_config
+    from edge_aae.gateway.daemon import Daemon
+    from edge_aae.gateway.updates import ModelStore
+
+    models = tmp_path / "models"
+    store = ModelStore(models)
+    for version in ("2.0.0", "3.0.0"):
+        src = redteam.resign(bundle, tmp_path / version, keys, redteam.with_version(version))
+        files = {p.name: p.read_bytes() for p in src.iterdir()
+                 if p.is_file() and (p.suffix == ".onnx" or p.name.startswith("manifest"))}
+        final = store.install(store.stage(f"u{version[0]}", files), version)
+    onnx = final / json.loads((final / "manifest.json").read_text())["default_model"]
+    onnx.write_bytes(onnx.read_bytes()[:1000])  # 3.0.0 lost the end of its model file
+    update = f'[update]\nenabled = true\npublic_key = "{keys / "public.pem"}"\nmodels_dir = "{models}"\n'
+    cfg = load_gateway_config(write_config(tmp_path / "gw.toml", bundle, tmp_path / "outbox", extra=update),
+                              {"broker_url": "mqtt://127.0.0.1:1"})
+    d = Daemon(cfg)
+    assert d.registry.describe()["default"]["version"] == "2.0.0"
+    assert [r[1] for r in d._pending_reports] == ["model_damaged"]
+    assert "3.0.0" in d._pending_reports[0][2]
+    # both installed versions damaged: the configured bundle
+    prev = store.folder("2.0.0")
+    (prev / "manifest.json").write_text((prev / "manifest.json").read_text().replace("2.0.0", "2.0.1"))
+    d = Daemon(cfg)
+    assert d.registry.describe()["default"]["version"] == "1.0.0"
+    assert len(d._pending_reports) == 2
