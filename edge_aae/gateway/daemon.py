@@ -78,9 +78,8 @@ def _usable_installed(cfg: GatewayConfig, store: ModelStore, asset: str, damaged
     write outside the updater) is passed over with an error, never opened: the gateway comes up on
     the previous version or the configured bundle instead of failing at every restart.
     """
-    key = Path(cfg.update.public_key) if cfg.update.public_key else None
     for path in store.candidates(asset):
-        problems = verify_bundle(path, key)
+        problems = verify_bundle(path)  # the files against the manifest (its signature was checked at install)
         if not problems:
             return path
         what = f"models.assets.{asset}" if asset else "models.default"

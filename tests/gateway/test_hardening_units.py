@@ -394,8 +394,8 @@ def test_a_damaged_installed_update_is_passed_over_at_start(tmp_path, bundle, ke
     assert [r[1] for r in d._pending_reports] == ["model_damaged"]
     assert "3.0.0" in d._pending_reports[0][2]
     # both installed versions damaged: the configured bundle
-    prev = store.folder("2.0.0")
-    (prev / "manifest.json").write_text((prev / "manifest.json").read_text().replace("2.0.0", "2.0.1"))
+    prev_onnx = store.folder("2.0.0") / onnx.name
+    prev_onnx.write_bytes(prev_onnx.read_bytes()[:-10])
     d = Daemon(cfg)
     assert d.registry.describe()["default"]["version"] == "1.0.0"
     assert len(d._pending_reports) == 2
