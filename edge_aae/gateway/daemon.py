@@ -491,6 +491,8 @@ class Daemon:
             out["assets"] = names[:STATUS_MAX_ASSETS]
             out["assets_total"] = len(names)
             out["stats"] = self.stats.snapshot(len(self.queue), len(self.outbox))
+            if self.clock.lead_s > 0:  # the gateway's clock is behind its sensors' (see gateway.clock)
+                out["clock_behind_s"] = round(self.clock.lead_s, 1)
         return json.dumps(out)
 
     # ---- worker -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 
+from edge_aae.core.contract import validation_errors
 from edge_aae.devtools.daemon_process import write_config
 from edge_aae.gateway.clock import MIN_REFUSED, PERIOD_S, SensorClock
 
@@ -81,3 +82,6 @@ def test_the_daemon_hears_sensors_ahead_of_its_clock_after_a_period(tmp_path, bu
     for i in range(100, 110):
         send(i)
     assert len(d.queue) == 10  # heard again, judged against the sensors' time
+    status = json.loads(d._status_payload("online"))
+    assert status["clock_behind_s"] == 86400  # the retained status says so while it lasts
+    assert validation_errors(status, "status") == []
