@@ -71,7 +71,7 @@ CYCLE_READINGS_PER_BATCH = 4  # the worker takes about 4 x runtime.batch_max rea
 HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often while healthy: a container health check reads it
 
 
-def _usable_installed(cfg: GatewayConfig, store: ModelStore, asset: str, damaged: list[str]) -> Path | None:
+def _usable_installed(store: ModelStore, asset: str, damaged: list[str]) -> Path | None:
     """The installed update of ``asset`` ('' = default) if intact, else the previous one; None: neither.
 
     A bundle whose files no longer match its signed manifest (a worn SD card, a power cut during a
@@ -95,10 +95,10 @@ def _with_installed_models(cfg: GatewayConfig, store: ModelStore, damaged: list[
     import dataclasses
 
     m = cfg.models
-    default = _usable_installed(cfg, store, "", damaged)
+    default = _usable_installed(store, "", damaged)
     assets = {}
     for a, spec in m.assets.items():
-        installed = _usable_installed(cfg, store, a, damaged) if spec.bundle else None
+        installed = _usable_installed(store, a, damaged) if spec.bundle else None
         assets[a] = dataclasses.replace(spec, bundle=str(installed)) if installed is not None else spec
     if default is not None:
         log.info("using the installed update %s for models.default", default)
