@@ -26,6 +26,7 @@ glibc the corresponding step is skipped (a refused ``madvise`` is said in the in
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import sys
 from dataclasses import dataclass
@@ -58,13 +59,20 @@ class TrimResult:
     failed: int
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """The C library's symbols, from this process's own namespace (no ``ldconfig`` subprocess)."""
+    """The C library's symbols, from this process's own namespace (no ``ldconfig`` subprocess); looked up once."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
-    return libc if hasattr(libc, "madvise") else None
+    if not hasattr(libc, "madvise"):
+        return None
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.madvise.restype = ctypes.c_int
+    if hasattr(libc, "malloc_trim"):  # glibc's; musl has none
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    return libc
 
 
 def file_mappings(maps_text: str) -> list[tuple[int, int]]:
@@ -96,7 +104,6 @@ def trim_heap() -> bool:
     libc = _libc()
     if libc is None or not hasattr(libc, "malloc_trim"):  # glibc's; musl has none
         return False
-    libc.malloc_trim.argtypes = [ctypes.c_size_t]
     libc.malloc_trim(0)
     return True
 
@@ -119,8 +126,6 @@ def trim_memory() -> TrimResult | None:
     except OSError as exc:
         log.debug("memory trim skipped: %s", exc)
         return None
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    libc.madvise.restype = ctypes.c_int
     failed = 0
     for lo, hi in spans:
         if libc.madvise(lo, hi - lo, MADV_PAGEOUT) != 0:

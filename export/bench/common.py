@@ -50,3 +50,21 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def process_memory(pid: int) -> dict[str, float]:
+    """``VmRSS``, ``RssAnon``, ``RssFile`` and ``Pss`` of a process, MB (Linux ``/proc``).
+
+    ``Pss``: the proportional set size, pages other processes map too counted in proportion.
+    """
+    out = {}
+    for name, keys in (("status", ("VmRSS", "RssAnon", "RssFile")), ("smaps_rollup", ("Pss",))):
+        try:
+            with open(f"/proc/{pid}/{name}", encoding="ascii") as f:
+                for line in f:
+                    key, _, rest = line.partition(":")
+                    if key in keys:
+                        out[key] = int(rest.split()[0]) / 1024
+        except OSError:  # smaps_rollup: Linux 4.14 and later
+            pass
+    return out

@@ -33,6 +33,7 @@ from edge_aae.devtools.mosquitto import Mosquitto
 from edge_aae.gateway.bundle import open_bundle
 from edge_aae.gateway.config import RuntimeConfig
 from edge_aae.gateway.memtrim import TRIM_AFTER_S  # not the daemon module: this process must not map onnxruntime
+from export.bench.common import process_memory
 
 log = logging.getLogger(__name__)
 ROOT, GW = "edge-aae", "bench"
@@ -284,24 +285,6 @@ def paced_latencies(port: int, msgs: list[tuple[str, bytes, float]], rate_per_s:
     return np.array([(at[k] - sent_at[k]) * 1e3 for k in at if k in sent_at])
 
 
-def _memory(pid: int) -> dict[str, float]:
-    """``VmRSS``, ``RssAnon``, ``RssFile`` and ``Pss`` of a process, MB.
-
-    ``Pss``: the proportional set size, pages other processes map too counted in proportion.
-    """
-    out = {}
-    for name, keys in (("status", ("VmRSS", "RssAnon", "RssFile")), ("smaps_rollup", ("Pss",))):
-        try:
-            with open(f"/proc/{pid}/{name}", encoding="ascii") as f:
-                for line in f:
-                    key, _, rest = line.partition(":")
-                    if key in keys:
-                        out[key] = int(rest.split()[0]) / 1024
-        except OSError:  # smaps_rollup: Linux 4.14 and later
-            pass
-    return out
-
-
 def _rss_sampler(pid: int, stop: threading.Event, out: list[float]) -> None:
     while not stop.is_set():
         try:
@@ -360,7 +343,7 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
             quarter = daemon_rate / 4  # one reading at a time costs more than in the flat-out run's batches
             paced = _messages(channels, n_assets, min(len(msgs), int(quarter * 10)), t0 + 3e6)
             delays_q = paced_latencies(broker.port, paced, quarter, len(paced) - n_assets * (window_len - 1), tmp)
-            steady = _memory(daemon.pid)  # after 20 s of scoring 8 assets, scores published
+            steady = process_memory(daemon.pid)  # after 20 s of scoring 8 assets, scores published
             stop.set()
             status.close()
             daemon.terminate()

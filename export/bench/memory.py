@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from export.bench.common import process_memory, update_section
+
 _PROBE = r"""
 import sys
 def rss():
@@ -89,21 +91,6 @@ for phase, n, t0 in (("flat", int(sys.argv[4]), 1.7e9), ("paced", int(sys.argv[5
 """
 
 
-def _process_memory(pid: int) -> dict[str, float]:
-    """``VmRSS``, ``RssAnon``, ``RssFile``, ``Pss`` of a process, MB."""
-    out = {}
-    for name, keys in (("status", ("VmRSS", "RssAnon", "RssFile")), ("smaps_rollup", ("Pss",))):
-        try:
-            with open(f"/proc/{pid}/{name}", encoding="ascii") as f:
-                for line in f:
-                    key, _, rest = line.partition(":")
-                    if key in keys:
-                        out[key] = int(rest.split()[0]) / 1024
-        except OSError:  # smaps_rollup: Linux 4.14 and later
-            pass
-    return out
-
-
 def live(bundle: Path, n_assets: int = 8, flat_readings: int = 20000, rate_per_s: float = 800.0,
          paced_s: float = 20.0) -> dict[str, float]:
     """Steady-state memory of ``edge-aae serve`` (default settings, 8 assets), the only Python process.
@@ -166,7 +153,7 @@ def live(bundle: Path, n_assets: int = 8, flat_readings: int = 20000, rate_per_s
             time.sleep(1.0)
             if daemon.poll() is not None:
                 raise RuntimeError(f"daemon exited: {(tmp / 'daemon.log').read_text()[-500:]}")
-            return _process_memory(daemon.pid)
+            return process_memory(daemon.pid)
         finally:
             daemon.terminate()
             daemon.wait(30)
@@ -184,8 +171,6 @@ def main() -> int:
     table += "\n\n" + LIVE.format(**alone)
     print(table)
     if args.update:
-        from export.bench.common import update_section
-
         update_section(args.update, "memory", "## Gateway daemon memory\n\n" + table + "\n\n" + note(table),
                        f"python -m export.bench.memory {args.bundle}")
     return 0
