@@ -29,6 +29,8 @@ FAULT_KINDS = ("spike", "drift", "stuck", "broken_correlation", "level_shift", "
 UNSEEN_MODE = "unseen_mode"
 ALL_FAULT_KINDS = (*FAULT_KINDS, UNSEEN_MODE)
 UNSEEN_LOADS = (0.40, 0.70)  # halfway between the trained modes: passed through on ramps, never held
+UNSEEN_BAND = 0.05  # an unseen_mode fault is labelled while the drive's load is this close to its unseen load
+UNSEEN_LEAD_S = 300  # the setpoint moves to the unseen load this long before the planned label
 NOISE_SD = np.array([4.0, 0.25, 0.8, 0.06, 0.15, 0.15, 0.05, 0.4])
 START_TS = 1_700_000_000.0
 
@@ -155,13 +157,14 @@ def generate(seed: int = 0, train_rows: int = 14_400, test_rows: int = 10_800,
     faults = _plan_faults(rng, test_rows, faults_per_kind, kinds)
     setpoint = _schedule(rng, test_rows)
     for f in faults:
-        if f.kind == UNSEEN_MODE:  # settle at a load never held in training, 300 s before the label
-            setpoint[max(0, f.start - 300):f.end] = UNSEEN_LOADS[int(rng.integers(len(UNSEEN_LOADS)))]
+        if f.kind == UNSEEN_MODE:  # settle at a load never held in training, before the planned label
+            setpoint[max(0, f.start - UNSEEN_LEAD_S):f.end] = UNSEEN_LOADS[int(rng.integers(len(UNSEEN_LOADS)))]
         if f.kind == "stuck":  # a stuck sensor shows when the process moves
             mid = f.start + (f.end - f.start) // 10
             cur = setpoint[mid]
             setpoint[mid:f.end + 150] = max(MODE_LOADS, key=lambda v: abs(v - cur))
     test = _physics(rng, setpoint)
+    faults = _label_unseen_modes(faults, setpoint)
     labels = np.zeros(test_rows, dtype=np.int8)
     for f in faults:
         s, e = f.start, f.end
@@ -209,6 +212,31 @@ def generate(seed: int = 0, train_rows: int = 14_400, test_rows: int = 10_800,
         test = np.hstack([test, _aux_values(mix_rng, test, mixes)])
         names += [f"aux_{k:02d}" for k in range(channels - len(CHANNELS))]
     return SynthResult(train_ts, train, test_ts, test, labels, faults, names)
+
+
+def _label_unseen_modes(faults: list[Fault], setpoint: np.ndarray) -> list[Fault]:
+    """Each ``unseen_mode`` fault spans the rows where the drive's load is near its unseen load.
+
+    The machine is in the unseen mode from the moment the drive's ramp (a 45 s lag) has brought
+    its load within :data:`UNSEEN_BAND` of the unseen setpoint until the ramp back takes it out
+    again, not only over the planned rows: those rows are the fault's start and end. They never
+    reach into the fault planned before or after it.
+    """
+    load = _lag(setpoint, 45.0)
+    bounds = [0] + [f.end for f in faults] + [len(setpoint)]
+    starts = [f.start for f in faults] + [len(setpoint)]
+    out = []
+    for i, f in enumerate(faults):
+        if f.kind != UNSEEN_MODE:
+            out.append(f)
+            continue
+        lo, hi = max(bounds[i], f.start - UNSEEN_LEAD_S), starts[i + 1]
+        target = setpoint[f.start]
+        near = np.flatnonzero(np.abs(load[lo:hi] - target) < UNSEEN_BAND)
+        runs = np.split(near, np.flatnonzero(np.diff(near) > 1) + 1)
+        run = next(r for r in runs if r[0] + lo <= f.start < r[-1] + lo + 1)  # the stretch holding the plan
+        out.append(Fault(f.kind, int(run[0] + lo), int(run[-1] + lo + 1), f.channels))
+    return out
 
 
 def _aux_mixes(rng: np.random.Generator, n: int, unit: np.ndarray) -> np.ndarray:

@@ -57,6 +57,21 @@ def test_unseen_mode_is_opt_in_and_stays_inside_the_training_range():
     assert abs(np.median(load_channel) - (600 + 900 * np.array(synth.UNSEEN_LOADS))).min() < 30
 
 
+def test_unseen_mode_is_labelled_while_the_machine_is_at_the_unseen_load():
+    # the label spans the ramp-settled stretch: not the rows before the drive got there, not fewer
+    for seed in (0, 1):
+        r = synth.generate(seed, kinds=synth.ALL_FAULT_KINDS)
+        load = (r.test[:, synth.CHANNELS.index("speed_rpm")] - 600) / 900
+        for f in (f for f in r.faults if f.kind == "unseen_mode"):
+            target = min(synth.UNSEEN_LOADS, key=lambda v: abs(v - np.median(load[f.start:f.end])))
+            assert abs(np.mean(load[f.start:f.start + 20]) - target) < synth.UNSEEN_BAND
+            assert abs(np.mean(load[f.end - 20:f.end]) - target) < synth.UNSEEN_BAND
+            if f.start >= 40:  # the drive was still on its way just before
+                assert abs(np.mean(load[f.start - 40:f.start - 20]) - target) > synth.UNSEEN_BAND
+            assert abs(np.mean(load[f.end + 20:f.end + 40]) - target) > synth.UNSEEN_BAND
+            assert r.labels[f.start:f.end].all() and not r.labels[f.end:f.end + 1].any()
+
+
 def test_unknown_fault_kinds_are_refused():
     with pytest.raises(ValueError, match="meteor"):
         synth.generate(seed=0, kinds=("meteor",))
