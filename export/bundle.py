@@ -300,7 +300,7 @@ def _build_in(tmp: Path, det: AAEDetector, calib: dict[str, np.ndarray], val: np
         versions={"edge_aae": __version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
         golden=golden,
         golden_tolerance={DEFAULT_MODEL: 1e-3 if default_kind == "int8" else 1e-4, FP32_MODEL: 1e-4},
-        monitor=monitor_reference(calib))
+        monitor=monitor_reference(calib), unseen_state=det.unseen_rule_)
     for name in dict.fromkeys([*models, INT8_MODEL]):
         if (tmp / name).exists():
             _embed_manifest(tmp / name, manifest.to_json(with_files=False))  # the INT8 working copy too

@@ -54,6 +54,7 @@ class Alert:
     model_name: str
     model_version: str
     topic: str = ""
+    cause: str = "score"  # or "unseen_state" (see the alert schema)
 
     @property
     def ratio(self) -> float:
@@ -119,7 +120,7 @@ def parse_alert(topic: str, payload: bytes) -> Alert | InvalidMessage:
     return Alert(msg["id"], msg["alert_id"], msg["event"], msg["gateway"], msg["asset"], float(msg["ts"]),
                  float(msg["since"]), float(msg["score"]), float(msg["peak_score"]), float(msg["threshold"]),
                  [(c["channel"], float(c["share"])) for c in msg["top_channels"]],
-                 msg["model"]["name"], msg["model"]["version"], topic)
+                 msg["model"]["name"], msg["model"]["version"], topic, str(msg.get("cause", "score")))
 
 
 def parse_status(topic: str, payload: bytes, retained: bool = False) -> GatewayStatus | InvalidMessage:

@@ -29,6 +29,7 @@ class AlertEvent:
     peak_score: float
     threshold: float
     top_channels: list[dict[str, Any]] = field(default_factory=list)
+    cause: str = "score"  # or "unseen_state": raised by the unseen-state rule with the score under the threshold
 
     @property
     def id(self) -> str:
@@ -59,9 +60,13 @@ class AlertTracker:
         self._last_cleared = -np.inf
 
     def update(self, ts: float, score: float, threshold: float, channel_scores: np.ndarray,
-               channels: list[str], n_top: int = 3) -> AlertEvent | None:
-        """Feed one scored window (``ts``: its last reading); returns an event when the state changes."""
-        over = bool(score > threshold)
+               channels: list[str], n_top: int = 3, held: bool = False) -> AlertEvent | None:
+        """Feed one scored window (``ts``: its last reading); returns an event when the state changes.
+
+        ``held``: the window is flagged by the unseen-state rule (:mod:`edge_aae.core.unseen_state`);
+        it counts as over the threshold whatever its score.
+        """
+        over = bool(score > threshold) or held
         if len(self._recent) == self._recent.maxlen and self._recent[0][0]:
             self._n_over -= 1  # the oldest falls out of the last n
         self._recent.append((over, ts))
@@ -70,7 +75,8 @@ class AlertTracker:
             if self._n_over >= self.k and ts - self._last_cleared >= self.cooldown_s:
                 since = next(t for o, t in self._recent if o)
                 self.active = AlertEvent("raised", uuid.uuid4().hex[:16], ts, since, float(score), float(score),
-                                         float(threshold), top_channels(channel_scores, channels, n_top))
+                                         float(threshold), top_channels(channel_scores, channels, n_top),
+                                         "score" if score > threshold or not held else "unseen_state")
                 self._under = 0
                 return self.active
             return None
@@ -88,17 +94,17 @@ class AlertTracker:
             self._recent.clear()
             self._n_over = 0
             return AlertEvent("cleared", a.alert_id, ts, a.since, float(score), a.peak_score, float(threshold),
-                              a.top_channels)
+                              a.top_channels, a.cause)
         return None
 
     def update_many(self, ts: np.ndarray, score: np.ndarray, threshold: float, channel_scores: np.ndarray,
-                    channels: list[str], n_top: int = 3) -> list[AlertEvent]:
+                    channels: list[str], n_top: int = 3, held: np.ndarray | None = None) -> list[AlertEvent]:
         """Feed a block of scored windows of this asset, in order; the events in order.
 
         Exactly what :meth:`update` one window at a time gives. A quiet block (no alert active
         and no window over the threshold) only moves the last-n window along, in one step.
         """
-        if self.active is None and not bool((score > threshold).any()):
+        if self.active is None and not bool((score > threshold).any()) and (held is None or not held.any()):
             recent = self._recent
             maxlen = recent.maxlen or 0
             times = ts.tolist()
@@ -113,7 +119,8 @@ class AlertTracker:
             return []
         events = []
         for j in range(len(ts)):
-            event = self.update(float(ts[j]), float(score[j]), threshold, channel_scores[j], channels, n_top)
+            event = self.update(float(ts[j]), float(score[j]), threshold, channel_scores[j], channels, n_top,
+                                held is not None and bool(held[j]))
             if event is not None:
                 events.append(event)
         return events

@@ -33,7 +33,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
               "score": 87.5, "peak_score": 87.5, "threshold": 41.3,
               "top_channels": [{"channel": "flow_m3h", "share": 0.81}, {"channel": "pressure_bar", "share": 0.07},
                                {"channel": "current_a", "share": 0.04}],
-              "model": {"name": "pump", "version": "2026.11.23.1200"}},
+              "model": {"name": "pump", "version": "2026.11.23.1200"}, "cause": "score"},
     "status": {"state": "online", "gateway": "rpi4-line2", "ts": 1700000200.0, "since": 1699990000.0,
                "models": {"default": {"name": "pump", "version": "2026.11.23.1200", "file": "model.onnx"}},
                "healthy": True, "assets": ["pump7"], "assets_total": 1,

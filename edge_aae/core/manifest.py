@@ -23,6 +23,7 @@ import numpy as np
 
 from edge_aae.core.errors import CorruptModelError
 from edge_aae.core.streaming import DEFAULT_GAP_FACTOR, StreamRule
+from edge_aae.core.unseen_state import UnseenStateRule
 
 MANIFEST_SCHEMA_VERSION = 1
 METADATA_KEY = "edge_aae_manifest"
@@ -129,6 +130,8 @@ class Manifest:
     # what the gateway's drift monitor compares with: channel_low / channel_high, the 0.5th and
     # 99.5th percentiles of normal training windows' per-channel means (raw units)
     monitor: dict[str, Any] = field(default_factory=dict)
+    # the latent score's sustained-excess rule (edge_aae.core.unseen_state); None: the model has none
+    unseen_state: UnseenStateRule | None = None
 
     def threshold(self, model_file: str | None = None) -> float:
         """The threshold calibrated for ``model_file`` (default: the default model)."""
@@ -164,6 +167,7 @@ class Manifest:
             "golden": list(self.golden),
             "golden_tolerance": dict(self.golden_tolerance),
             "monitor": dict(self.monitor),
+            "unseen_state": None if self.unseen_state is None else self.unseen_state.to_json(),
         }
         if with_files:
             out["files"] = {k: dict(v) for k, v in self.files.items()}
@@ -224,6 +228,10 @@ class Manifest:
             raise bad("stream.gap_factor", "a number > 1")
         if stream.get("missing", "drop") != "drop":
             raise bad("stream.missing", "'drop'")
+        try:
+            unseen = UnseenStateRule.from_json(d.get("unseen_state"), "unseen_state")
+        except ValueError as exc:
+            raise bad("unseen_state", f"null or an object with level, span and share ({exc})") from None
         info = ModelInfo(model["name"], model["version"], str(model.get("created", "")),
                          str(model.get("arch", "")), str(model.get("prior", "")))
         return cls(
@@ -235,4 +243,5 @@ class Manifest:
             training_data_fingerprint=str(d.get("training_data_fingerprint", "")),
             versions=dict(d.get("versions", {})), golden=list(d.get("golden", [])),
             golden_tolerance={str(k): float(v) for k, v in dict(d.get("golden_tolerance", {})).items()},
-            files=dict(d["files"]), monitor=dict(d["monitor"]) if isinstance(d.get("monitor"), dict) else {})
+            files=dict(d["files"]), monitor=dict(d["monitor"]) if isinstance(d.get("monitor"), dict) else {},
+            unseen_state=unseen)

@@ -24,6 +24,8 @@ class WindowScores:
         latent_score: ``(n,)`` normalized latent distance (to the nearest normal training code).
         threshold: the label-free threshold the flags use.
         channels: channel names in column order.
+        unseen_state: ``(n,)`` bool, windows flagged by the unseen-state rule
+            (:mod:`edge_aae.core.unseen_state`), or None where the model has no such rule.
 
     """
 
@@ -34,11 +36,13 @@ class WindowScores:
     latent_score: np.ndarray
     threshold: float
     channels: list[str]
+    unseen_state: np.ndarray | None = None
 
     @property
     def is_anomaly(self) -> np.ndarray:
-        """``(n,)`` int8: 1 where the score exceeds the threshold."""
-        return (self.score > self.threshold).astype(np.int8)
+        """``(n,)`` int8: 1 where the score exceeds the threshold or the unseen-state rule holds."""
+        over = self.score > self.threshold
+        return (over if self.unseen_state is None else over | self.unseen_state).astype(np.int8)
 
     @property
     def top_channel(self) -> list[str]:

@@ -39,6 +39,7 @@ import numpy as np
 from edge_aae.core.alerting import AlertEvent, AlertTracker
 from edge_aae.core.errors import ConfigError
 from edge_aae.core.protocol import ALERT_QOS, DRIFT_QOS, ERRORS_QOS, FEEDBACK_QOS, SCORE_QOS, STATUS_QOS, Topics
+from edge_aae.core.unseen_state import UnseenStateTracker
 from edge_aae.gateway.bundle import verify_bundle
 from edge_aae.gateway.clock import PERIOD_S, SensorClock
 from edge_aae.gateway.config import GatewayConfig, outbox_capacity
@@ -297,6 +298,7 @@ class _AssetState:
     monitor_published: float = 0.0
     score_messages: ScoreMessages | None = None  # the score message template of the current model
     score_scorer: Any = None  # the scorer it was made for
+    unseen: UnseenStateTracker | None = None  # the model's unseen-state rule over this asset's windows
 
 
 class Daemon:
@@ -566,9 +568,13 @@ class Daemon:
                     rejected[outcome] = rejected.get(outcome, 0) + 1
                 elif outcome == "gap_reset":
                     self.stats.add("gap_resets")
+                    if state.unseen is not None:
+                        state.unseen.reset()
                 elif outcome == "stream_reset":
                     self.stats.add("stream_resets")
                     state.tracker = self._new_tracker()
+                    if state.unseen is not None:
+                        state.unseen.reset()
                     self._report_error(item.asset, "stream_reset", f"more than {state.stream.window_len} readings "
                                        "in a row were older than the newest one (a clock jump?); the stream starts "
                                        f"over at {float(ts):.3f}")
@@ -827,8 +833,14 @@ class Daemon:
             for payload in enc.encode_many(end_ts[pick].tolist(), score[pick].astype(np.float64).round(6).tolist(),
                                            lat_values, rows):
                 publish(topic, payload, qos=SCORE_QOS)
+        rule = scorer.bundle.manifest.unseen_state
+        held = None
+        if rule is not None:  # a sustained latent excess counts as over the threshold (same rule offline)
+            if state.unseen is None or state.unseen.rule != rule:
+                state.unseen = UnseenStateTracker(rule)
+            held = state.unseen.update_many(latent)
         for event in state.tracker.update_many(end_ts, score, scorer.threshold, channel_scores, scorer.channels,
-                                               self.cfg.alerting.top_channels):
+                                               self.cfg.alerting.top_channels, held):
             self._send_alert(asset, event, slot)
 
     def _send_alert(self, asset: str, event: AlertEvent, slot: ModelSlot) -> None:
@@ -838,7 +850,7 @@ class Daemon:
                    "gateway": self.cfg.gateway_id, "asset": asset, "ts": event.ts, "since": event.since,
                    "score": round(event.score, 6), "peak_score": round(event.peak_score, 6),
                    "threshold": event.threshold, "top_channels": event.top_channels,
-                   "model": {"name": b.name, "version": b.version}}
+                   "model": {"name": b.name, "version": b.version}, "cause": event.cause}
         if self.feedback is not None:
             self.feedback.note_alert(asset, event.event, event.alert_id, event.since, event.ts)
             if self.feedback.is_muted(asset):

@@ -14,6 +14,7 @@ from edge_aae.core.errors import CorruptModelError, DataError, ModelMismatchErro
 from edge_aae.core.manifest import GRAPH_INPUT, GRAPH_OUTPUTS
 from edge_aae.core.scores import WindowScores
 from edge_aae.core.streaming import StreamRule
+from edge_aae.core.unseen_state import stream_breaks
 from edge_aae.core.windows import longest_segment, stream_windows
 from edge_aae.gateway.bundle import Bundle, open_bundle
 
@@ -144,5 +145,7 @@ class BundleScorer:
                             f"segment: {longest_segment(data, self.stream_rule, period)} rows)")
         parts = [s.score_windows(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)]
         score, channel_scores, latent = (np.concatenate(p) for p in zip(*parts, strict=True))
+        rule = s.bundle.manifest.unseen_state
+        held = None if rule is None else rule.flags(latent, stream_breaks(ends, s.bundle.stride))
         return WindowScores(ends, data.timestamps[ends], score, channel_scores, latent, s.threshold,
-                            list(s.channels))
+                            list(s.channels), unseen_state=held)

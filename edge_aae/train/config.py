@@ -56,6 +56,8 @@ class TrainConfig:
     adversarial_weight: float = _opt(0.1, 'weight of the adversarial loss beside the reconstruction error; '
                                            '0 trains the plain autoencoder')
     latent_weight: float = _opt(0.5, 'weight of the latent score in the combined score')
+    unseen_state: bool = _opt(True, 'flag an operating state never seen in training: the latent score over its '
+                                    'own threshold for most of two window lengths (error score with a tail fit)')
     score_tail: float = _opt(0.25, "how much the score favours a window's most recent samples (smaller: more)")
     # "error": time-weighted squared reconstruction error per channel, RMS over channels.
     # "shift": Hotelling's T² of the time-weighted mean residual per channel (a sustained

@@ -29,6 +29,7 @@ from edge_aae.core.errors import CorruptModelError, DataError, ModelMismatchErro
 from edge_aae.core.scores import WindowScores
 from edge_aae.core.streaming import StreamRule
 from edge_aae.core.thresholds import fit_threshold, pot_min_scores, t2_limit
+from edge_aae.core.unseen_state import UnseenStateRule, stream_breaks
 from edge_aae.core.windows import (
     RobustScaler,
     gather_windows,
@@ -76,6 +77,8 @@ class AAEDetector:
         self.config = config or TrainConfig()
         self.config_ = self.config
         self.name = name
+        self.unseen_rule_: UnseenStateRule | None = None
+        self.unseen_reason_ = "off: not fitted"
 
     # ----------------------------------------------------------------- fit
     def fit(self, data: SensorData | np.ndarray, progress: bool = False, checkpoint: Path | None = None,
@@ -197,6 +200,28 @@ class AAEDetector:
                             rules=methods, t2_n_effective=self.shift_n_eff_ if cfg.score_stat == "shift" else None,
                             n_channels=len(self.channels_), floor=self.score_floor())
         self.thresholds_, self.threshold_rule_, self.threshold_ = fit.by_rule, fit.rule, fit.value
+        self.unseen_rule_, self.unseen_reason_ = self._fit_unseen_state(calibration["val"].shape[0])
+
+    def _fit_unseen_state(self, n_val: int) -> tuple[UnseenStateRule | None, str]:
+        """The unseen-state rule (:mod:`edge_aae.core.unseen_state`) and why it is on or off.
+
+        Its level is the latent score's own threshold on the validation windows, by the score's
+        rule and target; the training windows are the code bank itself (distance 0), so only
+        validation windows calibrate it, and only when they are enough for a tail fit.
+        """
+        cfg = self.config_
+        if not cfg.unseen_state:
+            return None, "off (unseen_state = false)"
+        if cfg.score_stat != "error":
+            return None, f"off: the {cfg.score_stat} score (a short training stretch) leaves no tail fit for it"
+        if n_val < pot_min_scores(cfg.pot_init_quantile):
+            return None, f"off: {n_val} validation windows are too few for a tail fit of the latent score"
+        latent = self.score_windows(self.load_calibration()["val"])[2]
+        level = fit_threshold(latent, latent, self.threshold_rule_, cfg.target_far,
+                              init_quantile=cfg.pot_init_quantile, span=self.threshold_span_).value
+        rule = UnseenStateRule.for_window(level, cfg.window_len, cfg.stride)
+        return rule, (f"on: latent score over {level:.3g} (its {self.threshold_rule_} threshold on {n_val} validation "
+                      f"windows) in {rule.needed} of the last {rule.span} windows")
 
     def score_floor(self) -> float:
         """The lowest value the score can take.
@@ -280,6 +305,7 @@ class AAEDetector:
             "threshold": self.threshold_,
             "threshold_rule": self.threshold_rule_,
             "thresholds": self.thresholds_,
+            "unseen_state": self.unseen_reason_,
             "constant_channels": [c for c, k in zip(self.channels_, self.scaler_.constant_, strict=True) if k],
             "preset": {"name": self.config_.preset, "decisions": self.preset_},
             "val_windows": int(val_scaled.shape[0]),
@@ -324,8 +350,13 @@ class AAEDetector:
                             f"(longest usable segment: {longest_segment(data, self.stream_rule, self.sample_period_s_)}"
                             " rows)")
         score, channel_scores, latent = self.score_windows(windows)
+        held = None
+        if self.unseen_rule_ is not None:  # its span counts windows: at another stride, as many rows
+            step = stride or self.config_.stride
+            rule = UnseenStateRule.for_window(self.unseen_rule_.level, self.config_.window_len, step)
+            held = rule.flags(latent, stream_breaks(ends, step))
         return WindowScores(ends, data.timestamps[ends], score, channel_scores, latent,
-                            self.threshold_, list(self.channels_))
+                            self.threshold_, list(self.channels_), unseen_state=held)
 
     @property
     def stream_rule(self) -> StreamRule:
@@ -392,6 +423,8 @@ class AAEDetector:
             "threshold": self.threshold_,
             "threshold_rule": self.threshold_rule_,
             "threshold_span": self.threshold_span_,
+            "unseen_state": None if self.unseen_rule_ is None else self.unseen_rule_.to_json(),
+            "unseen_state_reason": self.unseen_reason_,
             "preset": {"name": self.config_.preset, "decisions": getattr(self, "preset_", [])},
             "thresholds": self.thresholds_,
             "constant_channels": [c for c, k in zip(self.channels_, self.scaler_.constant_, strict=True) if k],
@@ -436,6 +469,8 @@ class AAEDetector:
             det.threshold_rule_ = str(meta.get("threshold_rule", det.config_.threshold))
             det.threshold_span_ = float(meta.get("threshold_span", 1.0))
             det.fingerprint_ = str(meta["training_data_fingerprint"])
+            det.unseen_rule_ = UnseenStateRule.from_json(meta.get("unseen_state"), f"{meta_path}: unseen_state")
+            det.unseen_reason_ = str(meta.get("unseen_state_reason", "off: the run predates the rule"))
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptModelError(f"{meta_path}: missing or invalid field ({exc})") from None
         cfg = det.config_

@@ -210,7 +210,7 @@ def _pca(train: np.ndarray, test: np.ndarray, variance: float) -> tuple[np.ndarr
 
 
 def _score_unit(unit: Unit, cfg: TrainConfig, work: Path, tag: _UnitTag | None = None
-                ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, float]], dict[str, Any]]:
+                ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, float, np.ndarray]], dict[str, Any]]:
     """Per method: (scores at every test point, contributions (n, C) or empty, threshold); export facts.
 
     The INT8 row is the INT8 model whether or not it passed the parity gate; the shipped row is
@@ -225,34 +225,37 @@ def _score_unit(unit: Unit, cfg: TrainConfig, work: Path, tag: _UnitTag | None =
     tail = unit.train.slice_rows(max(0, len(unit.train.timestamps) - cfg.window_len + 1), len(unit.train.timestamps))
     ext = _concat(tail, unit.test)
     first = len(ext.timestamps) - n_test
-    out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray, float, np.ndarray]] = {}
     info: dict[str, Any] = {}
 
-    def at_points(res: Any) -> tuple[np.ndarray, np.ndarray]:
+    def at_points(res: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores, contributions and flags (score over the threshold or the unseen-state rule) per test point."""
         scores = np.full(n_test, np.nan)
         contrib = np.zeros((n_test, len(unit.test.channels)))
+        flags = np.zeros(n_test, dtype=bool)
         keep = res.ends >= first
         scores[res.ends[keep] - first] = res.score[keep]
         contrib[res.ends[keep] - first] = res.channel_scores[keep]
+        flags[res.ends[keep] - first] = res.is_anomaly[keep] == 1
         # points in a gap-split segment's first window_len - 1 rows: carry the last score forward
         for i in range(1, n_test):
             if np.isnan(scores[i]):
-                scores[i], contrib[i] = scores[i - 1], contrib[i - 1]
-        return np.nan_to_num(scores, nan=float(np.nanmin(scores))), contrib
+                scores[i], contrib[i], flags[i] = scores[i - 1], contrib[i - 1], flags[i - 1]
+        return np.nan_to_num(scores, nan=float(np.nanmin(scores))), contrib, flags
 
     for method, adv in (("AAE (torch)", cfg.adversarial_weight), ("plain AE (torch)", 0.0)):
         if tag is not None:  # warnings name the unit and the method
             tag.unit = f"{unit.name}, {method.split(' (')[0]}"
         det = AAEDetector(dataclasses.replace(cfg, adversarial_weight=adv)).fit(unit.train)
-        s, c = at_points(det.score(ext))
-        out[method] = (s, c, det.threshold_)
+        s, c, f = at_points(det.score(ext))
+        out[method] = (s, c, det.threshold_, f)
         if method == "AAE (torch)":
             run = work / "run"
             det.save(run)
             report = build_bundle(run, work / "bundle", version="1.0.0", force=True, keep_int8=True)
             scorer = BundleScorer(work / "bundle", INT8_MODEL)
-            s8, c8 = at_points(scorer.score(ext))
-            out["AAE INT8 (onnxruntime)"] = (s8, c8, scorer.scorer.threshold)
+            s8, c8, f8 = at_points(scorer.score(ext))
+            out["AAE INT8 (onnxruntime)"] = (s8, c8, scorer.scorer.threshold, f8)
             info = {"int8_gate_passed": bool(report.int8 is not None and report.int8.passed),
                     "int8_quantization": report.int8_quantization,
                     "shipped": report.default_kind, "reason": report.default_reason,
@@ -261,7 +264,8 @@ def _score_unit(unit: Unit, cfg: TrainConfig, work: Path, tag: _UnitTag | None =
                 out[SHIPPED] = out["AAE INT8 (onnxruntime)"]
             else:
                 shipped = BundleScorer(work / "bundle", DEFAULT_MODEL)
-                out[SHIPPED] = (*at_points(shipped.score(ext)), shipped.scorer.threshold)
+                ss, cs, fs = at_points(shipped.score(ext))
+                out[SHIPPED] = (ss, cs, shipped.scorer.threshold, fs)
     if tag is not None:
         tag.unit = f"{unit.name}, PCA T²+Q"
     cut = int(len(unit.train.values) * (1 - cfg.val_fraction))
@@ -270,7 +274,8 @@ def _score_unit(unit: Unit, cfg: TrainConfig, work: Path, tag: _UnitTag | None =
     # the detector's rule; "t2" is the shift score's own limit, PCA's T² + Q has none: it keeps POT
     thr = fit_threshold(val_scores, fit_scores, "pot" if cfg.threshold == "t2" else cfg.threshold, cfg.target_far,
                         init_quantile=cfg.pot_init_quantile).value
-    out["PCA T²+Q"] = (test_scores, pca_contributions(unit.train.values[:cut], unit.test.values), thr)
+    out["PCA T²+Q"] = (test_scores, pca_contributions(unit.train.values[:cut], unit.test.values), thr,
+                       test_scores > thr)
     return out, info
 
 
@@ -327,8 +332,8 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
         ts = unit.test.timestamps
         _save_scores(out_dir / "scores" / f"{unit.name.replace('/', '_')}.npz", y, ts, scored)
         clean = normal_windows(y, cfg.window_len)
-        for method, (s, contrib, thr) in scored.items():
-            pred = (s > thr).astype(np.int8)
+        for method, (s, contrib, thr, flags) in scored.items():
+            pred = flags.astype(np.int8)  # over the threshold, or held by the unseen-state rule
             p, r, f1 = precision_recall_f1(y, pred)
             row: dict[str, Any] = {"f1": f1, "precision": p, "recall": r, "threshold": float(thr),
                                    "far_normal_windows_pct": 100 * float(pred[clean].mean()) if clean.any() else None}
@@ -408,16 +413,17 @@ def _run_units(dataset: str, path: Path, out_dir: Path, cfg: TrainConfig, units:
 
 
 def _save_scores(path: Path, labels: np.ndarray, timestamps: np.ndarray,
-                 scored: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> None:
-    """Each method's test scores and threshold beside the labels, for plots and threshold studies.
+                 scored: dict[str, tuple[np.ndarray, np.ndarray, float, np.ndarray]]) -> None:
+    """Each method's test scores, threshold and flags beside the labels, for plots and threshold studies.
 
-    ``methods`` names the methods; ``score_K`` and ``threshold_K`` are the K-th one's.
+    ``methods`` names the methods; ``score_K``, ``threshold_K`` and ``flag_K`` are the K-th one's.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(scored)
     arrays: dict[str, np.ndarray] = {"methods": np.array(names), "labels": labels, "timestamps": timestamps}
     arrays |= {f"score_{k}": np.asarray(scored[m][0], np.float32) for k, m in enumerate(names)}
     arrays |= {f"threshold_{k}": np.asarray(scored[m][2], np.float64) for k, m in enumerate(names)}
+    arrays |= {f"flag_{k}": np.asarray(scored[m][3], np.int8) for k, m in enumerate(names)}
     np.savez_compressed(path, **arrays)  # type: ignore[arg-type]  # (numpy types allow_pickle among the names)
 
 

@@ -69,7 +69,8 @@ def test_unseen_mode_is_labelled_while_the_machine_is_at_the_unseen_load():
             if f.start >= 40:  # the drive was still on its way just before
                 assert abs(np.mean(load[f.start - 40:f.start - 20]) - target) > synth.UNSEEN_BAND
             assert abs(np.mean(load[f.end + 20:f.end + 40]) - target) > synth.UNSEEN_BAND
-            assert r.labels[f.start:f.end].all() and not r.labels[f.end:f.end + 1].any()
+            assert r.labels[f.start:f.end].all()
+            assert not r.labels[f.end:f.end + 1].any()
 
 
 def test_unknown_fault_kinds_are_refused():
