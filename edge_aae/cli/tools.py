@@ -171,6 +171,11 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
         if key not in defaults:
             raise UsageError(f"--set {item}: unknown key {key!r}; known keys: {', '.join(sorted(defaults))}")
         kind = type(defaults[key])
+        if kind is bool:  # bool("false") would be True
+            if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise UsageError(f"--set {item}: {key} needs true or false, got {value!r}")
+            out[key] = value.strip().lower() in ("true", "1", "yes", "on")
+            continue
         try:
             out[key] = value if kind is str else kind(value)
         except ValueError:

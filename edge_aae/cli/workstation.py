@@ -97,6 +97,10 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
         default = f.default
         shown = default if default != "" else "none"
         typ = type(default)
+        if typ is bool:  # --name / --no-name: bool("false") would be True
+            p.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
+                           dest=f.name, help=f"{f.metadata['help']} (default: {'on' if default else 'off'})")
+            continue
         p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=None, dest=f.name,
                        choices=CHOICES.get(f.name), metavar=None if f.name in CHOICES else f.name.upper(),
                        help=f"{f.metadata['help']} (default: {shown})")
@@ -221,6 +225,7 @@ def _train(args: argparse.Namespace, config: Any, ddp: Any) -> int:
               f"{cfg.patience} epochs; best epoch {rep['best_epoch']} (validation loss {last['val_loss']:.5f})")
     for d in rep.get("preset", {}).get("decisions", []):
         print(f"preset {cfg.preset}: {d['key']} = {d['value']!r} ({d['reason']})")
+    print(f"unseen-state rule: {det.unseen_reason_}")
     rows = [("epochs run / best", f"{len(rep['history'])} / {rep['best_epoch']}"),
             ("validation loss", f"{last['val_loss']:.5f}"),
             ("discriminator accuracy", f"{last['disc_acc']:.2f}"),

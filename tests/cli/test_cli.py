@@ -103,7 +103,25 @@ def test_bad_option_value_is_a_usage_error(tmp_path, synth_dir):
     ("window_len", 2, "expected KEY=VALUE"),
     ("window_len=2", 1, "window_len must be at least 4"),
     ("threshold=t2", 1, 'needs score_stat = "shift"'),
+    ("unseen_state=maybe", 2, "unseen_state needs true or false, got 'maybe'"),
 ])
 def test_bench_quality_set_is_checked_before_any_work(tmp_path, setting, code, fragment):
     p = run_cli("bench", "quality", "--dataset", "skab", "--path", tmp_path, "--set", setting)
     assert_clean_error(p, code, "--set", fragment)
+
+
+def test_bool_settings_read_false_as_false():
+    from edge_aae.cli.tools import parse_settings
+
+    assert parse_settings(["unseen_state=false"]) == {"unseen_state": False}
+    assert parse_settings(["unseen_state=True"]) == {"unseen_state": True}
+
+
+def test_train_takes_bool_options_as_on_off_flags():
+    from edge_aae.cli import build_parser
+
+    parser = build_parser()
+    base = ["train", "--data", "d.csv", "--out", "r"]
+    assert parser.parse_args([*base, "--no-unseen-state"]).unseen_state is False
+    assert parser.parse_args([*base, "--unseen-state"]).unseen_state is True
+    assert parser.parse_args(base).unseen_state is None  # not given: the config's default stays
