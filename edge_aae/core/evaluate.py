@@ -72,8 +72,9 @@ def alerts_from_scores(result: WindowScores, k: int = 3, n: int = 5, m: int = 10
     """Timestamps of alerts the daemon would raise (its k-of-n / m hysteresis, no cooldown)."""
     tracker = AlertTracker(k, n, m, 0.0, 0.0)
     raised = []
-    for ts, s, cs in zip(result.timestamps, result.score, result.channel_scores, strict=True):
-        ev = tracker.update(float(ts), float(s), result.threshold, cs, result.channels)
+    held = result.unseen_state if result.unseen_state is not None else np.zeros(len(result.score), dtype=bool)
+    for ts, s, cs, h in zip(result.timestamps, result.score, result.channel_scores, held, strict=True):
+        ev = tracker.update(float(ts), float(s), result.threshold, cs, result.channels, held=bool(h))
         if ev is not None and ev.event == "raised":
             raised.append(float(ts))
     return raised
@@ -85,7 +86,7 @@ def evaluate(data: SensorData, result: WindowScores, truth: list[set[int]] | Non
         raise DataError(f"{data.path}: no label column (pass --label-col)")
     y = data.labels[result.ends].astype(np.int8)
     s = result.score
-    pred = (s > result.threshold).astype(np.int8)
+    pred = result.is_anomaly  # over the threshold, or held by the unseen-state rule
     precision, recall, f1 = precision_recall_f1(y, pred)
     oracle, oracle_thr = best_f1(y, s)
     _, pa_f1s, pa_area = pa_k_curve(y, pred)
