@@ -127,8 +127,10 @@ def run_train_bench(out: Path, seed: int = 0) -> tuple[list[TrainBenchRow], str]
         ["fault kind", *(f"{m}: recall / AUROC / latent AUROC" for m in names)],
         [[kind, *(" / ".join(f"{v:.2f}" if i == 0 else f"{v:.3f}" for i, v in enumerate(kinds[m][kind]))
                   for m in names)] for kind in kinds[names[0]]])
-    kind_note = ("\n\nPer fault kind: window recall at each model's own threshold; window AUROC of the "
+    kind_note = ("\n\nPer fault kind: window recall of each model's flags (score over its own threshold, or "
+                 "the unseen-state rule: the latent score held over its own level); window AUROC of the "
                  "score and of the latent score alone (the kind's windows against the test series' normal "
                  "windows). `unseen_mode`: the pump settles at a load it never held in training, every channel "
-                 "in its training range and consistent with the others.")
+                 "in its training range and consistent with the others; labelled while the load is there, "
+                 "from the ramp in to the ramp out.")
     return rows, table + note + "\n\n" + kind_table + kind_note
