@@ -66,10 +66,12 @@ def test_client_does_not_reach_into_the_daemon():
 
 def test_the_daemon_loads_only_what_scoring_needs():
     """Every imported module stays in memory for the daemon's life: file loading, tar archives and
-    the metrics server's HTTP stack are imported where they are used, not at start."""
+    the metrics server's HTTP stack are imported where they are used, not at start; paho's unused
+    ``urllib.request`` (with ``http.client``, ``email``, ``tempfile``) waits for its first use."""
     code = ("import sys\n"
             "from edge_aae.gateway.daemon import Daemon\n"
-            "print(' '.join(m for m in ('edge_aae.core.data', 'tarfile', 'http.server', 'csv', 'torch') "
+            "print(' '.join(m for m in ('edge_aae.core.data', 'tarfile', 'http.server', 'csv', 'torch', "
+            "'http.client', 'email', 'tempfile', 'shutil') "
             "if m in sys.modules))\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -84,3 +86,16 @@ def test_serve_through_the_cli_loads_no_file_reader():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "", f"loaded with the CLI: {p.stdout.strip()}"
+
+
+def test_urllib_request_deferred_for_paho_is_the_real_module_on_first_use():
+    code = ("import sys\n"
+            "import edge_aae.gateway.transport\n"
+            "print('http.client' in sys.modules)\n"
+            "import urllib.request\n"
+            "from urllib.request import Request\n"
+            "print(isinstance(urllib.request.getproxies(), dict), Request.__module__)\n"
+            "print(type(sys.modules['urllib.request']).__name__, 'http.client' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["False", "True", "urllib.request", "module", "True"]

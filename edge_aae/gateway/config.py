@@ -15,7 +15,6 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,12 @@ SECRET_MODE_MASK = 0o007  # a secret readable or writable by every user on the d
 
 
 def default_config_text() -> str:
-    """The annotated TOML with every key and its default (``serve --print-default-config``)."""
-    return resources.files("edge_aae.gateway").joinpath("default_config.toml").read_text(encoding="utf-8")
+    """The annotated TOML with every key and its default (``serve --print-default-config``).
+
+    Read from beside this module (package data of the installed package): ``importlib.resources``
+    would load ``tempfile``, ``shutil``, ``bz2`` and ``lzma`` into the daemon for it (0.5 MB).
+    """
+    return Path(__file__).with_name("default_config.toml").read_text(encoding="utf-8")
 
 
 def check_secret_file(path: Path, what: str) -> None:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -36,6 +35,7 @@ from paho.mqtt.properties import Properties
 from edge_aae.core.protocol import FEEDBACK_QOS, SENSOR_QOS, STATUS_QOS, UPDATE_QOS, Topics, unreachable
 from edge_aae.gateway.config import GatewayConfig
 from edge_aae.gateway.identity import session_client_id
+from edge_aae.gateway.mqtt_client import mqtt
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.stats import Stats
 

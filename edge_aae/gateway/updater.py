@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from edge_aae.gateway.updates import (
     ModelStore,
     check_candidate,
     load_public_key,
+    remove_tree,
     unpack_verified,
     verify_header,
 )
@@ -229,7 +229,7 @@ class Updater:
                                      max_slowdown=u.max_slowdown, max_model_mb=u.max_model_mb)
         except (UpdateRefused, EdgeAAEError, KeyError, TypeError, ValueError) as exc:
             if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
+                remove_tree(staging, ignore_errors=True)
             self._refuse(h.update_id, h.asset, str(exc) if isinstance(exc, EdgeAAEError)
                          else f"bundle unusable ({type(exc).__name__}: {str(exc)[:100]})", v.version, signed=True)
             return
@@ -239,3 +239,4 @@ class Updater:
         scorer = OnnxModel.open(final, None, self.cfg.runtime.threads)  # the installed path, not staging
         log.info("update %s: %s %s installed at %s; switching", h.update_id, scorer.bundle.name, v.version, final)
         self.swaps.put(PendingSwap(slot, scorer, h.update_id, v.version, previous))
+

@@ -33,7 +33,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,7 +268,7 @@ class ModelStore:
         root.mkdir(parents=True, exist_ok=True)
         for leftover in root.glob(".staging-*"):
             log.warning("removing %s left by an interrupted update", leftover)
-            shutil.rmtree(leftover, ignore_errors=True)
+            remove_tree(leftover, ignore_errors=True)
         (root / f"{POINTER}.tmp").unlink(missing_ok=True)
 
     def pointer(self) -> dict[str, Any]:
@@ -327,7 +326,7 @@ class ModelStore:
                                                          for n in files):
             raise UpdateRefused("refusing to stage unverified names")
         staging = self.root / f".staging-{update_id}"
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging, ignore_errors=True)
         staging.mkdir()
         try:
             for name, data in files.items():
@@ -336,7 +335,7 @@ class ModelStore:
                     f.flush()
                     os.fsync(f.fileno())
         except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_tree(staging, ignore_errors=True)
             raise UpdateRefused(f"cannot write the update to {self.root} ({exc.strerror})") from None
         _fsync_dir(staging)
         return staging
@@ -347,7 +346,7 @@ class ModelStore:
         if final.parent != self.root or staging.parent != self.root:
             raise UpdateRefused("refusing to install outside the models directory")
         if final.exists():
-            shutil.rmtree(final)
+            remove_tree(final)
         os.replace(staging, final)
         _fsync_dir(self.root)
         pointer = self.pointer()
@@ -443,3 +442,10 @@ def check_candidate(staging: Path, current: OnnxModel, threads: int, *, max_slow
         raise UpdateRefused(f"the model takes {new_ms:.3f} ms per window, {new_ms / max(old_ms, 1e-9):.0f}x the "
                             f"running model's {old_ms:.3f} ms (limit update.max_slowdown = {max_slowdown:g})")
     return scorer
+
+
+def remove_tree(path: Path, ignore_errors: bool = False) -> None:
+    """``shutil.rmtree``, imported here: ``shutil`` brings ``bz2`` and ``lzma`` (0.3 MB) that only an update needs."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
