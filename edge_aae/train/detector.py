@@ -220,8 +220,9 @@ class AAEDetector:
         level = fit_threshold(latent, latent, self.threshold_rule_, cfg.target_far,
                               init_quantile=cfg.pot_init_quantile, span=self.threshold_span_).value
         rule = UnseenStateRule.for_window(level, cfg.window_len, cfg.stride)
+        held = "each" if rule.needed == rule.span else f"{rule.needed}"
         return rule, (f"on: latent score over {level:.3g} (its {self.threshold_rule_} threshold on {n_val} validation "
-                      f"windows) in {rule.needed} of the last {rule.span} windows")
+                      f"windows) in {held} of the last {rule.span} windows")
 
     def score_floor(self) -> float:
         """The lowest value the score can take.

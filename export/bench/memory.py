@@ -32,7 +32,7 @@ import json, logging, threading, ssl
 rows.append(("standard library the daemon uses (json, logging, threading, ssl)", rss()))
 import numpy
 rows.append(("numpy", rss()))
-import paho.mqtt.client
+from edge_aae.gateway.mqtt_client import mqtt  # paho as the daemon imports it (urllib.request deferred)
 rows.append(("paho-mqtt", rss()))
 import onnxruntime
 rows.append(("onnxruntime (import)", rss()))

@@ -15,15 +15,21 @@ from edge_aae.core.unseen_state import UnseenStateRule, UnseenStateTracker, stre
 
 def test_a_ramp_passes_and_a_held_state_is_flagged():
     rule = UnseenStateRule.for_window(3.0, window_len=32, stride=1)
-    assert (rule.span, rule.needed) == (64, 52)
+    assert (rule.span, rule.needed) == (64, 64)
     latent = np.zeros(400)
-    latent[50:90] = 5.0  # 40 windows over: a ramp through a region training saw little of
+    latent[50:110] = 5.0  # 60 windows over: a ramp through a region training saw little of
     latent[200:360] = 5.0  # 160 windows over: the machine stays there
+    latent[300] = 2.0  # one window under: the count starts again
     flags = rule.flags(latent)
     assert not flags[:200].any()
-    assert flags[200 + rule.needed - 1:360].all()
+    assert flags[200 + rule.needed - 1:300].all()
     assert not flags[200:200 + rule.needed - 1].any()
-    assert not flags[360 + rule.span - rule.needed + 1:].any()  # it clears once the excess is no longer held
+    assert not flags[300:301 + rule.needed - 1].any()
+    assert flags[301 + rule.needed - 1:360].all()
+    assert not flags[360:].any()  # it clears with the first window under
+    partial = UnseenStateRule(3.0, span=64, share=0.8)
+    assert partial.needed == 52
+    assert partial.flags(latent)[251:300].all()
 
 
 def test_the_live_tracker_gives_the_offline_flags_in_any_chunks():

@@ -33,5 +33,5 @@ def test_unseen_mode_is_flagged_by_the_unseen_state_rule_at_the_normal_false_ala
         over = res.score > res.threshold
         assert over[inside].mean() < 0.05  # the score alone misses it: every channel is in range
         assert res.unseen_state[clean].mean() <= 0.003  # the rule keeps the 0.1 % target within 3x
-    assert recall["aae"] >= 0.15  # 0.27 in the recorded run
-    assert held_recall["aae"] > held_recall["ae"]  # the prior-shaped codes find it more often (0.27 vs 0.12)
+    assert recall["aae"] >= 0.15  # 0.25 in the recorded run
+    assert held_recall["aae"] > held_recall["ae"]  # the prior-shaped codes find it more often (0.25 vs 0.02)
