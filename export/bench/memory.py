@@ -195,7 +195,10 @@ library files; proportional set size {Pss:.1f} MB)."""
 NOTE = """Each row adds one piece of what `edge-aae serve` loads. The interpreter, numpy, paho and
 onnxruntime's own libraries are about {libraries:.0f} MB before any model: {versus} the 60 MB a gateway daemon
 was meant to stay under, and none of it optional for scoring (`OPENBLAS_NUM_THREADS=1` changes
-numpy's share by nothing measurable). The session is opened as the daemon opens it, without
+numpy's share by nothing measurable). paho is imported as the daemon imports it
+(`edge_aae.gateway.mqtt_client`): the `urllib.request` it imports for proxy settings, with
+`http.client` and the `email` package (2 MB), waits for a first use that a gateway without PySocks
+never makes. The session is opened as the daemon opens it, without
 onnxruntime's memory arena and memory patterns (`make_session`): with them the session and its
 scoring buffers kept 13-19 MB more.
 
