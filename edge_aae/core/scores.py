@@ -54,17 +54,21 @@ class WindowScores:
 def write_scores_csv(path: Path, scores: WindowScores) -> None:
     """Write one row per window.
 
-    Columns: ``timestamp``, ``score``, ``threshold``, ``is_anomaly``,
-    ``top_channel``, then ``contrib_<channel>`` for each channel.
+    Columns: ``timestamp``, ``score``, ``threshold``, ``is_anomaly``, ``top_channel``, then
+    ``contrib_<channel>`` for each channel, then ``latent_score`` and ``unseen_state`` (1 where the
+    unseen-state rule flags the window; a window can be anomalous by it with its score under the
+    threshold).
     """
     header = ["timestamp", "score", "threshold", "is_anomaly", "top_channel",
-              *(f"contrib_{c}" for c in scores.channels)]
+              *(f"contrib_{c}" for c in scores.channels), "latent_score", "unseen_state"]
     flags = scores.is_anomaly
+    held = np.zeros(len(flags), np.int8) if scores.unseen_state is None else scores.unseen_state.astype(np.int8)
     tops = scores.top_channel
     lines = [",".join(header)]
     thr = f"{scores.threshold:.6g}"
     for i in range(scores.score.shape[0]):
         contrib = ",".join(f"{v:.6g}" for v in scores.channel_scores[i])
-        lines.append(f"{scores.timestamps[i]:.3f},{scores.score[i]:.6g},{thr},{flags[i]},{tops[i]},{contrib}")
+        lines.append(f"{scores.timestamps[i]:.3f},{scores.score[i]:.6g},{thr},{flags[i]},{tops[i]},{contrib},"
+                     f"{scores.latent_score[i]:.6g},{held[i]}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -42,6 +42,7 @@ def test_synth_train_score_sample(tmp_path, synth_dir, trained_run):
     header = scores.read_text().splitlines()[0].split(",")
     assert header[:5] == ["timestamp", "score", "threshold", "is_anomaly", "top_channel"]
     assert "contrib_flow_m3h" in header
+    assert header[-2:] == ["latent_score", "unseen_state"]
     assert "AUROC" in p.stdout
     p = run_cli("sample", trained_run, "-n", "3", "--out", tmp_path / "samples.csv")
     assert p.returncode == 0, p.stderr
