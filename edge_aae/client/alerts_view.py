@@ -75,7 +75,10 @@ class LiveTable:
 
     @staticmethod
     def _channels(a: Alert) -> str:
-        return ", ".join(f"{c} {s:.0%}" for c, s in a.top_channels)
+        channels = ", ".join(f"{c} {s:.0%}" for c, s in a.top_channels)
+        if a.cause == "unseen_state":  # no channel need be out of range: say so before the shares
+            return "unseen operating state" + (f" ({channels})" if channels else "")
+        return channels
 
     def render(self) -> str:
         """The table as text."""

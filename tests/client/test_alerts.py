@@ -236,3 +236,26 @@ def test_home_assistant_discovery_announced_then_withdrawn(broker, bundle, synth
     finally:
         rec.close()
         daemon.close()
+
+
+def test_an_unseen_state_alert_says_so_in_the_table_and_json():
+    import io
+
+    from edge_aae.client.alerts_view import LiveTable, event_json
+    from edge_aae.client.subscriber import parse_alert
+
+    topic = "edge-aae/gw9/anomaly/pump7/alert"
+    msg = copy.deepcopy(EXAMPLES["alert"]) | {"cause": "unseen_state", "score": 1.0}
+    alert = parse_alert(topic, json.dumps(msg).encode())
+    assert isinstance(alert, Alert)
+    assert alert.cause == "unseen_state"
+    out = io.StringIO()
+    LiveTable(out, redraw=False).update(alert)
+    assert "unseen operating state (flow_m3h 81%" in out.getvalue()
+    assert event_json(alert)["cause"] == "unseen_state"
+    older = {k: v for k, v in EXAMPLES["alert"].items() if k != "cause"}  # gateways before the rule
+    parsed = parse_alert(topic, json.dumps(older).encode())
+    assert isinstance(parsed, Alert)
+    assert parsed.cause == "score"
+    bad = parse_alert(topic, json.dumps(msg | {"cause": "mood"}).encode())
+    assert isinstance(bad, InvalidMessage)
