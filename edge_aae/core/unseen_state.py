@@ -30,6 +30,7 @@ import numpy as np
 
 SPAN_WINDOW_LENGTHS = 2  # the excess must last this many window lengths: longer than a ramp between modes
 SHARE = 1.0  # of the windows in the span over the level (see the module's docstring)
+MAX_SPAN = 100_000  # windows: a manifest asking for more is refused (a gateway keeps one flag per window of it)
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,9 @@ class UnseenStateRule:
         out = np.zeros(over.size, dtype=bool)
         edges = [0, *(int(b) for b in (breaks if breaks is not None else []) if 0 < b < over.size), over.size]
         for a, b in zip(edges, edges[1:], strict=False):
-            counts = np.convolve(over[a:b].astype(np.int64), np.ones(self.span, np.int64))[:b - a]
-            out[a:b] = counts >= self.needed
+            csum = np.concatenate([[0], np.cumsum(over[a:b], dtype=np.int64)])  # O(n) whatever the span
+            i = np.arange(1, b - a + 1)
+            out[a:b] = csum[i] - csum[np.maximum(0, i - self.span)] >= self.needed
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -82,8 +84,9 @@ class UnseenStateRule:
             rule = cls(float(d["level"]), int(d["span"]), float(d.get("share", SHARE)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: expected an object with a numeric level and span ({exc})") from None
-        if not np.isfinite(rule.level) or rule.span < 1 or not 0 < rule.share <= 1:
-            raise ValueError(f"{where}: level must be finite, span >= 1 and 0 < share <= 1 (got {d!r})")
+        if not np.isfinite(rule.level) or not 1 <= rule.span <= MAX_SPAN or not 0 < rule.share <= 1:
+            raise ValueError(f"{where}: level must be finite, 1 <= span <= {MAX_SPAN} and 0 < share <= 1 "
+                             f"(got {str(d)[:200]})")
         return rule
 
 

@@ -70,6 +70,8 @@ def test_json_round_trip_and_a_bad_rule_named():
         UnseenStateRule.from_json({"level": 1.0, "span": 0}, "manifest.json: unseen_state")
     with pytest.raises(ValueError, match="unseen_state"):
         UnseenStateRule.from_json({"span": 3}, "unseen_state")
+    with pytest.raises(ValueError, match="span <= 100000"):
+        UnseenStateRule.from_json({"level": 1.0, "span": 10**9}, "unseen_state")
 
 
 def test_a_held_window_counts_as_over_the_threshold_for_alerts():
