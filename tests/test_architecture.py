@@ -23,6 +23,13 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter (imports counted from nothing); its stdout. It must succeed."""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
 def test_core_and_gateway_import_with_torch_onnx_and_export_blocked():
     code = ("import importlib, pkgutil, sys\n"
             "for name in ('torch', 'onnx', 'export', 'matplotlib'):\n"
@@ -32,8 +39,7 @@ def test_core_and_gateway_import_with_torch_onnx_and_export_blocked():
             "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
             "        importlib.import_module(m.name)\n"
             "print(len(sys.modules))\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
+    fresh_python(code)
 
 
 def test_only_the_cli_imports_export():
@@ -73,9 +79,8 @@ def test_the_daemon_loads_only_what_scoring_needs():
             "print(' '.join(m for m in ('edge_aae.core.data', 'tarfile', 'http.server', 'csv', 'torch', "
             "'http.client', 'email', 'tempfile', 'shutil') "
             "if m in sys.modules))\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "", f"loaded at start: {p.stdout.strip()}"
+    out = fresh_python(code).strip()
+    assert out == "", f"loaded at start: {out}"
 
 
 def test_serve_through_the_cli_loads_no_file_reader():
@@ -83,9 +88,8 @@ def test_serve_through_the_cli_loads_no_file_reader():
     code = ("import sys\n"
             "import edge_aae.cli\n"
             "print(' '.join(m for m in ('edge_aae.core.data', 'csv', 'torch', 'export') if m in sys.modules))\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "", f"loaded with the CLI: {p.stdout.strip()}"
+    out = fresh_python(code).strip()
+    assert out == "", f"loaded with the CLI: {out}"
 
 
 def test_urllib_request_deferred_for_paho_is_the_real_module_on_first_use():
@@ -96,6 +100,4 @@ def test_urllib_request_deferred_for_paho_is_the_real_module_on_first_use():
             "from urllib.request import Request\n"
             "print(isinstance(urllib.request.getproxies(), dict), Request.__module__)\n"
             "print(type(sys.modules['urllib.request']).__name__, 'http.client' in sys.modules)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == ["False", "True", "urllib.request", "module", "True"]
+    assert fresh_python(code).split() == ["False", "True", "urllib.request", "module", "True"]

@@ -239,4 +239,3 @@ class Updater:
         scorer = OnnxModel.open(final, None, self.cfg.runtime.threads)  # the installed path, not staging
         log.info("update %s: %s %s installed at %s; switching", h.update_id, scorer.bundle.name, v.version, final)
         self.swaps.put(PendingSwap(slot, scorer, h.update_id, v.version, previous))
-

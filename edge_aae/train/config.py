@@ -57,7 +57,7 @@ class TrainConfig:
                                            '0 trains the plain autoencoder')
     latent_weight: float = _opt(0.5, 'weight of the latent score in the combined score')
     unseen_state: bool = _opt(True, 'flag an operating state never seen in training: the latent score over its '
-                                    'own threshold for most of two window lengths (error score with a tail fit)')
+                                    'own threshold over two window lengths in a row (error score with a tail fit)')
     score_tail: float = _opt(0.25, "how much the score favours a window's most recent samples (smaller: more)")
     # "error": time-weighted squared reconstruction error per channel, RMS over channels.
     # "shift": Hotelling's T² of the time-weighted mean residual per channel (a sustained

@@ -192,7 +192,7 @@ class AAEDetector:
         else:
             self._fit_normalization(val_w)
         calibration = self.load_calibration()
-        self.val_scores_ = self.score_windows(calibration["val"])[0]
+        self.val_scores_, _, val_latent = self.score_windows(calibration["val"])
         train_raw = calibration["train"]
         methods = ("pot", "quantile", "t2") if cfg.score_stat == "shift" else ("pot", "quantile")
         fit = fit_threshold(self.val_scores_, lambda: self.score_windows(train_raw)[0], cfg.threshold,
@@ -200,24 +200,25 @@ class AAEDetector:
                             rules=methods, t2_n_effective=self.shift_n_eff_ if cfg.score_stat == "shift" else None,
                             n_channels=len(self.channels_), floor=self.score_floor())
         self.thresholds_, self.threshold_rule_, self.threshold_ = fit.by_rule, fit.rule, fit.value
-        self.unseen_rule_, self.unseen_reason_ = self._fit_unseen_state(calibration["val"].shape[0])
+        self.unseen_rule_, self.unseen_reason_ = self._fit_unseen_state(val_latent)
 
-    def _fit_unseen_state(self, n_val: int) -> tuple[UnseenStateRule | None, str]:
+    def _fit_unseen_state(self, val_latent: np.ndarray) -> tuple[UnseenStateRule | None, str]:
         """The unseen-state rule (:mod:`edge_aae.core.unseen_state`) and why it is on or off.
 
-        Its level is the latent score's own threshold on the validation windows, by the score's
-        rule and target; the training windows are the code bank itself (distance 0), so only
-        validation windows calibrate it, and only when they are enough for a tail fit.
+        ``val_latent``: the validation windows' latent scores ``(n,)``. The rule's level is the
+        latent score's own threshold on them, by the score's rule and target; the training windows
+        are the code bank itself (distance 0), so only validation windows calibrate it, and only
+        when they are enough for a tail fit.
         """
         cfg = self.config_
         if not cfg.unseen_state:
             return None, "off (unseen_state = false)"
         if cfg.score_stat != "error":
             return None, f"off: the {cfg.score_stat} score (a short training stretch) leaves no tail fit for it"
+        n_val = val_latent.shape[0]
         if n_val < pot_min_scores(cfg.pot_init_quantile):
             return None, f"off: {n_val} validation windows are too few for a tail fit of the latent score"
-        latent = self.score_windows(self.load_calibration()["val"])[2]
-        level = fit_threshold(latent, latent, self.threshold_rule_, cfg.target_far,
+        level = fit_threshold(val_latent, val_latent, self.threshold_rule_, cfg.target_far,
                               init_quantile=cfg.pot_init_quantile, span=self.threshold_span_).value
         rule = UnseenStateRule.for_window(level, cfg.window_len, cfg.stride)
         held = "each" if rule.needed == rule.span else f"{rule.needed}"
