@@ -144,7 +144,7 @@ def plot_eval(out_dir: Path, data: SensorData, result: WindowScores, alerts: lis
                            len(result.channels) - 0.5, -0.5))
     ax.set_yticks(range(len(result.channels)), result.channels)
     ax.set_xlabel("seconds from the first row")
-    ax.set_title("per-channel contributions around the strongest anomaly (log10; 0 = typical)")
+    ax.set_title("per-channel contributions around the strongest anomaly (log10)")
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     p2 = out_dir / "contributions.png"

@@ -20,7 +20,8 @@ class WindowScores:
         ends: ``(n,)`` row index of each window's last sample.
         timestamps: ``(n,)`` unix seconds of that sample.
         score: ``(n,)`` combined score, higher is more anomalous.
-        channel_scores: ``(n, C)`` per-channel contributions (1 = typical on normal data).
+        channel_scores: ``(n, C)`` per-channel contributions, larger is more to blame (see
+            ``ScoreGraph``: the error score's ``e_c² / m_c^0.75``, the shift score's ``d_c² / Σ_cc``).
         latent_score: ``(n,)`` normalized latent distance (to the nearest normal training code).
         threshold: the label-free threshold the flags use.
         channels: channel names in column order.
