@@ -58,6 +58,31 @@ def test_save_load_gives_identical_scores(trained_run, synth_dir, tmp_path):
     assert a.threshold == b.threshold
 
 
+def test_contributions_are_squared_errors_over_a_power_of_their_normal_mean(trained_run):
+    """Blame: ``e² / m^BLAME_EXPONENT``; the score's reconstruction part stays the RMS of ``e² / m``."""
+    import math
+
+    import torch
+
+    from edge_aae.train.model import BLAME_EXPONENT
+
+    det = AAEDetector.load(trained_run)
+    windows = det.load_calibration()["val"][:64]
+    score, blame, latent = det.score_windows(windows)
+    g = det.scorer_
+    with torch.no_grad():
+        err, _ = g.residual_stats(g.scale_input(torch.from_numpy(windows.astype(np.float32))))
+    err, m = err.numpy().astype(np.float64), g.channel_scale.numpy().astype(np.float64)
+    assert 0.5 < BLAME_EXPONENT < 1.0
+    np.testing.assert_allclose(blame, err / m ** BLAME_EXPONENT, rtol=1e-4, atol=1e-7)
+    rec_center, rec_scale = float(g.score_stats[0]), float(g.score_stats[1])
+    rms = np.sqrt(((err / m) ** 2).sum(1)) / math.sqrt(err.shape[1])
+    expected = (rms - rec_center) / rec_scale + g.latent_weight * latent
+    np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-4)
+    # the order of blame differs from the error's own order over its normal mean where m differs
+    assert not np.array_equal(np.argsort(blame, 1), np.argsort(err / m, 1))
+
+
 def test_training_is_deterministic_on_cpu(synth_dir):
     cfg = TrainConfig(epochs=2, windows_per_epoch=1500, seed=3)
     data = load_series(synth_dir / "train.csv")
