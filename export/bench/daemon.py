@@ -7,7 +7,7 @@ Both get the same stream of single-reading messages (QoS 1) over ``n_assets`` as
 as the publishers can send (readings of the synthetic pump's normal run when the model is the
 pump's); the rate is outputs received per second at the far end. Then the
 daemon gets the stream paced at half its measured rate, and each score's arrival is matched
-to its reading's publish time for latency percentiles (a paced paho publisher and a `mosquitto_sub`
+to its reading's publish time for latency percentiles (one paced `mosquitto_pub -l` per asset and a `mosquitto_sub`
 listener, each its own process: :mod:`export.bench.latency_probe`). RSS is sampled from /proc.
 """
 
@@ -396,7 +396,8 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         f"p50 {results['latency_ms_p50']:.2f} ms, p99 {results['latency_ms_p99']:.2f} ms; at "
         f"{results['latency_quarter_rate_per_s']:,.0f} readings/s (a quarter): p50 "
         f"{results['latency_quarter_ms_p50']:.2f} ms, p99 {results['latency_quarter_ms_p99']:.2f} ms. Publisher and "
-        "listener are processes of their own (a paced paho publisher; `mosquitto_sub` stamping arrivals). "
+        "listener are processes of their own (one `mosquitto_pub -l -q 1` per asset, fed paced lines through "
+        "a pipe; `mosquitto_sub` stamping arrivals). "
         f"Daemon RSS at steady state (end of the paced runs, {n_assets} assets scored, scores published): "
         f"**{steady['VmRSS']:.1f} MB** ({steady['RssAnon']:.1f} MB anonymous, {steady['RssFile']:.1f} MB of "
         f"library files; goal ≤ 60 MB; proportional set size {steady.get('Pss', float('nan')):.1f} MB, pages other "

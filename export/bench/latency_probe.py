@@ -4,9 +4,12 @@ The daemon under test shares the machine (two cores in CI) with the broker and t
 clients, so the clients must take little CPU and never share an interpreter lock with each other.
 The listener is ``mosquitto_sub`` stamping each score as it arrives (``-F %U``: unix time, ns; a
 paho listener parsing each score took a large share of a core at these rates). The publisher is
-paho in a process of its own, pacing and stamping each reading with ``time.time()`` as it hands
-it over (``mosquitto_pub -l`` cannot be paced: it reads its next line only after the broker
-acknowledged the last one). One clock, the system's real-time clock, at both ends.
+one ``mosquitto_pub -l -q 1`` per topic, the C client the throughput phase publishes with, fed
+line by line through a pipe by this process, which paces the lines and stamps each reading with
+``time.time()`` as it writes it (a paho publisher in Python took a share of the two cores the
+daemon needs, so the paced phase ran on less CPU than the throughput phase it halves). A line
+that waits in the pipe because ``mosquitto_pub`` still waits for the broker's acknowledgement of
+the last one counts its wait. One clock, the system's real-time clock, at both ends.
 
     python -m export.bench.latency_probe listen PORT TOPIC N OUT.json READY TIMEOUT_S
     python -m export.bench.latency_probe publish PORT MESSAGES.jsonl RATE_PER_S OUT.json
@@ -73,26 +76,27 @@ def listen(port: int, topic: str, n: int, out: Path, ready: Path, timeout_s: flo
 
 def publish(port: int, messages: Path, rate_per_s: float, out: Path) -> int:
     """Publish the messages at ``rate_per_s`` (QoS 1), recording each one's send time by key."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     msgs = [json.loads(line) for line in messages.read_text(encoding="utf-8").splitlines() if line]
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
+    cmd = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-l", "-t"]
+    pubs = {t: subprocess.Popen([*cmd, t], stdin=subprocess.PIPE) for t in sorted({m["topic"] for m in msgs})}
+    pipes = {t: p.stdin for t, p in pubs.items() if p.stdin is not None}
+    lines = [(pipes[m["topic"]], m["key"], m["payload"].encode("utf-8") + b"\n") for m in msgs]
+    time.sleep(1.0)  # every client connected before the first stamp
     sent: dict[str, float] = {}
-    start = time.perf_counter()
-    for i, m in enumerate(msgs):
-        ahead = i / rate_per_s - (time.perf_counter() - start)
-        if ahead > 0:
-            time.sleep(ahead)
-        sent[m["key"]] = time.time()
-        client.publish(m["topic"], m["payload"].encode("utf-8"), qos=1)
-    time.sleep(0.5)  # let the last PUBACKs come in before the connection closes
-    client.disconnect()
-    client.loop_stop()
+    try:
+        start = time.perf_counter()
+        for i, (pipe, key, line) in enumerate(lines):
+            ahead = i / rate_per_s - (time.perf_counter() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+            sent[key] = time.time()
+            pipe.write(line)
+            pipe.flush()
+    finally:
+        for pipe in pipes.values():
+            pipe.close()
+        for pub in pubs.values():
+            pub.wait(30)
     out.write_text(json.dumps(sent), encoding="utf-8")
     return 0
 
