@@ -325,11 +325,13 @@ class ScoreGraph(nn.Module):
     def _error_outputs(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The ``error`` score's outputs with as few graph nodes as the same arithmetic allows.
 
-        The squared error of :meth:`residual_stats` over its validation mean per channel, and
-        the RMS over channels robustly centred and scaled, regrouped so that the exported graph
-        runs fewer small operators (each costs microseconds at batch 1, whatever its size): the
-        time weights and the per-channel scale are one ``(L, C)`` constant, and the RMS over
-        channels with its centring and scaling is one ``ReduceL2`` followed by one multiply-add.
+        The contributions (squared error of :meth:`residual_stats` over its validation mean to
+        :data:`BLAME_EXPONENT`) and the score (the RMS over channels of the squared error over its
+        validation mean, robustly centred and scaled), regrouped so that the exported graph runs
+        few small operators (each costs microseconds at batch 1, whatever its size): the time
+        weights and the per-channel scale are one ``(L, C)`` constant (onnxruntime folds the
+        ``Pow`` on constants when the session loads), the rest of the scale one ``(C,)`` multiply,
+        and the RMS with its centring and scaling one ``ReduceL2`` followed by one multiply-add.
         """
         stats = self.score_stats
         # (L, C): the time weights over each channel's validation mean to the BLAME_EXPONENT, one constant
