@@ -59,7 +59,7 @@ class TrainConfig:
     unseen_state: bool = _opt(True, 'flag an operating state never seen in training: the latent score over its '
                                     'own threshold over two window lengths in a row (error score with a tail fit)')
     score_tail: float = _opt(0.25, "how much the score favours a window's most recent samples (smaller: more)")
-    # "error": time-weighted squared reconstruction error per channel, RMS over channels.
+    # "error": time-weighted squared reconstruction error per channel, its order-4 mean over channels.
     # "shift": Hotelling's T² of the time-weighted mean residual per channel (a sustained
     # shift stands out of sample noise); goes with threshold = "t2" on short training sets.
     score_stat: str = _opt("error",

@@ -42,7 +42,7 @@ from edge_aae.core.windows import (
 from edge_aae.train import distributed
 from edge_aae.train.config import TrainConfig, auto_latent_dim
 from edge_aae.train.loop import TrainResult, resolve_device, train_aae, use_threads
-from edge_aae.train.model import LatentPrior, ScoreGraph, build_autoencoder, time_weight_span
+from edge_aae.train.model import SCORE_POWER, LatentPrior, ScoreGraph, build_autoencoder, power_mean, time_weight_span
 from edge_aae.train.window_source import WindowSource
 
 log = logging.getLogger(__name__)
@@ -238,10 +238,10 @@ class AAEDetector:
         return -rec_c / rec_s - self.config_.latent_weight * lat_c / lat_s
 
     def _build_scorer(self, encoder: torch.nn.Module, decoder: torch.nn.Module,
-                      prior: LatentPrior) -> ScoreGraph:
+                      prior: LatentPrior, score_power: int = SCORE_POWER) -> ScoreGraph:
         cfg = self.config_
         scorer = ScoreGraph(encoder, decoder, prior, cfg.window_len, len(self.channels_),
-                           cfg.latent_weight, cfg.score_tail, cfg.score_stat)
+                           cfg.latent_weight, cfg.score_tail, cfg.score_stat, score_power)
         return scorer.to("cpu").eval()
 
     @torch.no_grad()
@@ -257,7 +257,7 @@ class AAEDetector:
     def _fit_normalization(self, val_scaled: np.ndarray) -> None:
         err, dist = self._residual_stats(val_scaled)
         channel_scale = np.maximum(err.mean(axis=0), 1e-4)
-        rec = np.sqrt(((err / channel_scale) ** 2).mean(axis=1))
+        rec = power_mean(err / channel_scale, self.scorer_.score_power)
         self.scorer_.set_normalization(channel_scale, *_robust_stats(rec), *_robust_stats(dist))
 
     def _fit_shift(self, val_scaled: np.ndarray, train_scaled: np.ndarray) -> None:
@@ -267,6 +267,11 @@ class AAEDetector:
         are too few of them for a tail fit (the same rule as the thresholds). Overlapping
         windows are not independent: each window's weighted mean spans about ``1 / Σ w²``
         samples, so the limit counts the reference as that many times fewer observations.
+
+        Training windows are ones the model was fitted to: their residuals are smaller than
+        those of normal data it has not seen. Where they join the reference, the covariance is
+        scaled up by how much larger the validation windows' T² is on average than its
+        expectation ``p`` (:func:`validation_inflation`), never down.
         """
         cfg = self.config_
         ref = val_scaled
@@ -277,6 +282,12 @@ class AAEDetector:
         center = b.mean(axis=0)
         cov = np.atleast_2d(np.cov(b, rowvar=False))
         cov += np.eye(cov.shape[0]) * (1e-4 * float(np.mean(np.diag(cov))) + 1e-10)  # constant channels
+        self.shift_inflation_ = 1.0
+        if ref.shape[0] > val_scaled.shape[0]:  # training windows joined: their residuals flatter the model
+            self.shift_inflation_ = validation_inflation(b[:val_scaled.shape[0]] - center, np.linalg.inv(cov))
+            cov *= self.shift_inflation_
+            log.info("shift score: covariance scaled by %.2f (validation windows' mean T² over its expectation)",
+                     self.shift_inflation_)
         n_eff = ref.shape[0] / time_weight_span(cfg.window_len, cfg.score_tail)
         limit = t2_limit(cov.shape[0], n_eff, cfg.target_far)
         if n_eff < 2 * cov.shape[0]:
@@ -311,6 +322,7 @@ class AAEDetector:
             "constant_channels": [c for c, k in zip(self.channels_, self.scaler_.constant_, strict=True) if k],
             "preset": {"name": self.config_.preset, "decisions": self.preset_},
             "val_windows": int(val_scaled.shape[0]),
+            "shift_covariance_inflation": getattr(self, "shift_inflation_", None),
             "self_check": self.self_check_,
         }
 
@@ -419,6 +431,7 @@ class AAEDetector:
             "scaler": self.scaler_.to_dict(),
             "normalization": {
                 "channel_scale": self.scorer_.channel_scale.tolist(),
+                "score_power": self.scorer_.score_power,
                 "rec_center": stats[0], "rec_scale": stats[1],
                 "latent_center": stats[2], "latent_scale": stats[3],
             },
@@ -478,7 +491,14 @@ class AAEDetector:
         cfg = det.config_
         use_threads(cfg.threads)  # scoring a run on the CPU: the same threads as training
         enc, dec = build_autoencoder(cfg.arch, cfg.window_len, len(det.channels_), cfg.hidden, cfg.latent_dim)
-        det.scorer_ = det._build_scorer(enc, dec, LatentPrior(cfg.prior, cfg.latent_dim, cfg.n_components))
+        # runs from before the order-4 score kept the root mean square their statistics were fitted with
+        norm = meta.get("normalization")
+        power = norm.get("score_power", 2) if isinstance(norm, dict) else 2
+        try:
+            det.scorer_ = det._build_scorer(enc, dec, LatentPrior(cfg.prior, cfg.latent_dim, cfg.n_components),
+                                            int(power))
+        except (TypeError, ValueError) as exc:
+            raise CorruptModelError(f"{meta_path}: normalization.score_power: {exc}") from None
         weights = run / "weights.pt"
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -550,6 +570,25 @@ def _scaled_f32(scaler: RobustScaler, values: np.ndarray, chunk: int = 200_000) 
     for i in range(0, values.shape[0], chunk):
         out[i:i + chunk] = scaler.transform(values[i:i + chunk])
     return out
+
+
+def validation_inflation(d_val: np.ndarray, precision: np.ndarray) -> float:
+    """How far normal windows the model did not train on exceed the T² expected of them, at least 1.
+
+    Args:
+        d_val: ``(n, p)`` validation windows' mean residuals minus the reference mean.
+        precision: ``(p, p)`` inverse covariance of the reference (training windows included).
+
+    Returns:
+        ``max(1, mean(T²) / p)``: under a covariance that fits them, ``T²`` averages ``p``. A
+        model's residuals on its own training windows are smaller than on unseen normal data,
+        so the true ratio is at least 1; the covariance is multiplied by it.
+
+    """
+    if d_val.shape[0] == 0:
+        return 1.0
+    t2 = np.einsum("ij,jk,ik->i", d_val, precision, d_val)
+    return max(1.0, float(t2.mean()) / d_val.shape[1])
 
 
 def _robust_stats(x: np.ndarray) -> tuple[float, float]:

@@ -59,12 +59,10 @@ def test_save_load_gives_identical_scores(trained_run, synth_dir, tmp_path):
 
 
 def test_contributions_are_squared_errors_over_a_power_of_their_normal_mean(trained_run):
-    """Blame: ``e² / m^BLAME_EXPONENT``; the score's reconstruction part stays the RMS of ``e² / m``."""
-    import math
-
+    """Blame: ``e² / m^BLAME_EXPONENT``; the score's reconstruction part is the order-4 mean of ``e² / m``."""
     import torch
 
-    from edge_aae.train.model import BLAME_EXPONENT
+    from edge_aae.train.model import BLAME_EXPONENT, SCORE_POWER
 
     det = AAEDetector.load(trained_run)
     windows = det.load_calibration()["val"][:64]
@@ -76,11 +74,56 @@ def test_contributions_are_squared_errors_over_a_power_of_their_normal_mean(trai
     assert 0.5 < BLAME_EXPONENT < 1.0
     np.testing.assert_allclose(blame, err / m ** BLAME_EXPONENT, rtol=1e-4, atol=1e-7)
     rec_center, rec_scale = float(g.score_stats[0]), float(g.score_stats[1])
-    rms = np.sqrt(((err / m) ** 2).sum(1)) / math.sqrt(err.shape[1])
-    expected = (rms - rec_center) / rec_scale + g.latent_weight * latent
+    assert SCORE_POWER == 4
+    assert g.score_power == 4
+    mean4 = (((err / m) ** 4).mean(1)) ** 0.25
+    expected = (mean4 - rec_center) / rec_scale + g.latent_weight * latent
     np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-4)
     # the order of blame differs from the error's own order over its normal mean where m differs
     assert not np.array_equal(np.argsort(blame, 1), np.argsort(err / m, 1))
+
+
+def test_a_run_from_before_the_order_4_score_keeps_its_root_mean_square(trained_run, tmp_path):
+    """A ``model.json`` without ``score_power`` was fitted with the RMS: loading it must not change its scores."""
+    import shutil
+
+    import torch
+
+    det = AAEDetector.load(trained_run)
+    windows = det.load_calibration()["val"][:64]
+    old = tmp_path / "old-run"
+    shutil.copytree(trained_run, old)
+    meta = json.loads((old / "model.json").read_text())
+    del meta["normalization"]["score_power"]
+    (old / "model.json").write_text(json.dumps(meta))
+    legacy = AAEDetector.load(old)
+    assert legacy.scorer_.score_power == 2
+    score, _, latent = legacy.score_windows(windows)
+    g = legacy.scorer_
+    with torch.no_grad():
+        err, _ = g.residual_stats(g.scale_input(torch.from_numpy(windows.astype(np.float32))))
+    ratio = err.numpy().astype(np.float64) / g.channel_scale.numpy().astype(np.float64)
+    rms = np.sqrt((ratio ** 2).mean(1))
+    expected = (rms - float(g.score_stats[0])) / float(g.score_stats[1]) + g.latent_weight * latent
+    np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-4)
+    meta["normalization"]["score_power"] = 3
+    (old / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptModelError, match="score_power"):
+        AAEDetector.load(old)
+
+
+def test_the_order_4_score_stays_finite_for_wild_errors():
+    """Ratios far beyond anything normal are held at a cap: the score saturates instead of overflowing."""
+    import torch
+
+    from edge_aae.train.model import RATIO_CAP, power_mean, power_mean_norm
+
+    r = torch.tensor([[1.0, 2.0, 3.0], [1e30, 1e20, 1.0]], dtype=torch.float32)
+    out = power_mean_norm(r, 4)
+    assert torch.isfinite(out).all()
+    np.testing.assert_allclose(out[0].item(), (1 + 16 + 81) ** 0.25, rtol=1e-6)
+    np.testing.assert_allclose(out[1].item(), 2 ** 0.25 * RATIO_CAP, rtol=1e-5)
+    np.testing.assert_allclose(power_mean(r.numpy(), 4), out.numpy() / 3 ** 0.25, rtol=1e-5)
 
 
 def test_training_is_deterministic_on_cpu(synth_dir):
@@ -195,6 +238,33 @@ def test_shift_score_finds_small_sustained_shifts_the_error_score_misses(synth_d
     again = AAEDetector.load(tmp_path / "run")
     assert again.config.score_stat == "shift"
     np.testing.assert_allclose(again.score_windows(val[:50])[0], s0[:50], rtol=1e-5, atol=1e-5)
+
+
+def test_shift_covariance_is_scaled_up_to_what_unseen_normal_windows_show():
+    """Validation windows whose T² averages k·p under the reference covariance scale it by k; never down."""
+    from edge_aae.train.detector import validation_inflation
+
+    rng = np.random.default_rng(0)
+    eye = np.eye(6)
+    wide = rng.normal(0.0, 2.0, (4000, 6))  # variance 4 where the reference says 1
+    assert validation_inflation(wide, eye) == pytest.approx(4.0, rel=0.05)
+    assert validation_inflation(rng.normal(0.0, 0.5, (4000, 6)), eye) == 1.0  # quieter: left alone
+    assert validation_inflation(np.empty((0, 6)), eye) == 1.0
+
+
+def test_a_short_training_set_scales_the_shift_covariance_by_its_validation_windows(synth_dir):
+    """400 rows: training windows join the reference, and the T² limit is fitted on a covariance scaled up."""
+    train = load_series(synth_dir / "train.csv").slice_rows(0, 400)
+    det = AAEDetector(TrainConfig(epochs=2, windows_per_epoch=600, score_stat="shift", threshold="t2")).fit(train)
+    assert det.report_ is not None
+    k = det.report_["shift_covariance_inflation"]
+    assert k >= 1.0
+    assert det.shift_inflation_ == k
+    # the same model without the scaling: validation windows score k times higher (T² is linear in 1/k)
+    val = det.load_calibration()["val"]
+    base = det.score_windows(val)[0]
+    det.scorer_.shift_precision.mul_(k)
+    np.testing.assert_allclose(det.score_windows(val)[0], base * k, rtol=1e-4, atol=1e-5)
 
 
 def test_t2_threshold_needs_the_shift_score():
