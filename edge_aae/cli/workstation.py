@@ -232,6 +232,9 @@ def _train(args: argparse.Namespace, config: Any, ddp: Any) -> int:
             ("MMD² codes vs prior", f"{rep['mmd_codes_vs_prior']:.4f}"),
             (f"threshold ({det.threshold_rule_}, far {cfg.target_far:g})", f"{det.threshold_:.4f}"),
             ("device / time", f"{rep['device']} / {rep['train_seconds']:.1f} s")]
+    if rep.get("shift_covariance_inflation") not in (None, 1.0):  # training windows joined the shift reference
+        rows.insert(-1, ("shift covariance scaled by (unseen normal windows)",
+                         f"{rep['shift_covariance_inflation']:.2f}"))
     print_table(["", "value"], rows)
     check = rep.get("self_check") or {}
     if check:

@@ -126,3 +126,22 @@ def test_train_takes_bool_options_as_on_off_flags():
     assert parser.parse_args([*base, "--no-unseen-state"]).unseen_state is False
     assert parser.parse_args([*base, "--unseen-state"]).unseen_state is True
     assert parser.parse_args(base).unseen_state is None  # not given: the config's default stays
+
+
+def test_train_on_a_short_series_reports_how_far_the_shift_covariance_was_scaled(tmp_path, synth_dir):
+    """400 rows: training windows join the shift score's reference; the factor is in report.json and the table."""
+    import json
+
+    lines = (synth_dir / "train.csv").read_text().splitlines()
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(lines[:401]) + "\n")
+    run = tmp_path / "run"
+    p = run_cli("train", "--data", short, "--out", run, "--epochs", "2", "--score-stat", "shift", "--threshold", "t2",
+                "--quiet")
+    assert p.returncode == 0, p.stderr
+    factor = json.loads((run / "report.json").read_text())["shift_covariance_inflation"]
+    assert factor >= 1.0
+    shown = "shift covariance scaled by (unseen normal windows)" in p.stdout
+    assert shown == (factor != 1.0)
+    if shown:
+        assert f"{factor:.2f}" in p.stdout
