@@ -167,7 +167,9 @@ def power_mean_norm(ratio: torch.Tensor, power: int) -> torch.Tensor:
 
 def power_mean(ratio: np.ndarray, power: int) -> np.ndarray:
     """NumPy twin of :func:`power_mean_norm` divided by ``C ** (1 / power)``: the power mean itself."""
-    r = np.minimum(np.asarray(ratio, dtype=np.float64), RATIO_CAP)
+    r = np.asarray(ratio, dtype=np.float64)
+    if power != 2:  # the graph holds the ratios at the cap for the fourth power only
+        r = np.minimum(r, RATIO_CAP)
     return np.asarray((r ** power).mean(axis=-1) ** (1.0 / power))
 
 
