@@ -187,6 +187,7 @@ class AAEDetector:
         self.scorer_.level_mask.copy_(torch.as_tensor(mask, dtype=torch.float32))
         with torch.no_grad():  # the latent score's reference: codes of normal training windows
             self.scorer_.set_code_bank(self.scorer_.encoder(torch.from_numpy(calib_w.astype(np.float32))))
+        self.shift_inflation_: float | None = None  # set by _fit_shift; none with the error score
         if cfg.score_stat == "shift":
             self._fit_shift(val_w, train_w)
         else:
@@ -322,7 +323,7 @@ class AAEDetector:
             "constant_channels": [c for c, k in zip(self.channels_, self.scaler_.constant_, strict=True) if k],
             "preset": {"name": self.config_.preset, "decisions": self.preset_},
             "val_windows": int(val_scaled.shape[0]),
-            "shift_covariance_inflation": getattr(self, "shift_inflation_", None),
+            "shift_covariance_inflation": self.shift_inflation_,
             "self_check": self.self_check_,
         }
 
