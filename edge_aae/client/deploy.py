@@ -19,6 +19,9 @@ from edge_aae.core.protocol import MODEL_QOS, UPDATE_QOS, Topics, parse_broker_u
 from edge_aae.core.update_format import UpdateRefused, check_version, update_messages
 from edge_aae.gateway.bundle import SIGNATURE, read_manifest
 
+STATUS_WAIT_S = 2.0  # how long to wait for the gateway's retained status before sending (packet size)
+PACKET_MARGIN = 64  # an MQTT publish packet beyond its topic and payload: headers, packet id, properties
+CHUNK_JSON_BYTES = 200  # a chunk message beyond its base64 data: update id, kind, index
 STATUS_CONFIRM_S = 30.0  # after "installed", how long to wait for the status to show the version in service
 
 
@@ -103,6 +106,7 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
     try:
         if not connected.wait(15) or refused:
             raise EdgeAAEError(f"broker {host}:{port} refused the connection: {refused[0] if refused else 'timeout'}")
+        _check_packet_size(chunks, topics.model_update, gateway, statuses)
         version = manifest.model.version
         report.update(version=version, previous="", outcome="no answer", reason="")
         out.write(f"deploying {manifest.model.name} {version} ({archive_kib:.0f} KiB in "
@@ -151,6 +155,41 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _check_packet_size(chunks: list[bytes], topic: str, gateway: str, statuses: list[dict[str, Any]],
+                       wait_s: float = STATUS_WAIT_S) -> None:
+    """Refuse an update whose messages the gateway's broker would drop as too large for it.
+
+    The gateway's retained status says how large a message it accepts (``max_packet_bytes``;
+    the broker discards larger ones for it without a word). A gateway whose status predates the
+    field, or that has never been online, is not checked.
+
+    Raises:
+        UsageError: a message is larger than the gateway accepts (the error says which
+            ``--chunk-kb`` fits).
+
+    """
+    deadline = time.monotonic() + wait_s
+    while not statuses and time.monotonic() < deadline:  # the retained status comes right after SUBACK
+        time.sleep(0.02)
+    limits = [st["max_packet_bytes"] for st in statuses
+              if isinstance(st.get("max_packet_bytes"), int) and st["max_packet_bytes"] > 0]
+    if not limits:
+        return
+    limit = limits[-1]
+    room = limit - len(topic.encode()) - PACKET_MARGIN
+    header, body = chunks[0], chunks[1:]
+    if len(header) > room:
+        raise UsageError(f"gateway {gateway} accepts MQTT messages up to {limit} bytes (its broker.max_packet_bytes) "
+                         f"and this update's header is {len(header)} bytes (the manifest): raise the gateway's "
+                         "broker.max_packet_bytes")
+    largest = max((len(c) for c in body), default=0)
+    if largest > room:
+        fits_kb = max(1, int((room - CHUNK_JSON_BYTES) * 3 / 4 / 1024))
+        raise UsageError(f"gateway {gateway} accepts MQTT messages up to {limit} bytes (its broker.max_packet_bytes) "
+                         f"and this update's chunks are up to {largest} bytes: deploy with --chunk-kb {fits_kb} "
+                         "or less")
 
 
 def read_password(password_file: Path | None, username: str, env: str = "EDGE_AAE_MQTT_PASSWORD") -> str | None:

@@ -10,9 +10,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+KEEP_MAX_BYTES = 4 * 2**20  # a larger payload is kept as b"" (the red team's huge messages pass by)
+
 
 class Recorder:
-    """Subscribes to ``topic_filter`` and keeps every (topic, payload, retain) it receives."""
+    """Subscribes to ``topic_filter`` and keeps every (topic, payload, retain) it receives.
+
+    Payloads over :data:`KEEP_MAX_BYTES` are kept empty: the message is seen, its bytes not held.
+    """
 
     def __init__(self, port: int, topic_filter: str, client_id: str | None = None, qos: int = 1,
                  persistent: bool = False) -> None:
@@ -38,7 +43,8 @@ class Recorder:
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            payload = bytes(msg.payload) if len(msg.payload) <= KEEP_MAX_BYTES else b""
+            self.messages.append((msg.topic, payload, bool(msg.retain)))
 
     def json(self, suffix: str) -> list[dict[str, Any]]:
         """Decoded payloads of topics ending with ``suffix``."""

@@ -22,6 +22,9 @@ from edge_aae.core.errors import ConfigError, UsageError
 from edge_aae.core.protocol import parse_broker_url
 
 SCORE_PUBLISHING = ("every", "every_nth", "none")
+MQTT_MAX_PACKET = 268_435_455  # the largest packet MQTT's length field can describe
+PACKET_OVERHEAD = 1024  # fixed header, topic and properties of a message, beyond its payload
+MIN_PACKET_BYTES = 65_536 + PACKET_OVERHEAD  # a feedback command or an update header of usual size fits
 SECRET_MODE_MASK = 0o007  # a secret readable or writable by every user on the device is refused
 
 
@@ -52,7 +55,17 @@ def check_secret_file(path: Path, what: str) -> None:
 
 @dataclass(frozen=True)
 class BrokerConfig:
-    """Where and how to connect. ``tls`` is implied by ``tls_ca`` or an ``mqtts://`` URL."""
+    """Where and how to connect. ``tls`` is implied by ``tls_ca`` or an ``mqtts://`` URL.
+
+    ``max_packet_bytes`` is sent to the broker as the connection's MQTT 5 Maximum Packet Size: the
+    broker discards, for this gateway, any message larger than that (payload, topic and
+    properties) instead of sending it. paho reads a whole message into memory before any check of
+    ours can refuse it (a 200 MB reading message made the daemon's RSS peak at 665 MB), so a
+    gateway on an open broker could be knocked over by memory; with the limit, such a message
+    never reaches it. Messages between ``stream.max_payload_bytes`` and this limit still arrive
+    and are refused as ``oversized``. Update chunks must fit too: the status carries the limit and
+    ``edge-aae deploy`` checks its chunks against it.
+    """
 
     host: str = "localhost"
     port: int = 1883
@@ -68,6 +81,7 @@ class BrokerConfig:
     session_expiry_s: int = 86400
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
+    max_packet_bytes: int = 4_194_304
 
     def password(self) -> str | None:
         """The password from ``password_env`` or ``password_file`` (None when neither is set).
@@ -356,6 +370,12 @@ def _check_values(cfg: GatewayConfig, problems: list[str]) -> None:
     need(0 < b.reconnect_min_s <= b.reconnect_max_s,
          "broker.reconnect_min_s / reconnect_max_s: need 0 < min <= max")
     need(bool(b.tls_cert) == bool(b.tls_key), "broker: tls_cert and tls_key go together")
+    need(b.max_packet_bytes >= MIN_PACKET_BYTES, f"broker.max_packet_bytes: {b.max_packet_bytes} < {MIN_PACKET_BYTES}")
+    need(b.max_packet_bytes <= MQTT_MAX_PACKET, f"broker.max_packet_bytes: {b.max_packet_bytes} is over MQTT's "
+         f"limit of {MQTT_MAX_PACKET}")
+    need(b.max_packet_bytes >= cfg.stream.max_payload_bytes + PACKET_OVERHEAD,
+         f"broker.max_packet_bytes: {b.max_packet_bytes} leaves no room for a reading message of "
+         f"stream.max_payload_bytes = {cfg.stream.max_payload_bytes} (need at least that plus {PACKET_OVERHEAD})")
     m = cfg.models
     need(bool(m.default) or bool(m.assets), "models: set models.default or at least one models.assets.NAME.bundle")
     need(m.model_file in ("", "model.onnx", "model.fp32.onnx"),

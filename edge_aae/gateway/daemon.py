@@ -489,6 +489,7 @@ class Daemon:
             if why:
                 out["problem"] = why
             out["models"] = self.registry.describe()
+            out["max_packet_bytes"] = self.cfg.broker.max_packet_bytes  # edge-aae deploy sizes its chunks by it
             names = sorted(self.assets)
             out["assets"] = names[:STATUS_MAX_ASSETS]
             out["assets_total"] = len(names)

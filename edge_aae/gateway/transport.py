@@ -158,6 +158,8 @@ class Transport:
         b = self.cfg.broker
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call,unused-ignore]
         props.SessionExpiryInterval = b.session_expiry_s
+        # the broker drops larger messages for us: paho would read one whole into memory first
+        props.MaximumPacketSize = b.max_packet_bytes
         self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False, properties=props)
         self.client.loop_start()
 

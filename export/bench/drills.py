@@ -400,6 +400,7 @@ def drill_red_team(env: Env) -> Row:
     out: list[Row] = []
     try:
         out += redteam.attack_deafening_numbers(t, channels[0])
+        out += redteam.attack_huge_messages(t)
         out += redteam.attack_future_timestamp(t, channels, rows_, window_len)
         out += redteam.attack_update_before_verification(t, env.bundle)
         out += redteam.attack_chunk_flood(t, megabytes=375)

@@ -217,6 +217,65 @@ def attack_deafening_numbers(t: Target, channel: str) -> list[Row]:
     return rows
 
 
+class _PeakRss(threading.Thread):
+    """Samples a process's resident memory every 10 ms; ``peak`` in MB."""
+
+    def __init__(self, t: Target) -> None:
+        super().__init__(daemon=True)
+        self.t, self.peak, self._stop_ = t, t.rss_mb(), threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_.is_set():
+            self.peak = max(self.peak, self.t.rss_mb())
+            time.sleep(0.01)
+
+    def stop(self) -> float:
+        self._stop_.set()
+        self.join()
+        return self.peak
+
+
+def attack_huge_messages(t: Target, megabytes: int = 200, restart: bool = True) -> list[Row]:
+    """Messages of ``megabytes`` on the sensor and update topics, one retained: memory stays bounded.
+
+    paho reads a whole message into memory before the daemon can refuse it; without a limit the
+    broker passes on (``broker.max_packet_bytes``, the MQTT 5 Maximum Packet Size) a 200 MB reading
+    made the daemon's RSS peak at 665 MB: on a small gateway, killed for memory. A retained one
+    would come back at every restart. With ``restart``, the daemon is restarted once the retained
+    message is in place (it must come back healthy, its memory bounded as it resubscribes).
+    """
+    rows = []
+    blob = b"x" * (megabytes * 2**20)
+    cases = [("reading message", f"{BASE}/sensors/pump9", False), ("update message", f"{BASE}/model/update", False),
+             ("retained reading message", f"{BASE}/sensors/pump8", True)]
+    for name, topic, retain in cases:
+        since = time.time()
+        base = t.rss_mb()
+        sampler = _PeakRss(t)
+        sampler.start()
+        t.attacker.publish(topic, blob, qos=1, retain=retain).wait_for_publish(120)
+        t.send([b"{}"])  # the broker has passed on (or dropped) the big one by the time this is acknowledged
+        time.sleep(1.0)
+        peak = sampler.stop() - base
+        ok = peak < megabytes / 4 and t.wait_good(10)
+        outcome = f"daemon RSS peak +{peak:.0f} MB"
+        if retain and restart:
+            t.daemon.kill()
+            t.daemon = DaemonProcess(t.tmp, t.config, t.broker.url)
+            sampler = _PeakRss(t)
+            sampler.start()
+            back = t.rec.wait_for(lambda r, t0=since: any(m.get("healthy") and m["ts"] > t0
+                                                          for m in r.json(f"{GATEWAY}/status")), 40) and t.wait_good(20)
+            time.sleep(1.0)
+            peak_restart = sampler.stop()
+            ok = ok and back and peak_restart < 100 + megabytes / 4
+            outcome += f"; restarted: {'healthy, scoring' if back else 'NOT back'}, RSS peak {peak_restart:.0f} MB"
+        if retain:
+            t.attacker.publish(topic, b"", qos=1, retain=True).wait_for_publish(30)  # clear the retained one
+        rows.append(row("huge message", f"{megabytes} MB {name}", ok, outcome, t, since))
+    return rows
+
+
 def attack_future_timestamp(t: Target, channels: list[str], rows_: np.ndarray, window_len: int) -> list[Row]:
     """A reading far in the future is refused; one just inside the limit cannot blind the asset."""
     out = []

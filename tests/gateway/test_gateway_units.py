@@ -173,6 +173,22 @@ scores = "sometimes"
     assert all(p.startswith(str(tmp_path / "gw.toml")) for p in problems)
 
 
+def test_config_packet_limit_must_hold_a_reading_message(tmp_path):
+    _, problems = read_gateway_config(write(tmp_path, """
+gateway_id = "gw1"
+[models]
+default = "b"
+[broker]
+max_packet_bytes = 100000
+[stream]
+max_payload_bytes = 200000
+"""))
+    assert any("broker.max_packet_bytes" in p and "stream.max_payload_bytes = 200000" in p for p in problems), problems
+    _, problems = read_gateway_config(write(tmp_path, 'gateway_id = "gw1"\n[models]\ndefault = "b"\n'
+                                                      '[broker]\nmax_packet_bytes = 1000\n'))
+    assert any("broker.max_packet_bytes: 1000 <" in p for p in problems), problems
+
+
 def test_config_overrides_and_relative_paths(tmp_path):
     p = write(tmp_path, 'gateway_id = "gw1"\n[models]\ndefault = "bundles/pump"\n')
     cfg, problems = read_gateway_config(p, {"broker_url": "mqtts://broker.example:8884", "gateway_id": "gw9"})

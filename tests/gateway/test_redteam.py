@@ -58,6 +58,10 @@ def test_a_deafening_message_is_acknowledged_so_a_restart_stays_healthy(target):
     assert target.wait_good(20), target.daemon.log()[-2000:]
 
 
+def test_huge_messages_never_reach_the_daemon_and_a_retained_one_cannot_crash_loop_it(target):
+    check(redteam.attack_huge_messages(target, megabytes=48))
+
+
 def test_future_timestamps_cannot_blind_an_asset(target, synth_dir, bundle):
     normal = load_series(synth_dir / "train.csv")
     window_len = json.loads((bundle / "manifest.json").read_text())["window_len"]

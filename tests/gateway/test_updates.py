@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,44 @@ def test_updates_are_refused_with_reasons_then_installed_and_kept(tmp_path, sign
         assert rec.wait_for(lambda r: any(m.get("state") == "online" and
                                           m["models"]["default"]["version"] == "2.0.0"
                                           for m in r.json("/status")), 30), daemon.log()[-2000:]
+        pub.disconnect()
+    finally:
+        rec.close()
+        daemon.close()
+        broker.stop()
+
+
+def test_deploy_sizes_its_chunks_by_the_gateways_packet_limit(tmp_path, signed):
+    """The broker drops messages over the gateway's Maximum Packet Size: deploy says so before sending."""
+    from edge_aae.gateway.config import MIN_PACKET_BYTES
+
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    extra = (f'[update]\nenabled = true\npublic_key = "{signed["keys"] / "public.pem"}"\n'
+             f'models_dir = "{tmp_path / "models"}"\n[broker]\nmax_packet_bytes = {MIN_PACKET_BYTES}\n'
+             '[stream]\nmax_payload_bytes = 4096\n')
+    cfg = write_config(tmp_path / "gw.toml", signed["v1"], tmp_path / "outbox", extra=extra)
+    rec = Recorder(broker.port, "edge-aae/gw1/#")
+    daemon = DaemonProcess(tmp_path, cfg, broker.url)
+    try:
+        assert rec.wait_for(lambda r: any(m.get("state") == "online" for m in r.json("/status")), 30)
+        assert rec.json("/status")[-1]["max_packet_bytes"] == MIN_PACKET_BYTES
+        too_big = subprocess.run([sys.executable, "-m", "edge_aae.cli", "deploy", str(signed["v2"]), "--broker",
+                                  broker.url, "--gateway", "gw1", "--chunk-kb", "128", "--wait", "5"],
+                                 capture_output=True, text=True, timeout=60)
+        assert too_big.returncode != 0
+        assert "--chunk-kb 48" in too_big.stderr, too_big.stderr
+        assert "max_packet_bytes" in too_big.stderr
+        assert not any(t.endswith("/model/update") for t, _, _ in rec.messages)  # nothing was sent
+        res = deploy(signed["v2"], broker)  # 32 KiB chunks fit
+        assert res.returncode == 0, res.stdout + res.stderr
+        # a reading message over the packet limit never reaches the daemon; one under it is refused as oversized
+        pub = publisher(broker.port)
+        for size in (MIN_PACKET_BYTES * 2, 8192):
+            pub.publish("edge-aae/gw1/sensors/pump1", b" " * size, qos=1).wait_for_publish(10)
+        assert rec.wait_for(lambda r: any(m.get("reason") == "oversized" for m in r.json("/errors")), 10)
+        time.sleep(2.5)  # two more stats intervals: the big one would have been counted by then
+        assert rec.json("/status")[-1]["stats"]["drops"].get("oversized") == 1, rec.json("/status")[-1]
         pub.disconnect()
     finally:
         rec.close()
