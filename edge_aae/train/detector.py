@@ -335,8 +335,9 @@ class AAEDetector:
         self._check_fitted()
         out: list[list[np.ndarray]] = [[], [], []]
         for i in range(0, windows.shape[0], batch_size):
-            res = self.scorer_(torch.from_numpy(np.ascontiguousarray(windows[i:i + batch_size],
-                                                                     dtype=np.float32)))
+            with np.errstate(over="ignore"):  # beyond float32's range: ±inf, held by the graph's Clip
+                batch = np.ascontiguousarray(windows[i:i + batch_size], dtype=np.float32)
+            res = self.scorer_(torch.from_numpy(batch))
             for acc, r in zip(out, res, strict=True):
                 acc.append(r.numpy())
         if not out[0]:

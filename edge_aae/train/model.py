@@ -219,6 +219,18 @@ label-free threshold on ASD fell slightly (0.64-0.67x the oracle against 0.68-0.
 SCORE_POWERS = (2, 4)
 RATIO_CAP = 1e8  # e²/m beyond this is held there in the order-4 mean: r**4 summed over channels stays finite in float32
 
+INPUT_LIMIT = 1e4
+"""Scaled inputs are held within ``±INPUT_LIMIT`` robust spreads of their centre (a ``Clip`` in the graph).
+
+A reading of 1e30 (or 1e300, infinite once cast to float32: a broken sensor's sentinel such as
+FLT_MAX, or a sender on an open broker) overflowed the FP32 graph into an infinite or NaN score:
+the gateway dropped those windows as ``non_finite_score``, 32 windows per such reading, and three
+such batches in a row rolled an updated model back. With INT8 the score stayed finite but the
+contributions did not, and alerts carried ``NaN`` shares (not JSON). Ten thousand spreads out is
+far past any threshold (the score is then in the millions: the window is flagged and its channel
+blamed), and every intermediate of the graph stays finite in float32. Normal data never comes near it.
+"""
+
 NEAREST_CANDIDATES = 4  # codes whose exact distance the latent score compares (see ScoreGraph.latent_distance)
 
 
@@ -330,8 +342,8 @@ class ScoreGraph(nn.Module):
         return (z.t().unsqueeze(-1) - candidates).pow(2).sum(0).amin(1).sqrt()
 
     def scale_input(self, window: torch.Tensor) -> torch.Tensor:
-        """Raw sensor units to scaled units; channels in ``level_mask`` lose their window mean."""
-        x = (window - self.center) / self.scale
+        """Raw sensor units to scaled units (held within :data:`INPUT_LIMIT`); ``level_mask`` channels lose their mean."""
+        x = ((window - self.center) / self.scale).clamp(-INPUT_LIMIT, INPUT_LIMIT)
         if not bool(self.level_mask.any()):  # a constant of the model: the exported graph has no branch
             return x
         return x - self.level_mask * x.mean(dim=1, keepdim=True)

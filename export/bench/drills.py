@@ -402,6 +402,7 @@ def drill_red_team(env: Env) -> Row:
         out += redteam.attack_deafening_numbers(t, channels[0])
         out += redteam.attack_huge_messages(t)
         out += redteam.attack_future_timestamp(t, channels, rows_, window_len)
+        out += redteam.attack_sentinel_values(t, channels, rows_, window_len)
         out += redteam.attack_update_before_verification(t, env.bundle)
         out += redteam.attack_chunk_flood(t, megabytes=375)
         out += redteam.attack_update_races(t, env.version("2.0.0"), env.version("3.0.0"))

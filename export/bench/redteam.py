@@ -301,6 +301,40 @@ def attack_future_timestamp(t: Target, channels: list[str], rows_: np.ndarray, w
     return out
 
 
+def attack_sentinel_values(t: Target, channels: list[str], rows_: np.ndarray, window_len: int) -> list[Row]:
+    """A huge but float32-finite value every window length: the asset stays scored, flagged, its JSON valid.
+
+    Such a reading (1e30, or a sensor's error sentinel just under FLT_MAX; beyond that the parser
+    refuses it) once overflowed the graph: the FP32 model scored inf or NaN, its windows were
+    dropped as ``non_finite_score`` (one every ``window_len`` readings kept the asset unscored, and
+    three such batches in a row rolled an updated model back); INT8 kept the score finite but
+    published infinite contributions and alerts with NaN shares, which strict JSON parsers refuse.
+    """
+    out = []
+    for variant, value in (("1e30", 1e30), ("3.4e38 (just under FLT_MAX)", 3.4e38)):
+        since = time.time()
+        asset = "sentinel" + ("a" if value < 1e38 else "b")
+        n = window_len * 4
+        for i in range(n):
+            values = dict(zip(channels, map(float, rows_[i % len(rows_)]), strict=True))
+            if i % window_len == window_len - 1:
+                values[channels[0]] = value
+            t.attacker.publish(f"{BASE}/sensors/{asset}", json.dumps({"ts": since - n + i, "values": values}), qos=1)
+        expected = n - window_len + 1
+        done = t.rec.wait_for(lambda r, a=asset, k=expected: len(r.json(f"/anomaly/{a}/score")) >= k, 15)
+        scores = t.rec.json(f"/anomaly/{asset}/score")
+        alerts = [m for m in t.rec.json(f"/anomaly/{asset}/alert") if m.get("event") == "raised"]
+        finite = all(np.isfinite([m["score"], *m["channel_scores"].values()]).all() for m in scores) and all(
+            np.isfinite([c["share"] for c in m["top_channels"]]).all() for m in alerts)
+        dropped = [e for e in t.errors(since) if e["reason"] == "non_finite_score"]
+        blamed = bool(alerts) and alerts[0]["top_channels"][0]["channel"] == channels[0]
+        ok = done and finite and not dropped and blamed and t.wait_good(5)
+        out.append(row("sentinel value", f"{variant} every {window_len} readings", ok,
+                       f"{len(scores)} of {expected} windows scored, all finite: {finite}, non_finite_score "
+                       f"reports {len(dropped)}, alert raised blaming {channels[0]}: {blamed}", t, since))
+    return out
+
+
 def attack_flood(t: Target, channels: list[str], rows_: np.ndarray, seconds: float = 5.0) -> list[Row]:
     """One asset floods batch messages as fast as a Python publisher can; the good asset keeps being scored.
 

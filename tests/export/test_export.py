@@ -410,3 +410,23 @@ def test_the_latent_variant_keeps_the_code_out_of_int8(bundle, trained_run, tmp_
     assert all(p <= m * (1 + 1e-6) for p, m in zip(act_scales(tmp_path / "pct.onnx"),
                                                    act_scales(tmp_path / "latent.onnx"), strict=True))
     assert act_scales(tmp_path / "pct.onnx") != act_scales(tmp_path / "latent.onnx")
+
+
+@pytest.mark.parametrize("value", [1e30, -1e30, 1e300])
+def test_a_reading_beyond_any_range_scores_finite_and_flagged(bundle, trained_run, value):
+    """A sensor's FLT_MAX sentinel (or 1e300, infinite in float32) once made the FP32 graph score inf or NaN."""
+    from edge_aae.core.alerting import top_channels
+
+    det = AAEDetector.load(trained_run)
+    windows = det.load_calibration()["val"][:4].astype(np.float64)
+    windows[:, -1, 2] = value
+    scorers = {"torch": det.score_windows}
+    for name in ("model.onnx", "model.fp32.onnx"):
+        scorers[name] = OnnxModel.open(bundle, name).score_windows
+    for name, score_windows in scorers.items():
+        score, contributions, latent = (np.asarray(a) for a in score_windows(windows))
+        assert np.isfinite(score).all() and np.isfinite(contributions).all() and np.isfinite(latent).all(), name
+        assert (score > det.threshold_).all(), name
+        assert (contributions.argmax(axis=1) == 2).all(), name  # the channel that went wild takes the blame
+        shares = [c["share"] for c in top_channels(contributions[0], det.channels_, 3)]
+        assert all(np.isfinite(shares)), name

@@ -68,6 +68,12 @@ def test_future_timestamps_cannot_blind_an_asset(target, synth_dir, bundle):
     check(redteam.attack_future_timestamp(target, list(normal.channels), normal.values[:200], window_len))
 
 
+def test_a_sentinel_value_cannot_keep_an_asset_unscored(target, synth_dir, bundle):
+    normal = load_series(synth_dir / "train.csv")
+    window_len = json.loads((bundle / "manifest.json").read_text())["window_len"]
+    check(redteam.attack_sentinel_values(target, list(normal.channels), normal.values[:200], window_len))
+
+
 def test_updates_are_verified_before_anything_is_written_hashed_or_held(target, bundle):
     check(redteam.attack_update_before_verification(target, bundle))
 
