@@ -342,7 +342,7 @@ class ScoreGraph(nn.Module):
         return (z.t().unsqueeze(-1) - candidates).pow(2).sum(0).amin(1).sqrt()
 
     def scale_input(self, window: torch.Tensor) -> torch.Tensor:
-        """Raw sensor units to scaled units (held within :data:`INPUT_LIMIT`); ``level_mask`` channels lose their mean."""
+        """Raw sensor units to scaled units within :data:`INPUT_LIMIT`; ``level_mask`` channels lose their mean."""
         x = ((window - self.center) / self.scale).clamp(-INPUT_LIMIT, INPUT_LIMIT)
         if not bool(self.level_mask.any()):  # a constant of the model: the exported graph has no branch
             return x
