@@ -23,13 +23,6 @@ Decisions:
   short for a tail fit (fewer windows than POT needs), the ``shift`` score with its ``t2`` limit,
   provided there are at least twice as many independent windows as channels; otherwise the
   reconstruction ``error`` score with ``pot`` (whose small-sample fallback copes with the rest).
-* **Adversarial weight**: 0.3 (``LONG_ADVERSARIAL_WEIGHT``) where the validation windows support a
-  tail fit (a long series), the default 0.1 otherwise. On ASD (12 entities, long series, seeds
-  0 / 1 / 2) the AAE's mean AUPRC at 0.3 was 0.427 / 0.429 / 0.426 against 0.432 / 0.415 / 0.413
-  at 0.1 and the plain autoencoder's 0.421 / 0.421 / 0.426: level or ahead of its ablation at
-  every seed, and steadier. On SKAB's 400-row files (seed 0) 0.3 lowered the pooled F1 from
-  0.822 to 0.814, and 15 of 34 files warned that the discriminator won or the codes collapsed:
-  with a few hundred windows the prior overpowers the reconstruction.
 * **Latent size**: half the channels, between 2 and 8 (``latent_dim = 0``).
 * **Window length**: the default, except for a short series with many channels: when the
   validation split is too short for a tail fit and the default window leaves fewer than twice as
@@ -64,7 +57,6 @@ FAMILY_LIMIT = 0.3  # once a slow channel drifts, very slow channels that move w
 FAMILY_CORR = 0.9  # "move with it": |correlation| over the normal data above this
 LEVEL_NEFF_MIN = 30.0  # a slow channel whose level was seen fewer times independently: its range is unknown
 SHORT_WINDOWS = (16, 8)  # tried, longest first, when the default window leaves too few independent windows
-LONG_ADVERSARIAL_WEIGHT = 0.3  # the adversarial weight where the validation windows support a tail fit
 
 
 @dataclass(frozen=True)
@@ -224,21 +216,6 @@ def choose_settings(data: SensorData, cfg: TrainConfig) -> tuple[TrainConfig, li
         decisions.append(Decision("threshold", changes.get("threshold", cfg.threshold), reason))
     else:
         decisions.append(Decision("score_stat", cfg.score_stat, "given explicitly"))
-
-    if cfg.adversarial_weight == default.adversarial_weight:
-        n_val = _window_counts(data, cfg, changes.get("window_len", cfg.window_len))[0]
-        if n_val >= pot_min_scores(cfg.pot_init_quantile):
-            changes["adversarial_weight"] = LONG_ADVERSARIAL_WEIGHT
-            decisions.append(Decision("adversarial_weight", LONG_ADVERSARIAL_WEIGHT,
-                                      f"{n_val} validation windows (a long series): the prior shapes the codes "
-                                      f"at weight {LONG_ADVERSARIAL_WEIGHT:g}"))
-        else:
-            decisions.append(Decision("adversarial_weight", cfg.adversarial_weight,
-                                      f"{n_val} validation windows (a short series): at weight "
-                                      f"{LONG_ADVERSARIAL_WEIGHT:g} the discriminator overpowers the encoder and "
-                                      f"the codes collapse; {cfg.adversarial_weight:g} kept"))
-    else:
-        decisions.append(Decision("adversarial_weight", cfg.adversarial_weight, "given explicitly"))
 
     if cfg.latent_dim == 0:
         changes["latent_dim"] = auto_latent_dim(len(channels))

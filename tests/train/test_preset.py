@@ -58,20 +58,6 @@ def test_short_training_picks_the_shift_score_long_training_keeps_the_error_scor
     assert long.window_len == short.window_len == 32
 
 
-def test_a_long_series_gets_the_stronger_adversarial_weight_a_short_one_keeps_the_default():
-    from edge_aae.train.preset import LONG_ADVERSARIAL_WEIGHT
-
-    short, d = choose_settings(pump(400, warm_channel=False), TrainConfig())
-    assert short.adversarial_weight == TrainConfig().adversarial_weight
-    assert "short series" in {x.key: x.reason for x in d}["adversarial_weight"]
-    long, d = choose_settings(pump(9000, warm_channel=False), TrainConfig())
-    assert long.adversarial_weight == LONG_ADVERSARIAL_WEIGHT
-    assert "long series" in {x.key: x.reason for x in d}["adversarial_weight"]
-    plain, d = choose_settings(pump(9000, warm_channel=False), TrainConfig(adversarial_weight=0.0))
-    assert plain.adversarial_weight == 0.0  # the plain-autoencoder ablation stays one
-    assert {x.key: x.reason for x in d}["adversarial_weight"] == "given explicitly"
-
-
 def wide(rows: int, channels: int = 52):
     return assemble_series("wide.csv", [f"c{i}" for i in range(channels)], np.arange(float(rows)),
                            np.random.default_rng(0).normal(size=(rows, channels)), None)
