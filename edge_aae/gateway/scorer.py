@@ -97,11 +97,8 @@ class OnnxModel:
 
     def score_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(B, L, C)`` raw windows -> ``score (B,)``, ``channel_scores (B, C)``, ``latent_score (B,)``."""
-        if windows.dtype == np.float32:
-            x = np.ascontiguousarray(windows)
-        else:  # a reading beyond float32's range becomes ±inf, which the graph's Clip holds like any huge value
-            with np.errstate(over="ignore"):
-                x = np.ascontiguousarray(windows, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32's range: ±inf, which the graph's Clip holds
+            x = np.ascontiguousarray(windows, dtype=np.float32)
         if x.ndim != 3 or x.shape[1:] != (self.window_len, len(self.channels)):
             raise ModelMismatchError(f"window shape {x.shape} does not match the model's "
                                      f"(batch, {self.window_len}, {len(self.channels)})")

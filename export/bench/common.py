@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +51,19 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def sample_rss(pid: int, stop: threading.Event, out: list[float], every_s: float = 0.2) -> None:
+    """Append a process's ``VmRSS`` (MB) to ``out`` every ``every_s`` until ``stop`` (or the process ends)."""
+    while not stop.is_set():
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        out.append(int(line.split()[1]) / 1024)
+        except OSError:
+            return
+        stop.wait(every_s)
 
 
 def process_memory(pid: int) -> dict[str, float]:

@@ -33,7 +33,7 @@ from edge_aae.devtools.mosquitto import Mosquitto
 from edge_aae.gateway.bundle import open_bundle
 from edge_aae.gateway.config import RuntimeConfig
 from edge_aae.gateway.memtrim import TRIM_AFTER_S  # not the daemon module: this process must not map onnxruntime
-from export.bench.common import process_memory
+from export.bench.common import process_memory, sample_rss
 
 log = logging.getLogger(__name__)
 ROOT, GW = "edge-aae", "bench"
@@ -223,7 +223,7 @@ def batch_phase(bundle_dir: Path, tmp: Path, broker: Mosquitto, channels: list[s
             return dict(last.get("stats", {})) if last.get("state") == "online" else {}
 
         # (daemon's wall-clock time of the status, windows scored by then): the status comes once a
-        # second, so the time the last window was scored is interpolated between two of them
+        # second, so the time the last window was scored is extrapolated from the last one before it
         samples: list[tuple[float, int]] = [(wall_start, 0)]
         deadline = time.monotonic() + 300
         quiet_since = time.monotonic()
@@ -304,18 +304,6 @@ def paced_latencies(port: int, msgs: list[tuple[str, bytes, float]], rate_per_s:
     return np.array([(at[k] - sent_at[k]) * 1e3 for k in at if k in sent_at])
 
 
-def _rss_sampler(pid: int, stop: threading.Event, out: list[float]) -> None:
-    while not stop.is_set():
-        try:
-            with open(f"/proc/{pid}/status", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        out.append(int(line.split()[1]) / 1024)
-        except OSError:
-            return
-        stop.wait(0.2)
-
-
 def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 8) -> tuple[dict[str, Any], str]:
     """Run the comparison; returns ``(results, markdown table)``."""
     bundle = open_bundle(bundle_dir)
@@ -341,7 +329,7 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
                             f'{2 * n_readings}\n[publish]\nstats_interval_s = 1\n{FLAT_OUT_ALERTING}')
             rss: list[float] = []
             stop = threading.Event()
-            threading.Thread(target=_rss_sampler, args=(daemon.pid, stop, rss), daemon=True).start()
+            threading.Thread(target=sample_rss, args=(daemon.pid, stop, rss), daemon=True).start()
             status = _Counter(broker.port, f"{ROOT}/{GW}/status", parse=False)
             if not status.wait(1, 60):
                 raise EdgeAAEError(f"daemon did not come online: {(tmp / f'daemon-{GW}.log').read_text()[-500:]}")

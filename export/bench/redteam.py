@@ -30,6 +30,7 @@ from edge_aae.core.update_format import update_messages
 from edge_aae.devtools.daemon_process import DaemonProcess, write_config
 from edge_aae.devtools.mosquitto import Mosquitto
 from edge_aae.devtools.mqtt_recorder import Recorder, publisher
+from export.bench.common import sample_rss
 
 Row = dict[str, Any]
 GATEWAY = "gw1"
@@ -217,22 +218,20 @@ def attack_deafening_numbers(t: Target, channel: str) -> list[Row]:
     return rows
 
 
-class _PeakRss(threading.Thread):
-    """Samples a process's resident memory every 10 ms; ``peak`` in MB."""
+class _PeakRss:
+    """The daemon's peak resident memory (MB) from now until :meth:`stop`, sampled every 10 ms."""
 
     def __init__(self, t: Target) -> None:
-        super().__init__(daemon=True)
-        self.t, self.peak, self._stop_ = t, t.rss_mb(), threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_.is_set():
-            self.peak = max(self.peak, self.t.rss_mb())
-            time.sleep(0.01)
+        self._samples: list[float] = [t.rss_mb()]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=sample_rss, args=(t.daemon.proc.pid, self._stop, self._samples, 0.01),
+                                        daemon=True)
+        self._thread.start()
 
     def stop(self) -> float:
-        self._stop_.set()
-        self.join()
-        return self.peak
+        self._stop.set()
+        self._thread.join()
+        return max(self._samples)
 
 
 def attack_huge_messages(t: Target, megabytes: int = 200, restart: bool = True) -> list[Row]:
@@ -252,7 +251,6 @@ def attack_huge_messages(t: Target, megabytes: int = 200, restart: bool = True) 
         since = time.time()
         base = t.rss_mb()
         sampler = _PeakRss(t)
-        sampler.start()
         t.attacker.publish(topic, blob, qos=1, retain=retain).wait_for_publish(120)
         t.send([b"{}"])  # the broker has passed on (or dropped) the big one by the time this is acknowledged
         time.sleep(1.0)
@@ -263,7 +261,6 @@ def attack_huge_messages(t: Target, megabytes: int = 200, restart: bool = True) 
             t.daemon.kill()
             t.daemon = DaemonProcess(t.tmp, t.config, t.broker.url)
             sampler = _PeakRss(t)
-            sampler.start()
             back = t.rec.wait_for(lambda r, t0=since: any(m.get("healthy") and m["ts"] > t0
                                                           for m in r.json(f"{GATEWAY}/status")), 40) and t.wait_good(20)
             time.sleep(1.0)
