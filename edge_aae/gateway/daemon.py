@@ -69,6 +69,11 @@ MAX_ASSET_LEN = 200  # longer asset names are rejected (bad_asset)
 STATUS_MAX_ASSETS = 100  # the status lists at most this many assets and counts the rest
 NONFINITE_ROLLBACK_BATCHES = 3  # this many batches in a row with non-finite scores roll an update back
 CYCLE_READINGS_PER_BATCH = 4  # the worker takes about 4 x runtime.batch_max readings per cycle, across assets
+# Feedback (labels, collects) runs on the worker that scores every asset: it gets at most about this
+# long per cycle, the rest waits for the next cycles, and beyond FEEDBACK_MAX_PENDING messages waiting
+# new ones are refused (feedback_queue_full). A burst of cheap commands can no longer hold scoring.
+FEEDBACK_CYCLE_S = 0.02
+FEEDBACK_MAX_PENDING = 500
 HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often while healthy: a container health check reads it
 
 
@@ -163,6 +168,25 @@ class Due:
 class _Item:
     asset: str
     readings: Readings
+
+
+@dataclass
+class _CollectJob:
+    """A ``collect`` being published: the kept files still to send (``None``: the done message)."""
+
+    request_id: str
+    topic: str
+    count: int
+    pending: deque[Path | None]
+    last: Any = None  # paho's MQTTMessageInfo of the message in flight
+
+
+def _published(info: Any) -> bool:
+    """Whether the broker has the message (one paho could not queue or send counts as finished)."""
+    try:
+        return bool(info.is_published())
+    except (ValueError, RuntimeError):
+        return True
 
 
 class ReadingQueue:
@@ -332,6 +356,7 @@ class Daemon:
         self.feedback = (Feedback(Path(fb.dir) if fb.dir else Path(cfg.outbox.dir).parent / "labelled",
                                   fb.keep_readings, fb.max_labelled) if fb.enabled else None)
         self._feedback_in: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._collect: _CollectJob | None = None  # a collect being published, one kept file at a time
         self.assets: dict[str, _AssetState] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()  # assets, the one silent longest first (worker only)
         self._stop = threading.Event()
@@ -402,10 +427,15 @@ class Daemon:
                 self.updater.submit(payload)
             return
         if topic == self.topics.feedback:
-            if self.feedback is not None and len(payload) <= 65536:
-                self._feedback_in.put(bytes(payload))  # applied by the worker, between batches
-            elif self.feedback is not None:
+            if self.feedback is None:
+                return
+            if len(payload) > 65536:
                 self._reject("", "feedback_too_large", f"a feedback message of {len(payload)} bytes (at most 65536)")
+            elif self._feedback_in.qsize() >= FEEDBACK_MAX_PENDING:
+                self._reject("", "feedback_queue_full", f"{FEEDBACK_MAX_PENDING} feedback messages are waiting "
+                             "already; this one is dropped: send it again later")
+            else:
+                self._feedback_in.put(bytes(payload))  # applied by the worker, between batches
             return
         asset = self.topics.asset_of(topic)
         if asset is None:
@@ -679,12 +709,20 @@ class Daemon:
             payload = monitor.payload(asset, self.cfg.gateway_id, {"name": b.name, "version": b.version})
             self.transport.publish(self.topics.drift(asset), json.dumps(payload), qos=DRIFT_QOS, retain=True)
 
-    def _apply_feedback(self) -> None:
-        """Operator commands received since the last batch: apply, confirm on the retained state."""
-        if self.feedback is None or self._feedback_in.empty():  # every worker cycle: the common case is cheap
-            return
+    def _apply_feedback(self) -> bool:
+        """Operator commands received since the last batch: apply, confirm on the retained state.
+
+        Returns whether feedback work is left for the next cycle (commands waiting, a collect being
+        published): the worker then does not wait long for readings.
+        """
+        if self.feedback is None:
+            return False
+        self._advance_collect()
+        if self._feedback_in.empty():  # every worker cycle: the common case is cheap
+            return self._collect is not None
         changed = False
-        while True:
+        deadline = time.monotonic() + FEEDBACK_CYCLE_S
+        while time.monotonic() < deadline:
             try:
                 raw = self._feedback_in.get_nowait()
             except queue.Empty:
@@ -694,13 +732,20 @@ class Daemon:
             try:
                 cmd = parse_command(raw)
                 cid, command = cmd.id, cmd.command
+                if cmd.command == "collect" and self._collect is not None:
+                    job = self._collect
+                    raise FeedbackError("collect_in_progress", f"collect {job.request_id!r} is still being published "
+                                        f"({job.count - len(job.pending) + 1} of {job.count + 1} messages); "
+                                        "send collect again once its done message has arrived")
                 window_len = max((s.binding.slot.scorer.window_len for s in self.assets.values()), default=1)
                 # assets seen, or configured by name: a mute for a name never seen is refused (a typo)
                 known = set(self.assets) | {a for a in self.registry.describe() if a != "default"}
                 outcome = self.feedback.apply(cmd, known, window_len)
                 log.info("feedback %s %s: %s", cmd.command, cmd.id, outcome["detail"])
                 if cmd.command == "collect":
-                    self._publish_collected(cmd.id)
+                    files = self.feedback.labelled_files()
+                    self._collect = _CollectJob(cmd.id, self.topics.feedback_collected(cmd.id), len(files),
+                                                deque([*files, None]))
             except FeedbackError as exc:
                 self.feedback.refuse(cid or exc.cid, command or exc.command, exc.reason, str(exc))
                 self._report_error("", f"feedback_{exc.reason}", str(exc))
@@ -708,18 +753,35 @@ class Daemon:
             self.transport.publish(self.topics.feedback_state,
                                    json.dumps(self.feedback.state_payload(self.cfg.gateway_id)),
                                    qos=FEEDBACK_QOS, retain=True)
+        return not self._feedback_in.empty() or self._collect is not None
 
-    def _publish_collected(self, request_id: str) -> None:
-        """Every kept labelled alert on ``ROOT/GW/feedback/collected/ID``, then a ``done`` message."""
-        assert self.feedback is not None
-        topic = self.topics.feedback_collected(request_id)
-        files = self.feedback.labelled_files()
-        for f in files:
-            try:
-                self.transport.publish(topic, f.read_bytes(), qos=FEEDBACK_QOS)
-            except OSError as exc:
-                log.error("cannot read %s: %s", f, exc)
-        self.transport.publish(topic, json.dumps({"done": True, "count": len(files)}), qos=FEEDBACK_QOS)
+    def _advance_collect(self) -> None:
+        """Publish the collect's next kept labelled alert once the broker has the previous one.
+
+        Every kept alert on ``ROOT/GW/feedback/collected/ID``, then ``{"done": true, "count": N}``.
+        One message in flight at a time: a collect holds one file in memory, however many are kept,
+        and waits while the broker is away.
+        """
+        job = self._collect
+        if job is None or not self.transport.connected.is_set():
+            return
+        deadline = time.monotonic() + FEEDBACK_CYCLE_S
+        while time.monotonic() < deadline:
+            if job.last is not None and not _published(job.last):
+                return
+            if not job.pending:
+                self._collect = None
+                return
+            f = job.pending.popleft()
+            if f is None:
+                payload = json.dumps({"done": True, "count": job.count}).encode()
+            else:
+                try:
+                    payload = f.read_bytes()
+                except OSError as exc:  # dropped since (the bound on kept files), or unreadable
+                    log.error("cannot read %s: %s", f, exc)
+                    continue
+            job.last = self.transport.publish(job.topic, payload, qos=FEEDBACK_QOS)
 
     def drift_states(self) -> dict[str, str]:
         """Each asset's drift state (assets not yet judged are ``ok``)."""
@@ -906,10 +968,10 @@ class Daemon:
         while not self._stop.is_set():
             try:
                 self._apply_swaps()
-                self._apply_feedback()
+                feedback_left = self._apply_feedback()
                 # the queue hands over the moment readings arrive: a longer wait when idle only
                 # saves wake-ups (an idle gateway should cost next to no CPU)
-                items = self.queue.get_all(max(wait_s, IDLE_WAIT_S) if idle else wait_s,
+                items = self.queue.get_all(max(wait_s, IDLE_WAIT_S) if idle and not feedback_left else wait_s,
                                            budget=CYCLE_READINGS_PER_BATCH * self.cfg.runtime.batch_max,
                                            linger_s=linger_s)
                 idle = not items

@@ -42,7 +42,7 @@ class FeedbackError(ValueError):
     """A command that cannot be applied; ``reason`` is a short code, the message says why."""
 
     def __init__(self, reason: str, detail: str, cid: str = "", command: str = "") -> None:
-        """``reason``: ``malformed``, ``unknown_command``, ``unknown_alert``, ``unknown_asset``, ``bad_label``.
+        """``reason``: a short code such as ``malformed``, ``unknown_alert`` or ``collect_in_progress``.
 
         ``cid`` and ``command``: the message's own id and command, when it had them (for the state).
         """
@@ -240,7 +240,7 @@ class Feedback:
                 self.mutes.pop(cmd.asset, None)
                 detail = f"{cmd.asset}: unmuted"
         else:
-            detail = f"{len(self.labelled_files())} labelled alert(s) published"
+            detail = f"{len(self.labelled_files())} labelled alert(s) to publish, one at a time"
         out = {"id": cmd.id, "command": cmd.command, "outcome": "applied", "detail": detail, "ts": now}
         self.recent.append(out)
         return out

@@ -413,6 +413,7 @@ def drill_red_team(env: Env) -> Row:
         out += redteam.attack_forged_outcome(t, unsigned)
         out += redteam.attack_long_asset_names(t, channels, rows_)
         out += redteam.attack_flood(t, channels, rows_, seconds=30)
+        out += redteam.attack_feedback_amplification(t, channels, rows_)
         out += redteam.attack_client_id_takeover(t)
         out += redteam.attack_asset_table(t, channels, rows_)
         time.sleep(1.5)

@@ -389,6 +389,105 @@ def attack_long_asset_names(t: Target, channels: list[str], rows_: np.ndarray) -
                     f"{status.get('assets_total')}", t, since)]
 
 
+# ---- feedback-topic attacks ---------------------------------------------------------------------
+
+def _raise_long_alert(t: Target, channels: list[str], rows_: np.ndarray, asset: str, readings: int) -> str:
+    """Stream ``readings`` readings of ``asset``, every one with a sentinel value: one alert raised, never cleared."""
+    start = time.time() - readings - 5
+    batch = 200
+    for k in range(0, readings, batch):
+        ts = [start + i for i in range(k, min(k + batch, readings))]
+        vals = {c: [float(rows_[i % len(rows_), j]) for i in range(k, k + len(ts))] for j, c in enumerate(channels)}
+        vals[channels[0]] = [1e30] * len(ts)
+        t.attacker.publish(f"{BASE}/sensors/{asset}", json.dumps({"ts": ts, "values": vals}), qos=1)
+    t.rec.wait_for(lambda r: any(m.get("event") == "raised" for m in r.json(f"/anomaly/{asset}/alert")), 20)
+    raised = [m for m in t.rec.json(f"/anomaly/{asset}/alert") if m.get("event") == "raised"]
+    # the alert must still be raised when labelled, with the whole stream behind it
+    t.rec.wait_for(lambda r: len(r.json(f"/anomaly/{asset}/score")) >= readings - 64, 30)
+    return str(raised[-1]["alert_id"]) if raised else ""
+
+
+class _Lag:
+    """The good asset's longest wait for a score (seconds) from now until :meth:`stop`.
+
+    Sampled every 50 ms as the time since the newest reading that has a score. Unlike
+    :meth:`Target.unscored_s`, which looks for gaps in the scored readings' timestamps, it sees a
+    worker that holds every asset's readings and scores them all later: deaf meanwhile.
+    """
+
+    def __init__(self, t: Target) -> None:
+        self._t, self._stop, self.worst = t, threading.Event(), 0.0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            newest = max(self._t.good_score_times()[-50:], default=0.0)
+            self.worst = max(self.worst, time.time() - newest)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.worst
+
+
+def _feedback_settled(t: Target, after: float, quiet_s: float = 2.0, timeout_s: float = 90.0) -> None:
+    """Wait for a feedback state newer than ``after``, then until it has not changed for ``quiet_s``."""
+    deadline = time.monotonic() + timeout_s
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        states = [m for m in t.rec.json(f"{BASE}/feedback/state") if m.get("ts", 0) >= after]
+        if len(states) != last:
+            last, since = len(states), time.monotonic()
+        elif states and time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.1)
+
+
+def attack_feedback_amplification(t: Target, channels: list[str], rows_: np.ndarray, labels: int = 2000,
+                                  collects: int = 300) -> list[Row]:
+    """Cheap feedback messages that each cost the gateway much: label one long alert over and over, collect.
+
+    A label writes the alert's readings (up to ``feedback.keep_readings`` per asset) to disk, about
+    20 ms for 3,000 readings; a ``collect`` reads every kept file and publishes it. Both ran on the
+    worker that scores every asset, one command after another: 2,000 labels sent in a second held
+    scoring for half a minute, and each collect queued every kept file again for the broker.
+    """
+    out = []
+    asset = "labelled"
+    alert_id = _raise_long_alert(t, channels, rows_, asset, 3000)
+    since = time.time()
+    lag = _Lag(t)
+    cmds = [json.dumps({"command": "label", "id": f"l{i}", "alert_id": alert_id,
+                        "label": ("false_alarm", "confirmed")[i % 2]}).encode() for i in range(labels)]
+    t.send(cmds, topic=f"{BASE}/feedback")
+    _feedback_settled(t, since)
+    ok = bool(alert_id) and t.wait_good(10)
+    gap = lag.stop()
+    state = (t.rec.json(f"{BASE}/feedback/state") or [{}])[-1]
+    refused = sum(e["reason"] == "feedback_queue_full" for e in t.errors(since))
+    out.append(row("feedback amplification", f"{labels} labels of one alert of 3,000 readings, sent at once",
+                   ok and gap < 3, f"{state.get('labelled', 0)} applied, feedback_queue_full reported {refused} "
+                   f"time(s); the good asset's longest wait for a score {gap:.2f} s", t, since))
+    since = time.time()
+    rss0 = t.rss_mb()
+    peak, lag = _PeakRss(t), _Lag(t)
+    t.send([json.dumps({"command": "collect", "id": f"c{i}"}).encode() for i in range(collects)],
+           topic=f"{BASE}/feedback")
+    _feedback_settled(t, since)
+    time.sleep(1.0)
+    ok = t.wait_good(10)
+    grew = peak.stop() - rss0
+    gap = lag.stop()
+    with t.rec._lock:
+        done = sum(1 for topic, p, _ in t.rec.messages if "/feedback/collected/" in topic and b'"done"' in p)
+    out.append(row("feedback amplification", f"{collects} collects of the kept labelled alerts, sent at once",
+                   ok and gap < 3 and grew < 10,
+                   f"{done} collect(s) published in full, the others refused while one was in progress; "
+                   f"daemon RSS peak +{grew:.0f} MB; the good asset's longest wait for a score {gap:.2f} s", t, since))
+    return out
+
+
 # ---- update-topic attacks -----------------------------------------------------------------------
 
 def _header(update_id: str, manifest: bytes, signature: bytes, archive: bytes, chunk: int = 32768) -> list[bytes]:

@@ -114,6 +114,12 @@ def test_a_flood_on_one_asset_does_not_starve_another(target, synth_dir):
     check(redteam.attack_flood(target, list(normal.channels), normal.values[:500], seconds=4))
 
 
+def test_feedback_bursts_cannot_hold_scoring_or_memory(target, synth_dir):
+    normal = load_series(synth_dir / "train.csv")
+    check(redteam.attack_feedback_amplification(target, list(normal.channels), normal.values[:200], labels=1200,
+                                                collects=100))
+
+
 def test_nothing_reached_the_internal_error_path(target):
     time.sleep(1.5)
     stats = target.status()["stats"]
