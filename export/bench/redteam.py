@@ -107,6 +107,10 @@ class Target:
         self.good.start()
         if not self.wait_good(30):
             raise RuntimeError(f"good asset never scored:\n{self.daemon.log()[-3000:]}")
+        self._waits: list[tuple[float, float]] = []  # (wall time, seconds since the newest scored good reading)
+        self._waits_stop = threading.Event()
+        self._waits_thread = threading.Thread(target=self._sample_waits, daemon=True)
+        self._waits_thread.start()
         self.attacker = publisher(self.broker.port, client_id="attacker")
 
     # ---- observations --------------------------------------------------------------------
@@ -119,6 +123,23 @@ class Target:
         """Whether the good asset gets a score for a reading newer than ``after`` (default: now)."""
         t = time.time() if after is None else after
         return self.good_rec.wait_for(lambda r: any(ts > t for ts in self.good_score_times()[-50:]), timeout_s)
+
+    def _sample_waits(self) -> None:
+        """Every 50 ms: how long ago the newest good reading with a score was taken."""
+        while not self._waits_stop.wait(0.05):
+            with self.good_rec._lock:
+                last = self.good_rec.messages[-1][1] if self.good_rec.messages else b""
+            if last:
+                now = time.time()
+                self._waits.append((now, now - float(json.loads(last)["ts"])))
+
+    def longest_wait_s(self, since: float) -> float:
+        """The good asset's longest wait for a score since ``since``: readings held and scored late count.
+
+        :meth:`unscored_s` looks for gaps in the scored readings' timestamps, so a worker that holds
+        every asset's readings and scores them all later leaves no gap there; here it shows.
+        """
+        return max((w for t, w in self._waits if t >= since), default=0.0)
 
     def unscored_s(self, since: float) -> float:
         """The longest gap between good-asset scores since ``since`` (up to now)."""
@@ -174,6 +195,7 @@ class Target:
 
     def close(self) -> None:
         """Stop the publisher and disconnect."""
+        self._waits_stop.set()
         self.good.stop()
         self.attacker.disconnect()
         self.attacker.loop_stop()
@@ -186,7 +208,8 @@ class Target:
 def row(attack: str, variant: str, ok: bool, outcome: str, target: Target, since: float) -> Row:
     """One line of the red-team table."""
     return {"attack": attack, "variant": variant, "outcome": outcome, "ok": ok,
-            "good asset unscored (s)": round(target.unscored_s(since), 2)}
+            "good asset unscored (s)": round(target.unscored_s(since), 2),
+            "good asset's longest wait (s)": round(target.longest_wait_s(since), 2)}
 
 
 # ---- sensor-topic attacks -----------------------------------------------------------------------
@@ -407,30 +430,6 @@ def _raise_long_alert(t: Target, channels: list[str], rows_: np.ndarray, asset: 
     return str(raised[-1]["alert_id"]) if raised else ""
 
 
-class _Lag:
-    """The good asset's longest wait for a score (seconds) from now until :meth:`stop`.
-
-    Sampled every 50 ms as the time since the newest reading that has a score. Unlike
-    :meth:`Target.unscored_s`, which looks for gaps in the scored readings' timestamps, it sees a
-    worker that holds every asset's readings and scores them all later: deaf meanwhile.
-    """
-
-    def __init__(self, t: Target) -> None:
-        self._t, self._stop, self.worst = t, threading.Event(), 0.0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            newest = max(self._t.good_score_times()[-50:], default=0.0)
-            self.worst = max(self.worst, time.time() - newest)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.worst
-
-
 def _feedback_settled(t: Target, after: float, quiet_s: float = 2.0, timeout_s: float = 90.0) -> None:
     """Wait for a feedback state newer than ``after``, then until it has not changed for ``quiet_s``."""
     deadline = time.monotonic() + timeout_s
@@ -457,13 +456,12 @@ def attack_feedback_amplification(t: Target, channels: list[str], rows_: np.ndar
     asset = "labelled"
     alert_id = _raise_long_alert(t, channels, rows_, asset, 3000)
     since = time.time()
-    lag = _Lag(t)
     cmds = [json.dumps({"command": "label", "id": f"l{i}", "alert_id": alert_id,
                         "label": ("false_alarm", "confirmed")[i % 2]}).encode() for i in range(labels)]
     t.send(cmds, topic=f"{BASE}/feedback")
     _feedback_settled(t, since)
     ok = bool(alert_id) and t.wait_good(10)
-    gap = lag.stop()
+    gap = t.longest_wait_s(since)
     state = (t.rec.json(f"{BASE}/feedback/state") or [{}])[-1]
     refused = sum(e["reason"] == "feedback_queue_full" for e in t.errors(since))
     out.append(row("feedback amplification", f"{labels} labels of one alert of 3,000 readings, sent at once",
@@ -471,14 +469,14 @@ def attack_feedback_amplification(t: Target, channels: list[str], rows_: np.ndar
                    f"time(s); the good asset's longest wait for a score {gap:.2f} s", t, since))
     since = time.time()
     rss0 = t.rss_mb()
-    peak, lag = _PeakRss(t), _Lag(t)
+    peak = _PeakRss(t)
     t.send([json.dumps({"command": "collect", "id": f"c{i}"}).encode() for i in range(collects)],
            topic=f"{BASE}/feedback")
     _feedback_settled(t, since)
     time.sleep(1.0)
     ok = t.wait_good(10)
     grew = peak.stop() - rss0
-    gap = lag.stop()
+    gap = t.longest_wait_s(since)
     with t.rec._lock:
         done = sum(1 for topic, p, _ in t.rec.messages if "/feedback/collected/" in topic and b'"done"' in p)
     out.append(row("feedback amplification", f"{collects} collects of the kept labelled alerts, sent at once",
