@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # The CPU build of torch is installed first and pinned here only: pyproject declares a range.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test test-slow check lint bench bench-quality demo drills arm64-check clean
+.PHONY: install test test-slow check lint bench bench-quality bench-seeds demo drills arm64-check clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ bench-quality: install
 	$(VENV)/bin/edge-aae bench quality --dataset skab --path $(DATA)/skab --relative-channels Temperature,Thermocouple --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench quality --dataset skab --path $(DATA)/skab --relative-channels Temperature,Thermocouple --score-stat shift --threshold t2 --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench quality --dataset smd --path $(DATA)/asd --interpretation-inclusive --update BENCHMARKS.md
+
+# the same with every headline figure's seed spread (three training runs of each data set)
+bench-seeds: install
+	$(VENV)/bin/edge-aae bench quality --dataset skab --path $(DATA)/skab --seeds 0,1,2 --update BENCHMARKS.md
+	$(VENV)/bin/edge-aae bench quality --dataset smd --path $(DATA)/asd --interpretation-inclusive --seeds 0,1,2 --update BENCHMARKS.md
 
 drills: install
 	$(VENV)/bin/python -m export.bench.drills --update BENCHMARKS.md

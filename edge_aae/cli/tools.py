@@ -57,6 +57,9 @@ def register(sub: Any) -> None:
                    help="auto (default): settings chosen from each unit's training data alone; none: the defaults")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig key for every model, e.g. --set window_len=16 (repeatable)")
+    b.add_argument("--seeds", metavar="N,N,...",
+                   help="run the whole bench once per seed (e.g. 0,1,2) and add the seed spread of the headline "
+                        "figures; the main table is the first seed's")
     b.add_argument("--update", type=Path, metavar="MD", help="write the table into this Markdown file")
     b.set_defaults(func=cmd_bench_quality)
     b = bench.add_parser("load", help="reading a large CSV: numpy's C parser vs the csv-module path")
@@ -113,10 +116,11 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
 def cmd_bench_quality(args: argparse.Namespace) -> int:
     """``edge-aae bench quality``."""
     from edge_aae.train.config import TrainConfig
-    from export.bench.quality import run_quality_bench
+    from export.bench.quality import run_quality_bench, seed_spread_table
 
     if not args.path.is_dir():
         raise UsageError(f"--path {args.path}: no such folder")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     cfg = TrainConfig(relative_channels=args.relative_channels, score_stat=args.score_stat,
                       threshold=args.threshold, preset=args.preset)
     if args.epochs is not None:
@@ -142,14 +146,44 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     out = args.out / section.removeprefix("quality-")
     if args.interpretation_inclusive:
         command += " --interpretation-inclusive"
-    _, table = run_quality_bench(args.dataset, args.path, out, cfg, args.limit,
-                                 interpretation_inclusive=args.interpretation_inclusive)
+    if seeds is None:
+        _, table = run_quality_bench(args.dataset, args.path, out, cfg, args.limit,
+                                     interpretation_inclusive=args.interpretation_inclusive)
+    else:
+        command += f" --seeds {','.join(map(str, seeds))}"
+        pooled, tables = {}, []
+        for seed in seeds:
+            print(f"seed {seed}:", flush=True)
+            results, seed_table = run_quality_bench(args.dataset, args.path, out / f"seed-{seed}",
+                                                    dataclasses.replace(cfg, seed=seed), args.limit,
+                                                    interpretation_inclusive=args.interpretation_inclusive)
+            pooled[seed] = results["pooled"]
+            tables.append(seed_table)
+        table = (tables[0] + f"\n\nThe table above is seed {seeds[0]}'s. Every seed ({', '.join(map(str, seeds))}), "
+                 "the whole bench trained again with that seed, and the mean ± sample standard deviation over "
+                 "them:\n\n" + seed_spread_table(pooled))
     layout = "SMD layout" if args.dataset == "smd" else "folder layout"
     title = "SKAB" if args.dataset == "skab" else f"{args.path.resolve().name.upper()} ({layout})"
     details = ([f"{args.relative_channels} scored by shape"] if args.relative_channels else []) + (
         [f"{args.score_stat} score, threshold {args.threshold}"] if args.score_stat != "error" else [])
     title += "".join(f", {d}" for d in details)
     return publish_bench(args.update, section, f"Quality: {title}", table, command)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` to distinct integers >= 0, in the order given.
+
+    Raises:
+        UsageError: an empty list, a value that is not an integer >= 0, or a repeated seed.
+
+    """
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or not all(p.isdigit() for p in parts):
+        raise UsageError(f"--seeds {text!r}: expected integers >= 0 separated by commas, e.g. 0,1,2")
+    seeds = [int(p) for p in parts]
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {text!r}: a seed is repeated")
+    return seeds
 
 
 def parse_settings(items: Sequence[str]) -> dict[str, Any]:

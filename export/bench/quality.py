@@ -473,3 +473,45 @@ def _table(dataset: str, summary: dict[str, dict[str, Any]], n: int, target_far:
                 + ", ".join(f"{m.split(' (')[0] if m != SHIPPED else 'shipped'} {s['units_far_within_3x']} of "
                             f"{s['units_far_measured']}" for m, s in summary.items()) + ".")
     return markdown_table(head, [list(r) for r in rows]) + "\n\n" + note
+
+
+# the headline figures a seed spread reports: (column, key in the pooled summary, a percentage)
+SPREAD_FIGURES = (("pooled F1", "pooled_f1", False), ("FAR %", "far_pct", True), ("mean AUPRC", "mean_auprc", False),
+                  ("F1 at own threshold (mean)", "mean_f1", False),
+                  ("oracle best F1 (mean)", "mean_oracle_best_f1", False),
+                  ("HitRate@150%", "mean_hitrate@150", False))
+
+
+def seed_spread_table(pooled_by_seed: dict[int, dict[str, dict[str, Any]]]) -> str:
+    """The headline figures of each method at each seed, then their mean ± sample sd over the seeds.
+
+    ``pooled_by_seed``: seed -> the ``pooled`` part of :func:`run_quality_bench`'s results. A figure
+    no method has (HitRate without interpretation labels) is left out; one a run lacks is ``-``.
+    """
+    from export.bench.common import markdown_table
+
+    if not pooled_by_seed:
+        raise ValueError("a seed spread needs at least one seed")
+    runs = list(pooled_by_seed.values())
+    figures = [f for f in SPREAD_FIGURES if any(f[1] in s for run in runs for s in run.values())]
+
+    def fmt(v: float | None, pct: bool) -> str:
+        return "-" if v is None else (f"{v:.1f}" if pct else f"{v:.3f}")
+
+    rows: list[list[object]] = []
+    for method in METHODS:
+        if not any(method in run for run in runs):
+            continue
+        for seed, run in pooled_by_seed.items():
+            s = run.get(method, {})
+            rows.append([method, str(seed), *(fmt(s.get(key), pct) for _, key, pct in figures)])
+        cells = []
+        for _, key, pct in figures:
+            vals = [float(run[method][key]) for run in runs if run.get(method, {}).get(key) is not None]
+            if not vals:
+                cells.append("-")
+                continue
+            sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+            cells.append(f"**{fmt(float(np.mean(vals)), pct)} ± {fmt(sd, pct)}**")
+        rows.append([method, "mean ± sd", *cells])
+    return markdown_table(["method", "seed", *(name for name, _, _ in figures)], rows)

@@ -141,3 +141,61 @@ def test_folder_unit_takes_labels_from_a_known_label_column(tmp_path):
     (unit / "test.csv").write_text("a;b;state\n" + "".join(f"{i % 7};{i % 3};0\n" for i in range(200)))
     with pytest.raises(DataError, match=r"test.csv: needs a 'label' column of 0/1 \(or one named 'anomaly'"):
         folder_units(tmp_path / "sets")
+
+
+def _pooled(aae_auprc, plain_auprc, hit=None):
+    def one(auprc):
+        out = {"pooled_f1": 0.5, "far_pct": 1.0, "mean_auprc": auprc}
+        if hit is not None:
+            out["mean_hitrate@150"] = hit
+        return out
+
+    return {"AAE (torch)": one(aae_auprc), "plain AE (torch)": one(plain_auprc)}
+
+
+def test_seed_spread_gives_each_seed_and_the_mean_and_sample_sd():
+    from export.bench.quality import seed_spread_table
+
+    table = seed_spread_table({0: _pooled(0.40, 0.30), 1: _pooled(0.44, 0.30), 2: _pooled(0.42, 0.33)})
+    lines = table.splitlines()
+    assert lines[0].startswith("| method | seed | pooled F1 | FAR % | mean AUPRC |")
+    assert "HitRate" not in lines[0]  # no method has it: left out
+    assert "| AAE (torch) | 1 | 0.500 | 1.0 | 0.440 |" in table
+    assert "| AAE (torch) | mean ± sd | **0.500 ± 0.000** | **1.0 ± 0.0** | **0.420 ± 0.020** |" in table
+    assert "| plain AE (torch) | mean ± sd | **0.500 ± 0.000** | **1.0 ± 0.0** | **0.310 ± 0.017** |" in table
+    assert "PCA" not in table  # a method no run has
+    with_hit = seed_spread_table({0: _pooled(0.4, 0.3, hit=0.8), 1: _pooled(0.4, 0.3)})
+    assert "HitRate@150%" in with_hit.splitlines()[0]
+    assert "| AAE (torch) | 1 | 0.500 | 1.0 | 0.400 | - |" in with_hit  # a run without it: "-"
+    with pytest.raises(ValueError, match="at least one seed"):
+        seed_spread_table({})
+
+
+@pytest.mark.parametrize(("seeds", "message"), [("0,0", "repeated"), ("1,x", "integers >= 0"), ("", "integers"),
+                                                 ("-1", "integers >= 0")])
+def test_bad_seeds_are_a_clear_usage_error(tmp_path, seeds, message):
+    from tests.cli.test_cli import assert_clean_error, run_cli
+
+    p = run_cli("bench", "quality", "--dataset", "folder", "--path", tmp_path, "--seeds", seeds)
+    assert_clean_error(p, 2, message)
+
+
+def test_seeds_run_the_bench_once_per_seed_and_add_the_spread(tmp_path):
+    from tests.cli.test_cli import run_cli
+
+    root = tmp_path / "sets"
+    synth.write_dataset(root / "pump-a", synth.generate(seed=5, train_rows=3000, test_rows=2400, faults_per_kind=1),
+                        seed=5)
+    md = tmp_path / "B.md"
+    md.write_text("# Benchmarks\n")
+    p = run_cli("bench", "quality", "--dataset", "folder", "--path", root, "--out", tmp_path / "out", "--epochs", "2",
+                "--set", "windows_per_epoch=1000", "--seeds", "3,4", "--update", md)
+    assert p.returncode == 0, p.stderr
+    for seed in (3, 4):
+        saved = json.loads((tmp_path / "out" / "folder-custom" / f"seed-{seed}" / "results.json").read_text())
+        assert saved["config"]["seed"] == seed
+    text = md.read_text()
+    assert "--seeds 3,4" in text
+    assert "The table above is seed 3's" in text
+    assert "| AAE (torch) | 4 |" in text
+    assert "| plain AE (torch) | mean ± sd |" in text
