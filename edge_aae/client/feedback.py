@@ -41,6 +41,7 @@ def send_command(login: BrokerLogin, gateway: str, command: dict[str, Any], wait
     done = threading.Event()
     outcome: dict[str, Any] = {}
     collect_done = threading.Event()
+    busy = threading.Event()  # the gateway dropped feedback while this command waited: maybe this one
     if command.get("command") != "collect":
         collect_done.set()
     lock = threading.Lock()
@@ -52,6 +53,9 @@ def send_command(login: BrokerLogin, gateway: str, command: dict[str, Any], wait
                     with lock:
                         outcome.update(r)
                     done.set()
+        elif topic == topics.errors:
+            if data.get("reason") == "feedback_queue_full":
+                busy.set()
         elif collected is not None:
             if data.get("done"):
                 collect_done.set()
@@ -59,10 +63,14 @@ def send_command(login: BrokerLogin, gateway: str, command: dict[str, Any], wait
                 with lock:
                     collected.append(data)
 
-    watch = [topics.feedback_state, topics.feedback_collected(cid)]
+    watch = [topics.feedback_state, topics.feedback_collected(cid), topics.errors]
     with Watcher(login, watch, on_message) as w:
         w.publish(topics.feedback, json.dumps(msg))
         if not done.wait(wait_s):
+            if busy.is_set():
+                raise EdgeAAEError(f"no answer from gateway {gateway} within {wait_s:g} s: it was dropping feedback "
+                                   f"meanwhile (feedback_queue_full on {topics.errors}: too many commands waiting); "
+                                   "send the command again later")
             raise EdgeAAEError(f"no answer from gateway {gateway} within {wait_s:g} s on {topics.feedback_state} "
                                "(offline, feedback disabled, or an older edge-aae)")
         if outcome.get("outcome") == "refused":

@@ -5,6 +5,7 @@ marked ``muted``."""
 import csv
 import json
 import sqlite3
+import threading
 
 from edge_aae.core.contract import schema_for_topic, validation_errors
 from edge_aae.core.data import load_series
@@ -121,3 +122,30 @@ def test_ack_mute_label_collect_round_trip(broker, bundle, synth_dir, tmp_path):
         rec.close()
         d.close()
         history.close()
+
+
+def test_a_command_the_gateway_dropped_as_busy_says_so(broker):
+    import pytest
+
+    from edge_aae.client.feedback import send_command
+    from edge_aae.client.rollout import BrokerLogin
+    from edge_aae.core.errors import EdgeAAEError
+
+    login = BrokerLogin(broker.url)
+    # no gateway at all: the plain timeout
+    with pytest.raises(EdgeAAEError, match="offline, feedback disabled"):
+        send_command(login, "gw1", {"command": "ack", "alert_id": "a1"}, wait_s=1.0)
+    # a gateway whose feedback queue is full reports feedback_queue_full instead of answering
+    busy = publisher(broker.port, client_id="busy-gw")
+    error = json.dumps({"ts": 1.0, "gateway": "gw1", "asset": "", "reason": "feedback_queue_full", "detail": "full"})
+    busy.on_message = lambda c, _u, _m: c.publish("edge-aae/gw1/errors", error, qos=0)
+    subscribed = threading.Event()
+    busy.on_subscribe = lambda *_: subscribed.set()
+    busy.subscribe("edge-aae/gw1/feedback", qos=1)
+    assert subscribed.wait(10)
+    try:
+        with pytest.raises(EdgeAAEError, match="feedback_queue_full .*send the command again later"):
+            send_command(login, "gw1", {"command": "ack", "alert_id": "a1"}, wait_s=2.0)
+    finally:
+        busy.disconnect()
+        busy.loop_stop()
