@@ -386,6 +386,7 @@ def drill_update_kills(env: Env, rounds: int = 20) -> Row:
 
 
 RED_TEAM_ROWS: list[Row] = []
+MAX_WAIT_S = 5.0  # the red team fails an attack that keeps the good asset waiting longer for a score
 
 
 def drill_red_team(env: Env) -> Row:
@@ -429,7 +430,9 @@ def drill_red_team(env: Env) -> Row:
     finally:
         t.close()
     RED_TEAM_ROWS[:] = out
-    failed = [f"{r['attack']} / {r['variant']}" for r in out if not r["ok"]]
+    # an attack that held but kept the good asset waiting for its scores did not hold
+    failed = [f"{r['attack']} / {r['variant']}" for r in out if not r["ok"] or (
+        isinstance(r["good asset's longest wait (s)"], float) and r["good asset's longest wait (s)"] > MAX_WAIT_S)]
     worst = max((r["good asset unscored (s)"] for r in out if isinstance(r["good asset unscored (s)"], float)),
                 default=0.0)
     waited = max((r["good asset's longest wait (s)"] for r in out
