@@ -127,8 +127,8 @@ class Target:
     def _sample_waits(self) -> None:
         """Every 50 ms: how long ago the newest good reading with a score was taken."""
         while not self._waits_stop.wait(0.05):
-            with self.good_rec._lock:
-                last = self.good_rec.messages[-1][1] if self.good_rec.messages else b""
+            messages = self.good_rec.messages  # appended by paho's thread: reading the last one is safe
+            last = messages[-1][1] if messages else b""
             if last:
                 now = time.time()
                 self._waits.append((now, now - float(json.loads(last)["ts"])))
@@ -477,8 +477,7 @@ def attack_feedback_amplification(t: Target, channels: list[str], rows_: np.ndar
     ok = t.wait_good(10)
     grew = peak.stop() - rss0
     gap = t.longest_wait_s(since)
-    with t.rec._lock:
-        done = sum(1 for topic, p, _ in t.rec.messages if "/feedback/collected/" in topic and b'"done"' in p)
+    done = sum(1 for topic, p, _ in t.rec.messages if "/feedback/collected/" in topic and b'"done"' in p)
     out.append(row("feedback amplification", f"{collects} collects of the kept labelled alerts, sent at once",
                    ok and gap < 3 and grew < 10,
                    f"{done} collect(s) published in full, the others refused while one was in progress; "
