@@ -36,7 +36,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -388,14 +388,46 @@ class ModelStore:
         _fsync_dir(self.root)
 
 
-def time_per_window_ms(scorer: OnnxModel, windows: np.ndarray, repeats: int = 5) -> float:
-    """Median milliseconds per window of ``repeats`` runs over ``windows``."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        scorer.score_windows(windows)
-        times.append((time.perf_counter() - t0) * 1e3 / len(windows))
-    return float(np.median(times))
+class _Scores(Protocol):
+    def score_windows(self, windows: np.ndarray) -> Any: ...
+
+
+def time_alternately_ms(current: _Scores, candidate: _Scores, windows: np.ndarray,
+                        rounds: int = 5) -> tuple[float, float]:
+    """Median milliseconds per window of each model, timed in turn round by round.
+
+    Timing one model after the other lets a burst of load on the host (another process starting
+    up, a neighbour's install) land on one of them only; in turn, it lands on both alike.
+    """
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for scorer, out in ((current, times[0]), (candidate, times[1])):
+            t0 = time.perf_counter()
+            scorer.score_windows(windows)
+            out.append((time.perf_counter() - t0) * 1e3 / len(windows))
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
+def check_speed(current: _Scores, candidate: _Scores, windows: np.ndarray, max_slowdown: float) -> None:
+    """Refuse a candidate over ``max_slowdown`` times slower than the running model (plus 0.2 ms).
+
+    A first verdict of "too slow" is measured again with three times the rounds before it stands,
+    so a host busy for a moment does not refuse a sound model.
+
+    Raises:
+        UpdateRefused: slower than the limit in both measurements.
+
+    """
+    def too_slow(old_ms: float, new_ms: float) -> bool:
+        return new_ms > max_slowdown * old_ms + 0.2
+
+    old_ms, new_ms = time_alternately_ms(current, candidate, windows)
+    if too_slow(old_ms, new_ms):
+        log.info("candidate timed %.3f ms per window against %.3f: measuring again", new_ms, old_ms)
+        old_ms, new_ms = time_alternately_ms(current, candidate, windows, rounds=15)
+        if too_slow(old_ms, new_ms):
+            raise UpdateRefused(f"the model takes {new_ms:.3f} ms per window, {new_ms / max(old_ms, 1e-9):.0f}x the "
+                                f"running model's {old_ms:.3f} ms (limit update.max_slowdown = {max_slowdown:g})")
 
 
 def check_candidate(staging: Path, current: OnnxModel, threads: int, *, max_slowdown: float = 5.0,
@@ -437,10 +469,7 @@ def check_candidate(staging: Path, current: OnnxModel, threads: int, *, max_slow
             raise UpdateRefused(f"golden window {k}: score {score:.6g} differs from the expected {want:.6g}")
     probe = (np.concatenate(goldens) if goldens
              else np.zeros((4, current.window_len, len(current.channels)), np.float32))
-    old_ms, new_ms = time_per_window_ms(current, probe), time_per_window_ms(scorer, probe)
-    if new_ms > max_slowdown * old_ms + 0.2:
-        raise UpdateRefused(f"the model takes {new_ms:.3f} ms per window, {new_ms / max(old_ms, 1e-9):.0f}x the "
-                            f"running model's {old_ms:.3f} ms (limit update.max_slowdown = {max_slowdown:g})")
+    check_speed(current, scorer, probe, max_slowdown)
     return scorer
 
 

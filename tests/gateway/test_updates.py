@@ -217,3 +217,30 @@ def test_a_model_that_misbehaves_in_its_health_window_is_rolled_back(tmp_path, s
     assert store.installed() == tmp_path / "models" / "v1.0.0"
     assert daemon.stats.snapshot(0, 0)["drops"]["inference_error"] == 1
     assert daemon.stats.counts["updates_rolled_back"] == 1
+
+
+class _Sleeper:
+    """Stands in for a model: ``score_windows`` takes ``ms`` per call, ``burst_ms`` on its first ``burst`` calls."""
+
+    def __init__(self, ms: float, burst: int = 0, burst_ms: float = 0.0) -> None:
+        self.ms, self.burst, self.burst_ms, self.calls = ms, burst, burst_ms, 0
+
+    def score_windows(self, windows: np.ndarray) -> None:
+        self.calls += 1
+        time.sleep((self.burst_ms if self.calls <= self.burst else self.ms) / 1e3)
+
+
+def test_the_speed_check_refuses_a_slow_model_and_not_a_moment_of_load():
+    from edge_aae.gateway.updates import UpdateRefused, check_speed
+
+    windows = np.zeros((1, 4, 2), np.float32)
+    with pytest.raises(UpdateRefused, match="update.max_slowdown = 5"):
+        check_speed(_Sleeper(1.0), _Sleeper(12.0), windows, max_slowdown=5.0)
+    # the host busy while the candidate was first timed (its first five calls): measured again, it passes
+    busy = _Sleeper(1.0, burst=5, burst_ms=12.0)
+    check_speed(_Sleeper(1.0), busy, windows, max_slowdown=5.0)
+    assert busy.calls == 20
+    # a sound model is timed once
+    sound = _Sleeper(1.0)
+    check_speed(_Sleeper(1.0), sound, windows, max_slowdown=5.0)
+    assert sound.calls == 5
