@@ -140,7 +140,7 @@ class RuntimeConfig:
     queue_max_readings: int = 20000
     batch_max: int = 128
     batch_wait_ms: float = 20.0
-    linger_ms: float = 3.0
+    linger_ms: float = 1.0
     max_assets: int = 1000
     asset_idle_s: float = 60.0
     trim_memory: bool = True
