@@ -60,7 +60,7 @@ from edge_aae.gateway.stats import Stats, rss_mb
 from edge_aae.gateway.stream import AssetStream
 from edge_aae.gateway.transport import Handlers, Transport
 from edge_aae.gateway.updater import Updater
-from edge_aae.gateway.updates import ModelStore
+from edge_aae.gateway.updates import ModelStore, over_slowdown
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.2  # the worker's wait for readings while none come (housekeeping runs every 0.2 s)
@@ -798,7 +798,7 @@ class Daemon:
             return self._maybe_roll_back(slot, f"memory grew by {grown:.0f} MB (update.max_model_mb = "
                                                f"{u.max_model_mb:.0f})")
         if (slot.baseline_ms is not None and slot.latency_ms is not None and slot.health_batches >= 5
-                and slot.latency_ms > u.max_slowdown * slot.baseline_ms + 0.2):
+                and over_slowdown(slot.latency_ms, slot.baseline_ms, u.max_slowdown)):
             return self._maybe_roll_back(slot, f"inference {slot.latency_ms:.2f} ms per window, over "
                                                f"{u.max_slowdown:g}x the previous model's {slot.baseline_ms:.2f} ms")
         return False
