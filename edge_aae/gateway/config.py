@@ -131,6 +131,10 @@ class RuntimeConfig:
     active alert (else the new asset's readings are refused: ``too_many_assets``). Assets named in
     ``models.assets`` are always scored and never give their place away.
 
+    ``linger_ms``, ``linger_max_ms``: once a reading is queued and few others are, the worker waits
+    ``linger_ms`` for more; when its last batch took longer than that to score, as long as that
+    batch took, up to ``linger_max_ms`` (``daemon.adaptive_linger``). 0 for ``linger_ms``: never.
+
     ``trim_memory``: once the daemon has started (and after each model swap), hand the pages of
     library code used only at start-up back to the kernel, and after a burst of readings the heap
     memory it freed, at an idle moment, at most every 10 s (:mod:`edge_aae.gateway.memtrim`).
@@ -141,6 +145,7 @@ class RuntimeConfig:
     batch_max: int = 128
     batch_wait_ms: float = 20.0
     linger_ms: float = 1.0
+    linger_max_ms: float = 5.0
     max_assets: int = 1000
     asset_idle_s: float = 60.0
     trim_memory: bool = True
@@ -390,6 +395,7 @@ def _check_values(cfg: GatewayConfig, problems: list[str]) -> None:
     need(1 <= r.batch_max <= 4096, f"runtime.batch_max: {r.batch_max} is not in 1..4096")
     need(0 <= r.batch_wait_ms <= 10000, f"runtime.batch_wait_ms: {r.batch_wait_ms} is not in 0..10000")
     need(0 <= r.linger_ms <= 1000, f"runtime.linger_ms: {r.linger_ms} is not in 0..1000")
+    need(0 <= r.linger_max_ms <= 1000, f"runtime.linger_max_ms: {r.linger_max_ms} is not in 0..1000")
     need(r.max_assets >= 1, f"runtime.max_assets: {r.max_assets} < 1")
     need(r.asset_idle_s > 0, f"runtime.asset_idle_s: {r.asset_idle_s} must be > 0 (seconds)")
     s = cfg.stream

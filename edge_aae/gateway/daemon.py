@@ -77,6 +77,19 @@ FEEDBACK_MAX_PENDING = 500
 HEARTBEAT_S = 5.0  # OUTBOX_DIR/heartbeat is touched this often while healthy: a container health check reads it
 
 
+def adaptive_linger(linger_s: float, linger_max_s: float, busy_s: float) -> float:
+    """How long the worker lingers for more readings once the first came (seconds).
+
+    ``runtime.linger_ms`` while the last batch scored quickly, and as long as it took (up to
+    ``runtime.linger_max_ms``) when it took longer: near its capacity a gateway fed one reading
+    per message then scores larger batches, at less CPU per reading, while one far below it
+    keeps the short wait. 0 when lingering is off (``linger_ms = 0``).
+    """
+    if linger_s <= 0:
+        return 0.0
+    return min(linger_max_s, max(linger_s, busy_s))
+
+
 def _usable_installed(store: ModelStore, asset: str, damaged: list[str]) -> Path | None:
     """The installed update of ``asset`` ('' = default) if intact, else the previous one; None: neither.
 
@@ -959,6 +972,8 @@ class Daemon:
                  b.host, b.port, self.topics.base)
         wait_s = self.cfg.runtime.batch_wait_ms / 1e3
         linger_s = self.cfg.runtime.linger_ms / 1e3
+        linger_max_s = max(linger_s, self.cfg.runtime.linger_max_ms / 1e3)
+        busy_s = 0.0  # how long the last batch took to ingest and score
         next_stats = time.monotonic() + self.cfg.publish.stats_interval_s
         next_outbox = next_heartbeat = 0.0
         if self.cfg.runtime.trim_memory:
@@ -973,12 +988,14 @@ class Daemon:
                 # saves wake-ups (an idle gateway should cost next to no CPU)
                 items = self.queue.get_all(max(wait_s, IDLE_WAIT_S) if idle and not feedback_left else wait_s,
                                            budget=CYCLE_READINGS_PER_BATCH * self.cfg.runtime.batch_max,
-                                           linger_s=linger_s)
+                                           linger_s=adaptive_linger(linger_s, linger_max_s, busy_s))
                 idle = not items
                 self._busy_since_heap_trim |= not idle
+                started = time.perf_counter()
                 self._ingest(items, due)
                 if due:
                     self._score(due)
+                busy_s = time.perf_counter() - started
             except Exception:  # one bad batch must not stop the gateway
                 log.exception("worker error; the batch is dropped and the loop goes on")
                 self.stats.drop("worker_error", due.windows)

@@ -23,7 +23,8 @@ from edge_aae.core.update_format import (
     version_dir,
 )
 from edge_aae.devtools.daemon_process import write_config
-from edge_aae.gateway.daemon import Due, ReadingQueue, _Item
+from edge_aae.gateway.config import read_gateway_config
+from edge_aae.gateway.daemon import Due, ReadingQueue, _Item, adaptive_linger
 from edge_aae.gateway.outbox import Outbox
 from edge_aae.gateway.payload import PayloadError, Readings, parse_readings
 from edge_aae.gateway.stats import Stats
@@ -112,6 +113,21 @@ def test_a_worker_cycle_is_bounded_and_shared_across_assets():
     assert len(q) == 5000 - 128
     rest = q.get_all(0)
     assert np.array_equal(rest[0].readings.ts, np.arange(128, 5000, dtype=np.float64))  # in order, nothing lost
+
+
+def test_the_linger_follows_the_last_batch_only_under_load(tmp_path):
+    assert adaptive_linger(0.001, 0.005, 0.0003) == 0.001  # a quick batch: the configured linger
+    assert adaptive_linger(0.001, 0.005, 0.003) == 0.003  # a slow one: as long as it took
+    assert adaptive_linger(0.001, 0.005, 0.5) == 0.005  # never over linger_max_ms
+    assert adaptive_linger(0.0, 0.005, 0.5) == 0.0  # linger_ms = 0 turns lingering off
+    q = ReadingQueue(1000, Stats())
+    q.put(_Item("a", readings(1)))
+    t0 = time.perf_counter()
+    assert len(q.get_all(0.1, budget=256, linger_s=adaptive_linger(0.001, 0.05, 0.03))) == 1
+    assert time.perf_counter() - t0 >= 0.03  # one reading queued: it waited the linger for more
+    (tmp_path / "gw.toml").write_text('gateway_id = "gw1"\n[models]\ndefault = "b"\n[runtime]\nlinger_max_ms = -1\n')
+    _, problems = read_gateway_config(tmp_path / "gw.toml")
+    assert any("runtime.linger_max_ms: -1.0 is not in 0..1000" in p for p in problems), problems
 
 
 def test_outbox_keeps_messages_in_memory_when_the_disk_refuses(tmp_path):
