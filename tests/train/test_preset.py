@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from edge_aae.core.data import assemble_series
+from edge_aae.core.data import SensorData, assemble_series
 from edge_aae.train import synth
 from edge_aae.train.config import TrainConfig
 from edge_aae.train.detector import AAEDetector
@@ -76,6 +76,40 @@ def test_a_short_series_with_many_channels_gets_shorter_windows_for_its_t2_limit
     assert "too few for a T² limit" in {x.key: x.reason for x in d}["score_stat"]
     given, _ = choose_settings(wide(500), TrainConfig(window_len=24))  # a window given explicitly stays
     assert given.window_len == 24
+
+
+def plant(seed: int, rows: int, channels: int = 52, factors: int = 8) -> np.ndarray:
+    """``(rows, channels)`` of a process plant: slow AR(1) factors mixed into many channels, plus noise."""
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(channels, factors)) * (rng.random((channels, factors)) < 0.4)
+    phi = rng.uniform(0.9, 0.99, size=factors)  # serially correlated: far fewer independent windows than windows
+    f = np.zeros((rows, factors))
+    state = rng.normal(size=factors)
+    for t in range(rows):
+        state = phi * state + np.sqrt(1 - phi ** 2) * rng.normal(size=factors)
+        f[t] = state
+    z = f @ mix.T + rng.uniform(0.2, 0.6, size=channels) * rng.normal(size=(rows, channels))
+    level = rng.uniform(10, 3000, size=channels)
+    return level + level * rng.uniform(0.002, 0.02, size=channels) * z
+
+
+def test_a_short_wide_plant_raises_few_false_alarms_and_catches_a_step():
+    # 52 channels, 500 training rows: the case where the plain defaults flagged 4-20 % of normal
+    # windows against a 0.1 % target (an empirical tail of a few hundred correlated windows)
+    x = plant(1, 3500)
+    names = [f"x{i:02d}" for i in range(x.shape[1])]
+
+    def series(values: np.ndarray, start: float) -> SensorData:
+        return assemble_series("plant.csv", names, start + np.arange(float(len(values))), values, None)
+
+    det = AAEDetector(TrainConfig()).fit(series(x[:500], 0.0))
+    assert (det.config_.score_stat, det.config_.threshold) == ("shift", "t2")
+    normal = det.score(series(x[500:], 500.0))  # the same run continued: 3,000 normal rows
+    assert np.mean(normal.is_anomaly == 1) <= 0.01
+    faulty = x[500:].copy()
+    faulty[1000:, 3] += 3 * x[:500, 3].std()  # one channel steps by three of its training spreads
+    step = det.score(series(faulty, 500.0))
+    assert np.mean(step.is_anomaly[step.ends >= 1000 + det.config_.window_len] == 1) >= 0.9
 
 
 def test_explicit_settings_and_preset_none_are_left_alone():
