@@ -37,6 +37,7 @@ from export.bench.common import process_memory, sample_rss
 
 log = logging.getLogger(__name__)
 ROOT, GW = "edge-aae", "bench"
+PAIRS = 3  # bare subscriber and daemon flat out, in turn
 
 
 def _client(port: int, name: str) -> mqtt.Client:
@@ -316,31 +317,45 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         try:
             t0 = 1.7e9
             topic = f"{ROOT}/{GW}/sensors/{{asset}}"
-            # 1. bare subscriber
-            bare = _Counter(broker.port, f"{ROOT}/{GW}/sensors/+", parse=True)
+            # 1 and 2, in turn: the bare subscriber, then the daemon flat out, PAIRS times (a shared
+            # host's speed moves between runs; each pair's ratio is taken within the pair). The bare
+            # phase publishes under another gateway id, which the running daemon does not hear.
             msgs = _messages(channels, n_assets, n_readings, t0)
-            bare_pub_s = c_publish(broker.port, topic, msgs, tmp)
-            if not bare.wait(len(msgs), 120):
-                raise EdgeAAEError(f"bare subscriber got {bare.n} of {len(msgs)} readings")
-            bare_rate = bare.rate()
-            bare.close()
-            # 2. the daemon, flat out
-            daemon = _serve(bundle_dir, tmp, broker, GW, f'[runtime]\nbatch_wait_ms = 5\nqueue_max_readings = '
-                            f'{2 * n_readings}\n[publish]\nstats_interval_s = 1\n{FLAT_OUT_ALERTING}')
+            expected = len(msgs) - n_assets * (window_len - 1)  # each run starts after a gap: windows refill
+            bare_rates, daemon_rates, pub_rates_all = [], [], []
             rss: list[float] = []
             stop = threading.Event()
-            threading.Thread(target=sample_rss, args=(daemon.pid, stop, rss), daemon=True).start()
-            status = _Counter(broker.port, f"{ROOT}/{GW}/status", parse=False)
-            if not status.wait(1, 60):
-                raise EdgeAAEError(f"daemon did not come online: {(tmp / f'daemon-{GW}.log').read_text()[-500:]}")
-            trimmed_at = time.monotonic() + TRIM_AFTER_S + 1.0  # runtime.trim_memory's one pass is done by then
-            scores = _Counter(broker.port, f"{ROOT}/{GW}/anomaly/+/score", parse=False)
-            expected = len(msgs) - n_assets * (window_len - 1)
-            daemon_pub_s = c_publish(broker.port, topic, _messages(channels, n_assets, n_readings, t0 + 1e6), tmp)
-            if not scores.wait(expected, 180):
-                raise EdgeAAEError(f"daemon published {scores.n} of {expected} scores")
-            daemon_rate = scores.rate() * len(msgs) / max(expected, 1)  # readings/s
-            scores.close()
+            status: _Counter | None = None
+            trimmed_at = 0.0
+            for k in range(PAIRS):
+                bare = _Counter(broker.port, f"{ROOT}/{GW}x/sensors/+", parse=True)
+                bare_pub_s = c_publish(broker.port, f"{ROOT}/{GW}x/sensors/{{asset}}", msgs, tmp)
+                if not bare.wait(len(msgs), 120):
+                    raise EdgeAAEError(f"bare subscriber got {bare.n} of {len(msgs)} readings")
+                bare_rates.append(bare.rate())
+                bare.close()
+                if daemon is None:
+                    daemon = _serve(bundle_dir, tmp, broker, GW, f'[runtime]\nbatch_wait_ms = 5\nqueue_max_readings = '
+                                    f'{2 * n_readings}\n[publish]\nstats_interval_s = 1\n{FLAT_OUT_ALERTING}')
+                    threading.Thread(target=sample_rss, args=(daemon.pid, stop, rss), daemon=True).start()
+                    status = _Counter(broker.port, f"{ROOT}/{GW}/status", parse=False)
+                    if not status.wait(1, 60):
+                        log_tail = (tmp / f"daemon-{GW}.log").read_text()[-500:]
+                        raise EdgeAAEError(f"daemon did not come online: {log_tail}")
+                    trimmed_at = time.monotonic() + TRIM_AFTER_S + 1.0  # runtime.trim_memory's one pass is done by then
+                scores = _Counter(broker.port, f"{ROOT}/{GW}/anomaly/+/score", parse=False)
+                daemon_pub_s = c_publish(broker.port, topic, _messages(channels, n_assets, n_readings,
+                                                                       t0 + 1e6 + k * 1e5), tmp)
+                if not scores.wait(expected, 180):
+                    raise EdgeAAEError(f"daemon published {scores.n} of {expected} scores")
+                daemon_rates.append(scores.rate() * len(msgs) / max(expected, 1))  # readings/s
+                scores.close()
+                pub_rates_all.append((len(msgs) / bare_pub_s, len(msgs) / daemon_pub_s))
+            assert daemon is not None
+            assert status is not None
+            ratios = [d / b if b else 0.0 for d, b in zip(daemon_rates, bare_rates, strict=True)]
+            mid = int(np.argsort(ratios)[len(ratios) // 2])  # the pair with the median ratio
+            bare_rate, daemon_rate = bare_rates[mid], daemon_rates[mid]
             # 3. latency at half the daemon's rate, after the start-up memory trim (a one-off)
             time.sleep(max(0.0, trimmed_at - time.monotonic()))
             half = daemon_rate / 2
@@ -374,7 +389,9 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
             broker.stop()
     results = {
         "readings": len(msgs), "assets": n_assets, "bare_readings_per_s": bare_rate,
-        "daemon_readings_per_s": daemon_rate, "ratio": daemon_rate / bare_rate if bare_rate else 0.0,
+        "daemon_readings_per_s": daemon_rate, "ratio": ratios[mid],
+        "pairs": [{"bare_readings_per_s": b, "daemon_readings_per_s": d, "ratio": r}
+                  for b, d, r in zip(bare_rates, daemon_rates, ratios, strict=True)],
         "latency_rate_per_s": half, "latency_ms_p50": float(np.percentile(delays, 50)) if delays.size else None,
         "latency_ms_p99": float(np.percentile(delays, 99)) if delays.size else None,
         "latency_samples": int(delays.size),
@@ -383,12 +400,13 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         "latency_quarter_ms_p99": float(np.percentile(delays_q, 99)) if delays_q.size else None,
         "daemon_rss_mb_max": max(rss) if rss else None, "daemon_memory_steady_mb": steady,
         "batch": batched, "batch_two_threads": batched_2, "idle_cpu_percent": idle_cpu,
-        "publisher_readings_per_s": {"bare": len(msgs) / bare_pub_s, "daemon": len(msgs) / daemon_pub_s},
+        "publisher_readings_per_s": {"bare": min(p[0] for p in pub_rates_all),
+                                     "daemon": min(p[1] for p in pub_rates_all)},
     }
-    pub_rates = (len(msgs) / bare_pub_s, len(msgs) / daemon_pub_s)
+    pub_rates = (min(p[0] for p in pub_rates_all), min(p[1] for p in pub_rates_all))
     # a publisher that finished well before its receiver drained the stream is not what the rate measures
-    publisher_verdict = ("not the bound" if pub_rates[0] >= 1.5 * bare_rate and pub_rates[1] >= 1.5 * daemon_rate
-                         else "possibly the bound")
+    publisher_verdict = ("not the bound" if pub_rates[0] >= 1.5 * max(bare_rates)
+                         and pub_rates[1] >= 1.5 * max(daemon_rates) else "possibly the bound")
     inference_share = (batched["windows_scored"] * float(batched["inference_ms_p50"] or 0.0) / 1e3
                        * batched["readings_per_s"] / batched["readings"])
     bound = (f"inference is {inference_share:.0%} of the elapsed time, the daemon's Python (parsing, windows, "
@@ -398,6 +416,10 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         "|---|---|---|",
         f"| bare paho subscriber (parse JSON only) | {bare_rate:,.0f} | 1.00x |",
         f"| edge-aae serve (parse, window, score, publish) | {daemon_rate:,.0f} | {results['ratio']:.2f}x |",
+        "",
+        f"The pair with the median ratio of {PAIRS} (bare subscriber, then daemon, in turn); all of them: "
+        + "; ".join(f"{b:,.0f} / {d:,.0f} readings/s, {r:.2f}x" for b, d, r in zip(bare_rates, daemon_rates, ratios,
+                                                                                    strict=True)) + ".",
         "",
         f"Latency publish → score at {half:,.0f} readings/s (half the daemon's rate), {delays.size} samples: "
         f"p50 {results['latency_ms_p50']:.2f} ms, p99 {results['latency_ms_p99']:.2f} ms; at "
@@ -414,7 +436,7 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         "memory section measures the daemon as the only Python process, as on a gateway. "
         f"{len(msgs):,} single-reading messages (QoS 1) over {n_assets} assets, one local mosquitto, "
         f"published by `mosquitto_pub -l -q 1`, one process per asset, for both (the publishers "
-        f"sent {pub_rates[0]:,.0f} and {pub_rates[1]:,.0f} readings/s: {publisher_verdict}); "
+        f"sent at least {pub_rates[0]:,.0f} and {pub_rates[1]:,.0f} readings/s: {publisher_verdict}); "
         f"model `{bundle.name} {bundle.version}` ({bundle.model_file}, "
         f"window {window_len}, {len(channels)} channels), onnxruntime 1 thread.",
         "",
