@@ -38,6 +38,7 @@ from export.bench.common import process_memory, sample_rss
 log = logging.getLogger(__name__)
 ROOT, GW = "edge-aae", "bench"
 PAIRS = 3  # bare subscriber and daemon flat out, in turn
+TWO_THREAD_BATCH_MAX = 512  # the batch phase's second run: two scoring threads, larger micro-batches
 
 
 def _client(port: int, name: str) -> mqtt.Client:
@@ -374,7 +375,7 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
             # with larger micro-batches; each on a fresh broker (a daemon on the same broker and
             # gateway id would inherit the previous one's session, and the broker its backlog)
             runs = []
-            for name, kwargs in (("broker-b1", {}), ("broker-b2", {"threads": 2, "batch_max": 256})):
+            for name, kwargs in (("broker-b1", {}), ("broker-b2", {"threads": 2, "batch_max": TWO_THREAD_BATCH_MAX})):
                 broker.stop()
                 broker = Mosquitto(tmp / name)
                 broker.start()
@@ -447,7 +448,8 @@ def run_daemon_bench(bundle_dir: Path, n_readings: int = 20000, n_assets: int = 
         f"{batched['queue_full']:,}, over_share {batched['over_share']:,}; inference "
         f"{batched['inference_ms_p50']} ms per window (p50); {bound}; the time to the last window is "
         "extrapolated from the daemon's last once-a-second report before it. "
-        f"With `runtime.threads = 2` and `runtime.batch_max = 256` (two single-threaded onnxruntime sessions, each "
+        f"With `runtime.threads = 2` and `runtime.batch_max = {TWO_THREAD_BATCH_MAX}` (two single-threaded "
+        "onnxruntime sessions, each "
         f"scoring half of each micro-batch at once): **{batched_2['readings_per_s']:,.0f} readings/s** "
         f"({batched_2['readings_per_s'] / batched['readings_per_s']:.2f}x the defaults; "
         f"{batched_2['windows_scored']:,} of {batched_2['expected']:,} windows, queue_full drops "
