@@ -43,6 +43,15 @@ JUDGE_EVERY = 20  # windows between evaluations of the horizon's figures (median
 ALERT_SEGMENTS = 12
 
 
+def _median(values: np.ndarray) -> float:
+    """The median of a non-empty 1-D array, as ``np.median`` gives it (a partition, not its general machinery)."""
+    m = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, m)[m])
+    low, high = np.partition(values, (m - 1, m))[m - 1:m + 1]
+    return float((low + high) / 2)
+
+
 @dataclass(frozen=True)
 class Reference:
     """What the bundle says normal looks like (``manifest.json: monitor``); None fields: not judged."""
@@ -85,6 +94,7 @@ class DriftMonitor:
         self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # small blocks, not yet stored
         self._blocked = 0  # windows in them
         self.last_figures: dict[str, Any] = {}
+        self._segments_for: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def add(self, over: bool, latent: float, window_mean: np.ndarray, ts: float) -> bool:
         """One scored window, cheaply (the daemon's hot path): stored and judged every ``JUDGE_EVERY``.
@@ -164,19 +174,26 @@ class DriftMonitor:
             return {"windows": 0}
         latent = self._latent[:n] if self.seen <= self.cfg.horizon_windows else self._latent
         finite = latent[np.isfinite(latent)]
-        share = self._outside_n / n
+        share = (self._outside_n / n).tolist()
         over = (self._over[:n] if self.seen <= self.cfg.horizon_windows
                 else np.concatenate((self._over[self._pos:], self._over[:self._pos])))  # oldest first
-        k = min(ALERT_SEGMENTS, n)
-        edges = (np.arange(k) * n) // k
-        rates = np.sort(np.add.reduceat(over.astype(np.int32), edges) / np.diff(np.append(edges, n)))
-        sustained = float(rates[(k - 1) // 2])
-        moved = {c: round(float(s), 4) for c, s in zip(self.channels, share, strict=True)
-                 if s > self.cfg.outside_share * self.cfg.clear_fraction}
+        edges, lengths = self._segments(n)
+        rates = sorted((np.add.reduceat(over, edges, dtype=np.int64) / lengths).tolist())
+        sustained = rates[(len(rates) - 1) // 2]
+        limit = self.cfg.outside_share * self.cfg.clear_fraction
+        moved = {c: round(s, 4) for c, s in zip(self.channels, share, strict=True) if s > limit}
         return {"windows": int(n), "alert_rate": round(self._over_n / n, 6),
                 "alert_rate_sustained": round(sustained, 6), "target_far": self.ref.target_far,
-                "latent_median": round(float(np.median(finite)), 4) if finite.size else None,
-                "outside_share": moved, "max_outside_share": round(float(share.max()), 4) if share.size else 0.0}
+                "latent_median": round(_median(finite), 4) if finite.size else None,
+                "outside_share": moved, "max_outside_share": round(max(share), 4) if share else 0.0}
+
+    def _segments(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start indices and lengths of the ``ALERT_SEGMENTS`` stretches of ``n`` windows (cached per ``n``)."""
+        if self._segments_for is None or self._segments_for[0] != n:
+            k = min(ALERT_SEGMENTS, n)
+            edges = (np.arange(k) * n) // k
+            self._segments_for = (n, edges, np.diff(np.append(edges, n)))
+        return self._segments_for[1], self._segments_for[2]
 
     def _levels(self, f: dict[str, Any]) -> float:
         """The largest figure as a fraction of its limit (1 = at the limit)."""

@@ -101,8 +101,9 @@ def test_a_live_daemon_publishes_the_drift_state_retained(tmp_path, broker, bund
 
 
 def test_running_counts_give_the_figures_a_full_pass_gives():
-    """The horizon's alert rate and outside shares kept as running counts match a pass over the horizon,
-    whatever the block sizes (blocks longer than the horizon included)."""
+    """The horizon's alert rate and outside shares kept as running counts, its latent median and its
+    sustained alert rate match a plain pass over the horizon, whatever the block sizes (blocks longer
+    than the horizon included; odd and even window counts)."""
     rng = np.random.default_rng(3)
     mon = _monitor(horizon_windows=50)
     for b in [1, 7, 20, 49, 50, 51, 130, 3, 64]:
@@ -114,6 +115,11 @@ def test_running_counts_give_the_figures_a_full_pass_gives():
         assert f["alert_rate"] == pytest.approx(mon._over[:n].mean(), abs=1e-6)
         share = mon._outside[:n].mean(axis=0)
         assert f["max_outside_share"] == pytest.approx(share.max(), abs=1e-4)
+        assert f["latent_median"] == pytest.approx(round(float(np.median(mon._latent[:n])), 4), abs=1e-9)
+        order = np.r_[mon._pos:n, 0:mon._pos] if mon.seen > 50 else np.arange(n)  # oldest first
+        k = min(12, n)
+        rates = sorted(mon._over[order][i * n // k:(i + 1) * n // k].mean() for i in range(k))
+        assert f["alert_rate_sustained"] == pytest.approx(rates[(len(rates) - 1) // 2], abs=1e-6)
 
 
 def test_small_blocks_wait_like_single_windows_and_keep_their_order():
