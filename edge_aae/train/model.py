@@ -241,8 +241,10 @@ class ScoreGraph(nn.Module):
         score ``(B,)``: combined score, higher is more anomalous; about N(0, 1)-like on
             normal validation data (robustly centred and scaled).
         channel_scores ``(B, C)``: the contributions, larger is more to blame: each channel's
-            time-weighted squared reconstruction error ``e_c²`` (scaled units) over its mean
-            ``m_c`` on validation data to the power :data:`BLAME_EXPONENT`, ``e_c² / m_c^0.75``.
+            time-weighted squared reconstruction error ``e_c²`` (scaled units) over its normal
+            error ``m_c`` to the power :data:`BLAME_EXPONENT`, ``e_c² / m_c^0.75``; ``m_c`` is
+            its mean on validation data, or a share of its normal tail where that is far heavier
+            (``edge_aae.train.detector.CHANNEL_TAIL_RATIO``).
             Dividing by ``m_c`` in full lets a channel the model predicts almost perfectly
             (near-constant, or one of a tight group, ``m_c`` tiny) take the blame for a small
             knock-on change of a fault elsewhere; not dividing at all blames the channels that

@@ -199,3 +199,18 @@ def test_seeds_run_the_bench_once_per_seed_and_add_the_spread(tmp_path):
     assert "The table above is seed 3's" in text
     assert "| AAE (torch) | 4 |" in text
     assert "| plain AE (torch) | mean ± sd |" in text
+
+
+def test_the_generated_server_set_loads_as_a_folder_with_its_faults_labelled(tmp_path):
+    from export.bench.quality import folder_units
+    from export.bench.servers import FAULTS, main
+
+    assert main([str(tmp_path / "srv"), "--units", "2", "--seed", "5"]) == 0
+    units = folder_units(tmp_path / "srv")
+    assert [u.name for u in units] == ["srv0", "srv1"]
+    for u in units:
+        assert len(u.train.channels) == 38 and u.train.channels == u.test.channels
+        assert u.train.labels is None or not u.train.labels.any()
+        assert int(u.test.labels.sum()) == sum(length for _, length, _ in FAULTS)
+        j = u.train.channels.index("bytes_total_0")
+        assert np.all(np.diff(u.train.values[:, j]) >= 0)  # a counter: it only rises
