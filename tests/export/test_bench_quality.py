@@ -209,7 +209,8 @@ def test_the_generated_server_set_loads_as_a_folder_with_its_faults_labelled(tmp
     units = folder_units(tmp_path / "srv")
     assert [u.name for u in units] == ["srv0", "srv1"]
     for u in units:
-        assert len(u.train.channels) == 38 and u.train.channels == u.test.channels
+        assert len(u.train.channels) == 38
+        assert u.train.channels == u.test.channels
         assert u.train.labels is None or not u.train.labels.any()
         assert int(u.test.labels.sum()) == sum(length for _, length, _ in FAULTS)
         j = u.train.channels.index("bytes_total_0")
