@@ -203,6 +203,7 @@ class AAEDetector:
         with torch.no_grad():  # the latent score's reference: codes of normal training windows
             self.scorer_.set_code_bank(self.scorer_.encoder(torch.from_numpy(calib_w.astype(np.float32))))
         self.shift_inflation_: float | None = None  # set by _fit_shift; none with the error score
+        self.tail_channels_: list[str] = []  # set by _fit_normalization: channels weighed by their normal tail
         if cfg.score_stat == "shift":
             self._fit_shift(val_w, train_w)
         else:
@@ -282,8 +283,9 @@ class AAEDetector:
         tail = np.quantile(np.concatenate([err, train_err]), CHANNEL_TAIL_QUANTILE, axis=0)
         channel_scale = np.maximum(np.maximum(err.mean(axis=0), tail / CHANNEL_TAIL_RATIO), 1e-4)
         raised = [c for c, k in zip(self.channels_, tail / CHANNEL_TAIL_RATIO > err.mean(axis=0), strict=True) if k]
+        self.tail_channels_ = raised
         if raised:
-            log.info("error score: %d channel(s) weighted by their normal tail rather than their mean error: %s",
+            log.info("error score: %d channel(s) weighed by their normal tail rather than their mean error: %s",
                      len(raised), ", ".join(raised[:10]) + (" ..." if len(raised) > 10 else ""))
         rec = power_mean(err / channel_scale, self.scorer_.score_power)
         self.scorer_.set_normalization(channel_scale, *_robust_stats(rec), *_robust_stats(dist))
@@ -351,6 +353,7 @@ class AAEDetector:
             "preset": {"name": self.config_.preset, "decisions": self.preset_},
             "val_windows": int(val_scaled.shape[0]),
             "shift_covariance_inflation": self.shift_inflation_,
+            "tail_weighted_channels": self.tail_channels_,
             "self_check": self.self_check_,
         }
 

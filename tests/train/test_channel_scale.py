@@ -36,6 +36,7 @@ def test_rare_normal_blips_of_a_near_constant_channel_neither_alarm_nor_hide_a_f
     x = servers(0, 7000)
     det = AAEDetector(TrainConfig(epochs=10)).fit(series(x[:4000], 0.0))
     assert det.config_.score_stat == "error"
+    assert {"conns_a", "conns_b"} <= set(det.report_["tail_weighted_channels"])  # said in report.json
     normal = det.score(series(x[4000:], 4000 * 300.0))  # the same machine later: 3,000 normal rows
     blips = int((x[4000:, 6:] != 3.0).sum())
     assert blips >= 10  # the test stretch has blips to ignore
