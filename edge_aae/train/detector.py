@@ -280,9 +280,10 @@ class AAEDetector:
         """
         err, dist = self._residual_stats(val_scaled)
         train_err, _ = self._residual_stats(train_scaled)
-        tail = np.quantile(np.concatenate([err, train_err]), CHANNEL_TAIL_QUANTILE, axis=0)
-        channel_scale = np.maximum(np.maximum(err.mean(axis=0), tail / CHANNEL_TAIL_RATIO), 1e-4)
-        raised = [c for c, k in zip(self.channels_, tail / CHANNEL_TAIL_RATIO > err.mean(axis=0), strict=True) if k]
+        mean = err.mean(axis=0)
+        tail = np.quantile(np.concatenate([err, train_err]), CHANNEL_TAIL_QUANTILE, axis=0) / CHANNEL_TAIL_RATIO
+        channel_scale = np.maximum(np.maximum(mean, tail), 1e-4)
+        raised = [c for c, k in zip(self.channels_, tail > mean, strict=True) if k]
         self.tail_channels_ = raised
         if raised:
             log.info("error score: %d channel(s) weighed by their normal tail rather than their mean error: %s",
