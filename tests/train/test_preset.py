@@ -50,6 +50,26 @@ def test_a_slow_channel_whose_level_was_seen_a_few_times_is_scored_by_shape():
     assert "seen" in {d.key: d.reason for d in decisions}["relative_channels"]
 
 
+def test_many_slow_channels_with_rarely_seen_levels_keep_their_levels():
+    # a slow cycle seen a few times makes a channel's level "rarely seen"; on a third of the
+    # channels (rounded up) that is a few thermal channels, beyond it the process moves as a whole
+    rows, n = 400, 12
+    rng = np.random.default_rng(4)
+    t = np.arange(rows, dtype=np.float64)
+
+    def rig(slow: int) -> SensorData:
+        x = rng.normal(size=(rows, n))
+        for j in range(slow):
+            x[:, j] = 5 * np.sin(2 * np.pi * t / 100 + j) + 0.1 * rng.normal(size=rows)
+        return assemble_series("rig.csv", [f"c{i}" for i in range(n)], t, x, None)
+
+    four, _ = choose_settings(rig(4), TrainConfig())
+    assert four.relative_channels == "c0,c1,c2,c3"
+    five, decisions = choose_settings(rig(5), TrainConfig())
+    assert five.relative_channels == ""
+    assert "no slow channel" in {d.key: d.reason for d in decisions}["relative_channels"]
+
+
 def test_short_training_picks_the_shift_score_long_training_keeps_the_error_score():
     short, d = choose_settings(pump(400, warm_channel=False), TrainConfig())
     assert (short.score_stat, short.threshold) == ("shift", "t2")
