@@ -235,3 +235,40 @@ def test_alert_tracker_matches_a_brute_force_reference():
                     active, recent = False, []
                     want.append((i, "cleared"))
         assert got == want
+
+
+AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse4_1 avx avx2 fma avx512f avx512bw\n"
+
+
+@pytest.mark.parametrize(("machine", "cpuinfo", "exact"), [
+    ("x86_64", AVX2_ONLY, True),  # u8s8 pairs summed in 16 bits: full 8-bit weights can overflow
+    ("x86_64", AVX2_ONLY.replace("avx512bw", "avx512bw avx512_vnni"), False),
+    ("x86_64", AVX2_ONLY.replace("avx2", "avx2 avx_vnni"), False),
+    ("x86_64", None, True),  # cpuinfo unreadable: the safe choice
+    ("aarch64", None, False),
+])
+def test_exact_int8_kernels_only_where_the_cpu_needs_them(machine, cpuinfo, exact):
+    from edge_aae.gateway.scorer import exact_int8_needed
+
+    assert exact_int8_needed(machine, cpuinfo) is exact
+
+
+def test_the_gateway_session_scores_like_the_exact_int8_kernels(bundle, synth_dir):
+    import onnxruntime as ort
+
+    from edge_aae.core.data import load_series
+    from edge_aae.core.windows import gather_windows
+    from edge_aae.gateway.bundle import open_bundle
+    from edge_aae.gateway.scorer import make_session
+
+    b = open_bundle(bundle)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.add_session_config_entry("session.x64quantprecision", "1")
+    exact = ort.InferenceSession(str(b.model_path), sess_options=so, providers=["CPUExecutionProvider"])
+    data = load_series(synth_dir / "test.csv").select_channels(b.channels)  # normal rows and faults
+    ends = np.linspace(b.window_len - 1, len(data.timestamps) - 1, 512).astype(int)
+    x = gather_windows(data.values.astype(np.float32), ends, b.window_len)
+    ours = make_session(b.model_path).run(None, {"window": x})
+    for got, want in zip(ours, exact.run(None, {"window": x}), strict=True):
+        np.testing.assert_array_equal(got, want)
