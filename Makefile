@@ -36,6 +36,10 @@ bench-quality: install
 	$(VENV)/bin/edge-aae bench quality --dataset skab --path $(DATA)/skab --relative-channels Temperature,Thermocouple --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench quality --dataset skab --path $(DATA)/skab --relative-channels Temperature,Thermocouple --score-stat shift --threshold t2 --update BENCHMARKS.md
 	$(VENV)/bin/edge-aae bench quality --dataset smd --path $(DATA)/asd --interpretation-inclusive --update BENCHMARKS.md
+	$(PY) -m export.bench.servers bench-out/data/servers
+	$(VENV)/bin/edge-aae bench quality --dataset folder --path bench-out/data/servers --update BENCHMARKS.md
+	$(PY) -m export.bench.plant bench-out/data/plant
+	$(VENV)/bin/edge-aae bench quality --dataset folder --path bench-out/data/plant --seeds 0,1,2 --update BENCHMARKS.md
 
 # the same with every headline figure's seed spread (three training runs of each data set)
 bench-seeds: install

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,9 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     command += "".join(f" --set {kv}" for kv in args.set)
     if args.preset != "auto":
         command += f" --preset {args.preset}"
-    section = (f"quality-{args.dataset}" + ("-preset-none" if args.preset == "none" else "")
+    # a folder's section is named after it too: two generated sets keep their own tables
+    name = f"{args.dataset}-{folder_slug(args.path)}" if args.dataset == "folder" else args.dataset
+    section = (f"quality-{name}" + ("-preset-none" if args.preset == "none" else "")
                + ("-relative" if args.relative_channels else "")
                + ("" if args.score_stat == "error" else f"-{args.score_stat}")
                + ("-custom" if args.set else ""))
@@ -168,6 +171,11 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
         [f"{args.score_stat} score, threshold {args.threshold}"] if args.score_stat != "error" else [])
     title += "".join(f", {d}" for d in details)
     return publish_bench(args.update, section, f"Quality: {title}", table, command)
+
+
+def folder_slug(path: Path) -> str:
+    """The folder's name as a Markdown section and output folder name: lower case, ``-`` between words."""
+    return re.sub(r"[^a-z0-9]+", "-", path.resolve().name.lower()).strip("-") or "data"
 
 
 def parse_seeds(text: str) -> list[int]:

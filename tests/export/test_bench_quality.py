@@ -192,9 +192,10 @@ def test_seeds_run_the_bench_once_per_seed_and_add_the_spread(tmp_path):
                 "--set", "windows_per_epoch=1000", "--seeds", "3,4", "--update", md)
     assert p.returncode == 0, p.stderr
     for seed in (3, 4):
-        saved = json.loads((tmp_path / "out" / "folder-custom" / f"seed-{seed}" / "results.json").read_text())
+        saved = json.loads((tmp_path / "out" / "folder-sets-custom" / f"seed-{seed}" / "results.json").read_text())
         assert saved["config"]["seed"] == seed
     text = md.read_text()
+    assert "<!-- bench:quality-folder-sets-custom -->" in text  # named after the folder: sets keep their tables
     assert "--seeds 3,4" in text
     assert "The table above is seed 3's" in text
     assert "| AAE (torch) | 4 |" in text
