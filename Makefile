@@ -40,6 +40,8 @@ bench-quality: install
 	$(VENV)/bin/edge-aae bench quality --dataset folder --path bench-out/data/servers --update BENCHMARKS.md
 	$(PY) -m export.bench.plant bench-out/data/plant
 	$(VENV)/bin/edge-aae bench quality --dataset folder --path bench-out/data/plant --seeds 0,1,2 --update BENCHMARKS.md
+	$(PY) -m export.bench.plant bench-out/data/plant-slow --slow
+	$(VENV)/bin/edge-aae bench quality --dataset folder --path bench-out/data/plant-slow --update BENCHMARKS.md
 
 # the same with every headline figure's seed spread (three training runs of each data set)
 bench-seeds: install
