@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import platform
 import re
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: this module stays numpy-free
+    import numpy as np
+
+
+def write_folder_csv(path: Path, channels: Sequence[str], stamps: Sequence[str], values: np.ndarray,
+                     labels: np.ndarray | None = None) -> None:
+    """A ``--dataset folder`` CSV: ``timestamp``, the channels and, given ``labels``, a ``label`` column.
+
+    ``values``: ``(rows, channels)``, written in full precision; ``labels``: ``(rows,)`` of 0 or 1.
+    """
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", *channels, *(["label"] if labels is not None else [])])
+        for i, (stamp, row) in enumerate(zip(stamps, values, strict=True)):
+            w.writerow([stamp, *(repr(float(v)) for v in row), *([int(labels[i])] if labels is not None else [])])
 
 
 def cpuinfo_value(*keys: str) -> str | None:

@@ -27,12 +27,13 @@ that a 500-row training stretch sees only a few of their swings.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from export.bench.common import write_folder_csv
 
 N_TRAIN, N_TEST, FAULT_ROW = 500, 960, 160
 PHI = (0.85, 0.97)  # the disturbances' AR(1) coefficients: correlated over about 12-65 rows
@@ -121,12 +122,8 @@ def write_plant(out: Path, seed: int = 0, slow: bool = False) -> list[Path]:
         d.mkdir(parents=True, exist_ok=True)
         for name, values, lab in (("train.csv", train, None), ("test.csv", test, labels)):
             t0 = start if lab is None else start + datetime.timedelta(days=30)
-            with open(d / name, "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f)
-                w.writerow(["timestamp", *plant.names, *(["label"] if lab is not None else [])])
-                for i, row in enumerate(values):
-                    stamp = (t0 + datetime.timedelta(minutes=3 * i)).isoformat(sep=" ")
-                    w.writerow([stamp, *(repr(float(v)) for v in row), *([int(lab[i])] if lab is not None else [])])
+            stamps = [(t0 + datetime.timedelta(minutes=3 * i)).isoformat(sep=" ") for i in range(len(values))]
+            write_folder_csv(d / name, plant.names, stamps, values, lab)
         folders.append(d)
     return folders
 

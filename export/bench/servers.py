@@ -20,12 +20,13 @@ Labels are never used for training; the set exists to check what defaults do wit
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from export.bench.common import write_folder_csv
 
 DAY_ROWS = 288  # one day of 5-minute samples
 FAULTS = ((500, 30, "cpu"), (1400, 200, "mem"), (2300, 60, "lat"), (3200, 80, "req"))  # (test row, rows, kind)
@@ -77,14 +78,8 @@ def write_servers(out: Path, units: int = 3, seed: int = 0, n_train: int = 4000)
         stamps = [(start + datetime.timedelta(minutes=5 * i)).isoformat(sep=" ") for i in range(len(values))]
         d = out / f"srv{k}"
         d.mkdir(parents=True, exist_ok=True)
-        parts = (("train.csv", range(n_train), False), ("test.csv", range(n_train, len(values)), True))
-        for name, rows, with_label in parts:
-            with open(d / name, "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f)
-                w.writerow(["timestamp", *names, *(["label"] if with_label else [])])
-                for i in rows:
-                    label = [int(labels[i])] if with_label else []
-                    w.writerow([stamps[i], *(repr(float(v)) for v in values[i]), *label])
+        write_folder_csv(d / "train.csv", names, stamps[:n_train], values[:n_train])
+        write_folder_csv(d / "test.csv", names, stamps[n_train:], values[n_train:], labels[n_train:])
         folders.append(d)
     return folders
 
