@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
@@ -114,9 +117,11 @@ def run_alerts(broker: str, *, root: str, gateway: str, asset: str, tls_ca: str,
     shown = 0
     waiting_since = time.monotonic()
     warned = False
+    stop = threading.Event()
+    restore = _stop_on_signals(stop)
     sub.start()
     try:
-        while max_events is None or shown < max_events:
+        while (max_events is None or shown < max_events) and not stop.is_set():
             event = sub.get(timeout_s=0.5)
             if event is None:
                 if not sub.connected.is_set() and not warned and time.monotonic() - waiting_since > 3:
@@ -136,5 +141,25 @@ def run_alerts(broker: str, *, root: str, gateway: str, asset: str, tls_ca: str,
     except KeyboardInterrupt:
         pass
     finally:
+        restore()
         sub.close()
     return 0
+
+
+def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """Make Ctrl-C and SIGTERM set ``stop`` instead of raising; returns what puts the old handlers back.
+
+    A KeyboardInterrupt raised inside ``queue.Queue.get`` can land between a condition's wait and its
+    re-acquire and fail with "release unlocked lock"; a flag the loop polls cannot. Off the main
+    thread (where handlers cannot be set) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in old:
+        signal.signal(sig, lambda *_: stop.set())
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return restore
