@@ -230,15 +230,18 @@ def test_weights_only_int8_is_smaller_and_scores_like_fp32(bundle, tmp_path):
     model = onnx.load(str(out))
     inits = {i.name: i for i in model.graph.initializer}
     compute = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
-    fp32_weights = [n for n in compute if n.input[1] in inits]
-    # the code layer keeps FP32 weights (the latent score compares its output), and so does the
-    # MatMul against the FP32 code bank
+    # the code layer keeps FP32 weights (the latent score compares its output), and the MatMul
+    # against the code bank keeps the bank unquantized: stored float32, widened by a Cast
+    widened = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast" and n.input[0] in inits}
+    fp32_weights = [n for n in compute if n.input[1] in inits or n.input[1] in widened]
     assert len(fp32_weights) == 2
+    assert all(inits[widened.get(n.input[1], n.input[1])].data_type == onnx.TensorProto.FLOAT for n in fp32_weights)
     src = onnx.load(str(fp32))  # node names differ after compaction: compare shapes
     src_inits = {i.name: i for i in src.graph.initializer}
+    src_widened = {n.output[0]: n.input[0] for n in src.graph.node if n.op_type == "Cast" and n.input[0] in src_inits}
     kept = [next(n for n in src.graph.node if n.name == name) for name in (code_node(src), bank_node(src))]
-    assert sorted(list(inits[n.input[1]].dims) for n in fp32_weights) == sorted(
-        list(src_inits[n.input[1]].dims) for n in kept)
+    assert sorted(list(inits[widened.get(n.input[1], n.input[1])].dims) for n in fp32_weights) == sorted(
+        list(src_inits[src_widened.get(n.input[1], n.input[1])].dims) for n in kept)
     # every other weight comes from Cast(int8) * scale
     assert sum(i.data_type == onnx.TensorProto.INT8 for i in inits.values()) == len(compute) - 2
     assert fp32.stat().st_size >= 2.5 * out.stat().st_size
