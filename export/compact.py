@@ -10,9 +10,7 @@ inputs and outputs keep their names; everything else gets a short one.
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
 
 def compact_names(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -40,32 +38,4 @@ def compact_names(model: onnx.ModelProto) -> onnx.ModelProto:
     for vi in graph.value_info:
         vi.name = rename.get(vi.name, vi.name)
     del graph.value_info[:]  # shape hints for internal tensors: onnxruntime infers them again
-    return model
-
-
-def narrow_doubles(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Store float64 initializers that float32 holds exactly as float32 and a ``Cast`` back (in place).
-
-    The code-bank ranking runs in float64 (``ScoreGraph.latent_distance``), and the exporter
-    folds the cast of the float32 bank into a float64 constant twice its size: the largest
-    tensor of an INT8 model. onnxruntime folds the ``Cast`` again when the session loads, so
-    the arithmetic is the same. Returns the model.
-    """
-    graph = model.graph
-    casts: list[onnx.NodeProto] = []
-    for init in graph.initializer:
-        if init.data_type != onnx.TensorProto.DOUBLE:
-            continue
-        values = numpy_helper.to_array(init)
-        narrow = values.astype(np.float32)
-        if not np.array_equal(narrow.astype(np.float64), values):
-            continue
-        name = init.name
-        init.CopyFrom(numpy_helper.from_array(narrow, f"{name}_f32"))
-        casts.append(helper.make_node("Cast", [f"{name}_f32"], [name], name=f"{name}_widen",
-                                      to=onnx.TensorProto.DOUBLE))
-    if casts:
-        nodes = casts + list(graph.node)
-        del graph.node[:]
-        graph.node.extend(nodes)
     return model

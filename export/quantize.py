@@ -30,7 +30,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edge_aae.core.errors import UsageError
 from edge_aae.core.manifest import GRAPH_INPUT
 from edge_aae.gateway.scorer import make_session
-from export.compact import compact_names, narrow_doubles
+from export.compact import compact_names
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,6 @@ def bank_node(model: onnx.ModelProto) -> str | None:
     steps in the bank would move every distance.
     """
     inits = {i.name: i for i in model.graph.initializer}
-    # a constant cast to float64 (narrow_doubles) is the bank as much as the initializer itself
-    inits |= {n.output[0]: inits[n.input[0]] for n in model.graph.node if n.op_type == "Cast" and n.input[0] in inits}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in model.graph.node:
         for i in n.input:
@@ -234,7 +232,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib_windows: np.ndarray, ta
     quantized = onnx.load(str(out_path))
     if code is not None and code in exclude:
         _code_in_fp32(quantized, code, bank)
-    onnx.save(compact_names(narrow_doubles(quantized)), str(out_path))
+    onnx.save(compact_names(quantized), str(out_path))
     log.info("quantized %s -> %s (%s activations; FP32 kept: %s)", fp32_path.name, out_path.name,
              ACTIVATION_TYPE[target].name, ", ".join(exclude) or "none")
     return exclude
@@ -316,7 +314,7 @@ def quantize_weights_int8(fp32_path: Path, out_path: Path) -> int:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     onnx.checker.check_model(model)
-    onnx.save(compact_names(narrow_doubles(model)), str(out_path))
+    onnx.save(compact_names(model), str(out_path))
     log.info("quantized %d weight tensors of %s to int8 (FP32 compute) -> %s", len(done), fp32_path.name,
              out_path.name)
     return len(done)

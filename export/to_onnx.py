@@ -12,7 +12,7 @@ import torch
 from edge_aae.core.manifest import GRAPH_INPUT, GRAPH_OUTPUTS
 from edge_aae.train.model import ScoreGraph
 from export import OPSET
-from export.compact import compact_names, narrow_doubles
+from export.compact import compact_names
 
 log = logging.getLogger(__name__)
 
@@ -32,5 +32,5 @@ def export_fp32(scorer: ScoreGraph, path: Path, window_len: int, n_channels: int
         torch.onnx.export(scorer, (dummy,), str(path), input_names=[GRAPH_INPUT], output_names=list(GRAPH_OUTPUTS),
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
-    onnx.save(compact_names(narrow_doubles(onnx.load(str(path)))), str(path))
+    onnx.save(compact_names(onnx.load(str(path))), str(path))
     log.info("exported FP32 ONNX to %s (opset %d)", path, OPSET)
