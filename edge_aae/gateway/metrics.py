@@ -137,6 +137,9 @@ class MetricsServer:
             """At most MAX_CONNECTIONS at once: idle connections cannot use up the daemon's threads and files."""
 
             daemon_threads = True
+            # socketserver's backlog of 5 made a burst of connections wait for SYN retransmits (1 s,
+            # then 3 s, ...) while the ones over the limit are closed at once anyway
+            request_queue_size = 64
 
             def __init__(self, *args: Any) -> None:
                 super().__init__(*args)
