@@ -56,6 +56,7 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
     chunks = update_messages(bundle, update_id, chunk_kb * 1024, asset)
     archive_kib = sum(len(c) for c in chunks[1:]) * 3 / 4 / 1024
     outcome: dict[str, Any] = {}
+    later: list[dict[str, Any]] = []
     got = threading.Event()
     statuses: list[dict[str, Any]] = []
     topics = Topics(root, gateway)
@@ -80,7 +81,9 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
         if msg.topic == status_topic:
             statuses.append(data)
         elif data.get("update_id") == update_id:
-            outcome.update(data)
+            if not got.is_set():
+                outcome.update(data)
+            later.append(data)  # every answer for this update, the first included
             got.set()
 
     denied: list[str] = []
@@ -141,10 +144,21 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
                     return str(models[key].get("version"))
             return None
 
+        def contradicted() -> dict[str, Any] | None:
+            """A later answer for this update that is not "installed": the gateway's own, where the first was not."""
+            return next((o for o in later if o.get("event") != "installed"), None)
+
         deadline = time.monotonic() + min(STATUS_CONFIRM_S, max(wait_s, 1.0))
-        while in_service() != version and time.monotonic() < deadline:
+        while in_service() != version and time.monotonic() < deadline and contradicted() is None:
             time.sleep(0.1)
         serving = in_service()
+        other = contradicted()
+        if serving != version and other is not None:
+            why = other.get("reason") or f"version {other.get('version')}"
+            report.update(outcome=str(other.get("event")), reason=str(other.get("reason") or ""))
+            out.write(f"gateway {gateway}: {other.get('event')}: {why} (an 'installed' for this update came "
+                      f"first, which its status does not confirm: the outcome may be forged, an open broker?)\n")
+            return 1
         if serving != version:
             report.update(outcome="not confirmed", reason=f"status shows {key} = {serving or 'nothing'} in service")
             out.write(f"gateway {gateway} reported installed, but its status shows {key} = {serving or 'nothing'} "

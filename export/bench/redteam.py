@@ -630,7 +630,9 @@ def attack_forged_outcome(t: Target, unsigned: Path) -> list[Row]:
     finally:
         forger.disconnect()
         forger.loop_stop()
-    ok = res.returncode != 0
+    # deploy must fail, and on the gateway's own answer (it refuses an unsigned bundle), not only on
+    # a status that never confirms the forged 'installed'
+    ok = res.returncode != 0 and "refused" in res.stdout
     return [row("forged update outcome", "retained 'installed' from a forger, unsigned bundle", ok,
                 f"deploy exit {res.returncode}: {res.stdout.strip().splitlines()[-1][:80] if res.stdout else ''}",
                 t, since)]
