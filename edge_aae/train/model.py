@@ -231,7 +231,6 @@ far past any threshold (the score is then in the millions: the window is flagged
 blamed), and every intermediate of the graph stays finite in float32. Normal data never comes near it.
 """
 
-
 BANK_NEIGHBOURS = 4  # codes whose exact distance the latent score compares (ScoreGraph.latent_distance)
 
 
