@@ -55,8 +55,7 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
     update_id = uuid.uuid4().hex[:16]
     chunks = update_messages(bundle, update_id, chunk_kb * 1024, asset)
     archive_kib = sum(len(c) for c in chunks[1:]) * 3 / 4 / 1024
-    outcome: dict[str, Any] = {}
-    later: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []  # every answer for this update, in arrival order
     got = threading.Event()
     statuses: list[dict[str, Any]] = []
     topics = Topics(root, gateway)
@@ -81,9 +80,7 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
         if msg.topic == status_topic:
             statuses.append(data)
         elif data.get("update_id") == update_id:
-            if not got.is_set():
-                outcome.update(data)
-            later.append(data)  # every answer for this update, the first included
+            answers.append(data)
             got.set()
 
     denied: list[str] = []
@@ -128,6 +125,7 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
             report["reason"] = f"nothing within {wait_s:.0f} s (offline? updates disabled?)"
             out.write(f"no outcome from gateway {gateway} within {wait_s:.0f} s (offline? updates disabled?)\n")
             return 1
+        outcome = answers[0]
         event = outcome.get("event")
         detail = outcome.get("reason") or f"version {outcome.get('version')} (was {outcome.get('previous')})"
         report.update(outcome=str(event), previous=str(outcome.get("previous") or ""),
@@ -145,8 +143,8 @@ def deploy_bundle(bundle: Path, broker: str, gateway: str, *, root: str = "edge-
             return None
 
         def contradicted() -> dict[str, Any] | None:
-            """A later answer for this update that is not "installed": the gateway's own, where the first was not."""
-            return next((o for o in later if o.get("event") != "installed"), None)
+            """A later answer for this update that is not "installed" (the gateway's own, after a forged one)."""
+            return next((o for o in answers if o.get("event") != "installed"), None)
 
         deadline = time.monotonic() + min(STATUS_CONFIRM_S, max(wait_s, 1.0))
         while in_service() != version and time.monotonic() < deadline and contradicted() is None:
