@@ -3,7 +3,9 @@
 Threads: paho's network thread runs the callbacks, which only parse a payload
 and put it on a bounded queue (full: the oldest readings are dropped and
 counted). One worker thread (the caller of :meth:`Daemon.run`) forms windows,
-micro-batches them across assets, runs the sessions and publishes. Alerts go
+micro-batches them across assets, runs the sessions and publishes; while readings
+wait in the queue, a scoring thread runs each batch's sessions as the worker handles
+the previous batch's results and forms the next windows (:meth:`Daemon._score`). Alerts go
 through the durable :class:`~edge_aae.gateway.outbox.Outbox` and leave it only
 once the broker acknowledged them (a PUBACK with a failure reason keeps them).
 
@@ -30,7 +32,8 @@ import queue
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +178,31 @@ class Due:
 
     def __bool__(self) -> bool:
         return bool(self._blocks)
+
+
+@dataclass
+class _Flight:
+    """One model's share of a batch: its windows, scored now or on the scoring thread."""
+
+    slot: ModelSlot
+    scorer: OnnxModel  # the model that scores them (a rollback may change the slot's before they are handled)
+    blocks: list[tuple[str, np.ndarray, np.ndarray]]  # (asset, end_ts (m,), windows (m, L, C)), in batch order
+    batch: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))
+    future: Future[tuple[np.ndarray, np.ndarray, np.ndarray, float]] | None = None
+    result: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
+    error: Exception | None = None
+
+
+def _infer(scorer: OnnxModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``score_windows`` and its time in milliseconds per window."""
+    t0 = time.perf_counter()
+    score, channel_scores, latent = scorer.score_windows(batch)
+    return score, channel_scores, latent, (time.perf_counter() - t0) * 1e3 / max(1, len(batch))
+
+
+def _model_ref(scorer: OnnxModel) -> dict[str, str]:
+    """The ``model`` object of score payloads for the model ``scorer`` runs."""
+    return {"name": scorer.bundle.name, "version": scorer.bundle.version}
 
 
 @dataclass
@@ -392,6 +420,8 @@ class Daemon:
         self._trim_at: float | None = None  # monotonic time of the next memory trim (runtime.trim_memory)
         self._heap_trim_at = 0.0  # earliest monotonic time of the next heap trim after a busy spell
         self._busy_since_heap_trim = False  # readings processed since the last heap trim
+        self._in_flight: list[_Flight] = []  # the batch on the scoring thread, its results not yet handled
+        self._scoring_pool: ThreadPoolExecutor | None = None  # started at the first backlog (see _score)
         self.transport = Transport(cfg, self.topics, self.stats, self.outbox,
                                    Handlers(message=self._on_message, connected=self._on_connected,
                                             status_payload=self._status_payload, report=self._report_error,
@@ -583,7 +613,7 @@ class Daemon:
 
     def _ingest(self, items: list[_Item], due: Due) -> None:
         now = time.monotonic()
-        for item in items:
+        for k, item in enumerate(items):
             state = self._state(item.asset)
             if state is None:
                 self._reject(item.asset, "too_many_assets", f"limit runtime.max_assets = "
@@ -603,7 +633,7 @@ class Daemon:
                 windows, end_ts = batch
                 due.add(item.asset, end_ts, windows)
                 if due.windows >= self.cfg.runtime.batch_max:
-                    self._score(due)
+                    self._score(due, backlog=k + 1 < len(items) or len(self.queue) > 0)
                     due.clear()
                 continue
             for ts, row in zip(item.readings.ts, item.readings.values, strict=True):
@@ -628,31 +658,90 @@ class Daemon:
                 what = "already received" if reason == "duplicate" else "older than the reorder tolerance"
                 self._reject(item.asset, reason, f"{n} reading(s) {what}", readings=n)
             if due.windows >= self.cfg.runtime.batch_max:
-                self._score(due)
+                self._score(due, backlog=k + 1 < len(items) or len(self.queue) > 0)
                 due.clear()
 
     def _new_tracker(self) -> AlertTracker:
         a = self.cfg.alerting
         return AlertTracker(a.k, a.n, a.m, a.min_duration_s, a.cooldown_s)
 
-    def _score(self, due: Due) -> None:
-        groups: dict[int, tuple[ModelSlot, list[tuple[str, np.ndarray, np.ndarray]]]] = {}
+    def _score(self, due: Due, backlog: bool = False) -> None:
+        """Score the due windows and handle their results, one model's windows per session call.
+
+        With ``backlog`` (more readings wait to be windowed), the windows go to the scoring thread
+        and the worker handles the previous batch's results, then forms the next windows, while
+        onnxruntime runs (it releases the GIL): the daemon's Python work overlaps inference instead
+        of adding to it. One batch is in flight at most; its results are handled in order before
+        any later one, and at once when the queue runs empty (:meth:`_drain`), so a gateway that
+        keeps up scores every window as soon as before. Without ``backlog``, in this thread.
+        """
+        groups: dict[int, _Flight] = {}
         for block in due.blocks:
             slot = self.assets[block[0]].binding.slot
-            groups.setdefault(id(slot), (slot, []))[1].append(block)
-        for slot, blocks in groups.values():
-            t0 = time.monotonic()
-            batch = blocks[0][2] if len(blocks) == 1 else np.concatenate([b[2] for b in blocks])
-            n = batch.shape[0]
+            flight = groups.get(id(slot))
+            if flight is None:
+                flight = groups[id(slot)] = _Flight(slot, slot.scorer, [])
+            flight.blocks.append(block)
+        flights = list(groups.values())
+        for f in flights:
+            f.batch = f.blocks[0][2] if len(f.blocks) == 1 else np.concatenate([b[2] for b in f.blocks])
+        if backlog:
+            pool = self._scoring_pool
+            if pool is None:
+                pool = self._scoring_pool = ThreadPoolExecutor(1, thread_name_prefix="edge-aae-infer")
+            for f in flights:
+                f.future = pool.submit(_infer, f.scorer, f.batch)
+            previous, self._in_flight = self._in_flight, flights
+            self._finish(previous)
+            return
+        self._drain()
+        for f in flights:
             try:
-                score, channel_scores, latent = slot.scorer.score_windows(batch)
+                f.result = _infer(f.scorer, f.batch)
+            except Exception as exc:  # onnxruntime errors have no common base; handled in _finish
+                f.error = exc
+        self._finish(flights)
+
+    def _drain(self) -> None:
+        """Handle the results of the batch in flight, if any (waits for its inference)."""
+        flights, self._in_flight = self._in_flight, []
+        if flights:
+            self._finish(flights)
+
+    def _drop_in_flight(self) -> None:
+        """A worker error: the batch in flight is counted as dropped, not handled."""
+        flights, self._in_flight = self._in_flight, []
+        for f in flights:
+            if f.future is not None:
+                f.future.cancel()
+            self.stats.drop("worker_error", len(f.batch))
+
+    def _shutdown_scoring(self) -> None:
+        """Handle the batch in flight, then stop the scoring thread."""
+        self._drain()
+        if self._scoring_pool is not None:
+            self._scoring_pool.shutdown(wait=True)
+            self._scoring_pool = None
+
+    def _finish(self, flights: list[_Flight]) -> None:
+        """Each flight's scores: checks, latency, then scores, alerts and drift per asset."""
+        for f in flights:
+            slot, scorer, blocks = f.slot, f.scorer, f.blocks
+            n = len(f.batch)
+            try:
+                if f.future is not None:
+                    f.result = f.future.result()
+                if f.error is not None:
+                    raise f.error
+                assert f.result is not None
+                score, channel_scores, latent, ms = f.result
             except Exception as exc:  # onnxruntime errors have no common base; keep the loop alive
                 log.error("inference failed on %s: %s", slot.key, exc)
                 self.stats.drop("inference_error", n)
                 self._report_error("", "inference_error", f"{slot.key}: {str(exc)[:200]}")
-                self._maybe_roll_back(slot, f"inference error: {exc}")
+                if slot.scorer is scorer:
+                    self._maybe_roll_back(slot, f"inference error: {exc}")
                 continue
-            ms = (time.monotonic() - t0) * 1e3 / n
             finite = np.isfinite(score)
             if not np.all(finite):
                 slot.nonfinite_run += 1
@@ -662,17 +751,18 @@ class Daemon:
                 owner = next(b[0] for b, end in zip(blocks, np.cumsum([len(b[1]) for b in blocks]), strict=True)
                              if first_bad < end)
                 self._report_error(owner, "non_finite_score",
-                                   f"{slot.key} ({slot.scorer.bundle.version}) scored {bad} of {n} window(s) "
+                                   f"{slot.key} ({scorer.bundle.version}) scored {bad} of {n} window(s) "
                                    "non-finite")
-                if self._maybe_roll_back(slot, "non-finite scores",
-                                         any_time=slot.nonfinite_run >= NONFINITE_ROLLBACK_BATCHES):
+                if slot.scorer is scorer and self._maybe_roll_back(
+                        slot, "non-finite scores", any_time=slot.nonfinite_run >= NONFINITE_ROLLBACK_BATCHES):
                     continue
             else:
                 slot.nonfinite_run = 0
             self.stats.latency(ms)
-            slot.latency_ms = ms if slot.latency_ms is None else 0.9 * slot.latency_ms + 0.1 * ms
-            if self._health_check(slot):
-                continue
+            if slot.scorer is scorer:  # not a batch the slot's previous model scored before a rollback
+                slot.latency_ms = ms if slot.latency_ms is None else 0.9 * slot.latency_ms + 0.1 * ms
+                if self._health_check(slot):
+                    continue
             self.stats.add("windows_scored", n)
             # one call per asset (its windows in order), however the blocks interleave assets
             rows: dict[str, list[np.ndarray]] = {}
@@ -682,18 +772,21 @@ class Daemon:
                 rows.setdefault(asset, []).append(np.arange(start, start + len(end_ts)))
                 times.setdefault(asset, []).append(end_ts)
                 start += len(end_ts)
+            batch = f.batch
             # each window's channel means as one batched product with 1/L weights: 8x faster than
             # batch.mean(axis=1) on (128, 32, 8) float32 windows, which reduces along a strided axis
             means = (np.full(batch.shape[1], 1.0 / batch.shape[1], batch.dtype) @ batch
                      if self.cfg.monitor.enabled else None)
             for asset, parts in rows.items():
+                if asset not in self.assets:  # dropped for a new asset meanwhile (runtime.max_assets)
+                    continue
                 ix = parts[0] if len(parts) == 1 else np.concatenate(parts)
                 ts = times[asset][0] if len(parts) == 1 else np.concatenate(times[asset])
-                self._publish_results(asset, ts, score[ix], channel_scores[ix], latent[ix], slot)
+                self._publish_results(asset, ts, score[ix], channel_scores[ix], latent[ix], scorer)
                 if means is not None:
-                    self._monitor(slot, asset, ts, means[ix], score[ix], latent[ix])
+                    self._monitor(scorer, asset, ts, means[ix], score[ix], latent[ix])
 
-    def _monitor(self, slot: ModelSlot, asset: str, end_ts: np.ndarray, means: np.ndarray,
+    def _monitor(self, scorer: OnnxModel, asset: str, end_ts: np.ndarray, means: np.ndarray,
                  score: np.ndarray, latent: np.ndarray) -> None:
         """Feed one asset's drift monitor its windows (``means``: each window's channel means, ``(m, C)``).
 
@@ -705,7 +798,7 @@ class Daemon:
         if not len(end_ts):
             return
         now = time.monotonic()
-        b = slot.scorer.bundle
+        b = scorer.bundle
         state = self.assets[asset]
         if state.monitor is None or state.monitor_model != b.version:  # a new model starts a new horizon
             ref = Reference.from_manifest(b.manifest.monitor, b.manifest.target_far, len(b.channels))
@@ -713,9 +806,9 @@ class Daemon:
             state.monitor_model, state.monitor_published = b.version, now
         monitor = state.monitor
         if len(end_ts) == 1:  # a few list appends per window; the numpy work every 20 windows
-            changed = monitor.add(bool(score[0] > slot.scorer.threshold), float(latent[0]), means[0], float(end_ts[0]))
+            changed = monitor.add(bool(score[0] > scorer.threshold), float(latent[0]), means[0], float(end_ts[0]))
         else:
-            changed = monitor.add_block(score > slot.scorer.threshold, latent, means, float(end_ts[-1]))
+            changed = monitor.add_block(score > scorer.threshold, latent, means, float(end_ts[-1]))
         if changed:
             log.warning("asset %s: model %s %s is %s (%s)", asset, b.name, b.version, monitor.state,
                         monitor.last_figures)
@@ -736,6 +829,7 @@ class Daemon:
         self._advance_collect()
         if self._feedback_in.empty():  # every worker cycle: the common case is cheap
             return self._collect is not None
+        self._drain()  # a mute or label applies after the windows scored before it
         changed = False
         deadline = time.monotonic() + FEEDBACK_CYCLE_S
         while time.monotonic() < deadline:
@@ -832,6 +926,8 @@ class Daemon:
         if self.updater is None:
             return
         swapped = False
+        if not self.updater.swaps.empty():
+            self._drain()  # the old model's batch in flight is handled before the new model takes over
         while not self.updater.swaps.empty():
             swap = self.updater.swaps.get_nowait()
             slot = swap.slot
@@ -880,12 +976,11 @@ class Daemon:
         return True
 
     def _publish_results(self, asset: str, end_ts: np.ndarray, score: np.ndarray, channel_scores: np.ndarray,
-                         latent: np.ndarray, slot: ModelSlot) -> None:
-        """One asset's scored block: score messages per ``publish.scores``, then the alert state."""
+                         latent: np.ndarray, scorer: OnnxModel) -> None:
+        """One asset's scored block (scored by ``scorer``): score messages per ``publish.scores``, then alerts."""
         state = self.assets[asset]
         first = state.windows
         state.windows += len(end_ts)
-        scorer = slot.scorer
         finite = np.isfinite(score)
         if not finite.all():  # counted and reported per batch in _score
             end_ts, score, latent = end_ts[finite], score[finite], latent[finite]
@@ -903,7 +998,7 @@ class Daemon:
             topic = self.topics.score(asset)
             enc = state.score_messages
             if enc is None or state.score_scorer is not scorer or enc.threshold != scorer.threshold:
-                enc = state.score_messages = ScoreMessages(asset, scorer.channels, scorer.threshold, slot.model_ref)
+                enc = state.score_messages = ScoreMessages(asset, scorer.channels, scorer.threshold, _model_ref(scorer))
                 state.score_scorer = scorer
             rows = channel_scores[pick].astype(np.float64).round(6).tolist()
             lat = latent[pick].astype(np.float64)
@@ -920,11 +1015,11 @@ class Daemon:
             held = state.unseen.update_many(latent)
         for event in state.tracker.update_many(end_ts, score, scorer.threshold, channel_scores, scorer.channels,
                                                self.cfg.alerting.top_channels, held):
-            self._send_alert(asset, event, slot)
+            self._send_alert(asset, event, scorer)
 
-    def _send_alert(self, asset: str, event: AlertEvent, slot: ModelSlot) -> None:
+    def _send_alert(self, asset: str, event: AlertEvent, scorer: OnnxModel) -> None:
         self.stats.add(f"alerts_{event.event}")
-        b = slot.scorer.bundle
+        b = scorer.bundle
         payload = {"id": event.id, "alert_id": event.alert_id, "event": event.event,
                    "gateway": self.cfg.gateway_id, "asset": asset, "ts": event.ts, "since": event.since,
                    "score": round(event.score, 6), "peak_score": round(event.peak_score, 6),
@@ -997,11 +1092,14 @@ class Daemon:
                 started = time.perf_counter()
                 self._ingest(items, due)
                 if due:
-                    self._score(due)
+                    self._score(due, backlog=len(self.queue) > 0)
+                if not len(self.queue):  # nothing waits: the batch in flight is handled now, not after the next
+                    self._drain()
                 busy_s = time.perf_counter() - started
             except Exception:  # one bad batch must not stop the gateway
                 log.exception("worker error; the batch is dropped and the loop goes on")
                 self.stats.drop("worker_error", due.windows)
+                self._drop_in_flight()
             due.clear()
             now = time.monotonic()
             try:
@@ -1091,6 +1189,7 @@ class Daemon:
         self._ingest(self.queue.get_all(0), due)
         if due:
             self._score(due)
+        self._shutdown_scoring()
         deadline = time.monotonic() + self.cfg.outbox.flush_timeout_s
         while len(self.outbox) and time.monotonic() < deadline:
             self.transport.service_outbox()
