@@ -137,7 +137,8 @@ class RuntimeConfig:
 
     ``trim_memory``: once the daemon has started (and after each model swap), hand the pages of
     library code used only at start-up back to the kernel, and after a burst of readings the heap
-    memory it freed, at an idle moment, at most every 10 s (:mod:`edge_aae.gateway.memtrim`).
+    memory it freed, at an idle moment, at most every 10 s; and keep glibc to two malloc arenas
+    rather than one per thread (:mod:`edge_aae.gateway.memtrim`).
     """
 
     threads: int = 1

@@ -49,7 +49,7 @@ from edge_aae.gateway.config import GatewayConfig, outbox_capacity
 from edge_aae.gateway.drift import DriftMonitor, Reference
 from edge_aae.gateway.feedback import Feedback, FeedbackError, parse_command
 from edge_aae.gateway.homeassistant import Announcements, discovery_messages
-from edge_aae.gateway.memtrim import HEAP_TRIM_EVERY_S, TRIM_AFTER_S, trim_heap, trim_memory
+from edge_aae.gateway.memtrim import HEAP_TRIM_EVERY_S, TRIM_AFTER_S, limit_arenas, trim_heap, trim_memory
 from edge_aae.gateway.metrics import MetricsServer
 from edge_aae.gateway.metrics import render as render_metrics
 from edge_aae.gateway.outbox import Outbox
@@ -377,6 +377,8 @@ class Daemon:
 
         """
         self.cfg = cfg
+        if cfg.runtime.trim_memory:
+            limit_arenas()  # before the network and scoring threads allocate
         self.topics = Topics(cfg.topic_root, cfg.gateway_id)
         self.stats = Stats()
         self.store: ModelStore | None = None

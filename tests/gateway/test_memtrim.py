@@ -1,6 +1,7 @@
 """``runtime.trim_memory``: start-up pages handed back, scores unchanged."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -110,3 +111,43 @@ def test_trim_heap_hands_back_what_a_burst_freed():
     if not r["ran"]:
         pytest.fail(f"no glibc malloc_trim in this process: {r}")
     assert r["after"] < r["before"] - 40, r
+
+
+# Threads that allocate get arenas of their own (each keeping its freed memory) unless limited.
+_ARENA_PROBE = r"""
+import ctypes, sys, threading
+from edge_aae.gateway.memtrim import limit_arenas
+limited = limit_arenas() if sys.argv[1] == "limit" else False
+keep = []
+together = threading.Barrier(6)  # all alive at once: an exited thread's arena goes to the next one
+def work():
+    keep.append([bytearray(2000) for _ in range(200)])
+    together.wait()
+threads = [threading.Thread(target=work) for _ in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("limited" if limited else "not limited", file=sys.stderr, flush=True)
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("how", ["limit", "default", "environment"])
+def test_limit_arenas_keeps_threads_to_two_arenas(how):
+    env = dict(os.environ)
+    env.pop("MALLOC_ARENA_MAX", None)
+    if how == "environment":
+        env["MALLOC_ARENA_MAX"] = "4"  # the operator's setting wins
+    out = subprocess.run([sys.executable, "-c", _ARENA_PROBE, "default" if how == "default" else "limit"],
+                         capture_output=True, text=True, check=True, env=env)
+    arenas = out.stderr.count("Arena ")
+    if how == "limit":
+        assert "not limited" not in out.stderr
+        assert arenas == 2, out.stderr
+    elif how == "default":
+        assert arenas > 2, out.stderr  # one per allocating thread: what the limit is for
+    else:
+        assert "not limited" in out.stderr
+        assert arenas == 4, out.stderr
