@@ -19,6 +19,11 @@ from typing import Any
 
 import numpy as np
 
+try:  # optional (pip install 'edge-aae[fast]'): see _loads
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the standard library parses everything alone
+    _orjson = None  # type: ignore[assignment]
+
 ALLOWED_KEYS = frozenset({"ts", "values", "seq"})
 FLOAT32_MAX = 3.4e38
 SEQ_MAX = 2**63 - 1
@@ -78,9 +83,25 @@ def _as_float(x: int | float, what: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one decoder: json.loads(..., hook) builds one per call
 
 
+# orjson, where installed, parses a 100-reading batch message about 9x faster than the standard
+# library (19 against 171 us). It decides only what it accepts and parses to the same objects: it
+# refuses NaN, Infinity, 1e999, lone surrogates, a BOM and UTF-16, which then go to the standard
+# library as before (same values, same refusals and reasons). The one thing it accepts and reads
+# differently is an integer outside 64 bits (a float, where the standard library keeps an int):
+# a payload with 19 digits in a row goes to the standard library (found by mapping every byte to
+# "0" or " " and looking for 19 zeros: 11 us on 8.7 KB, where a regular expression took 100).
+_DIGIT_MAP = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_DIGITS = b"0" * 19
+
+
 def _loads(raw: bytes | bytearray | str) -> Any:
     """``json.loads(raw, parse_constant=_reject_constant)`` without building a decoder per message."""
     if isinstance(raw, bytes | bytearray):
+        if _orjson is not None and _LONG_DIGITS not in raw.translate(_DIGIT_MAP):
+            try:
+                return _orjson.loads(raw)
+            except _orjson.JSONDecodeError:
+                pass  # the standard library refuses it with its reason, or reads what orjson does not
         return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     if raw.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", raw, 0)

@@ -60,3 +60,74 @@ reading = st.fixed_dictionaries({
 @given(reading)
 def test_reading_shaped_payloads(msg):
     check(json.dumps(msg, allow_nan=True).encode())
+
+
+# orjson parses what it accepts; the standard library everything else. Both paths must give the
+# same readings, or refuse with the same reason, whatever the payload.
+def outcome(raw: bytes, fast: bool, monkeypatch) -> tuple:
+    import edge_aae.gateway.payload as payload
+
+    monkeypatch.setattr(payload, "_orjson", payload._orjson if fast else None)
+    try:
+        r = parse_readings(raw, CH, {"A": "a"}, max_bytes=100_000, max_readings=1000)
+    except PayloadError as exc:
+        return ("refused", exc.reason)
+    return ("accepted", r.ts.tolist(), r.values.tolist(), r.seq, r.missing)
+
+
+def same_both_ways(raw: bytes) -> None:
+    import pytest
+
+    import edge_aae.gateway.payload as payload
+
+    if payload._orjson is None:
+        pytest.fail("orjson is a base dependency: it should be installed")
+    with pytest.MonkeyPatch.context() as mp:
+        fast = outcome(raw, True, mp)
+        plain = outcome(raw, False, mp)
+    assert fast == plain, raw[:200]
+
+
+edge_numbers = st.sampled_from(["1e999", "-1e999", "NaN", "Infinity", "1e-400", "123456789012345678901234",
+                                "-9223372036854775809", "18446744073709551616", "9223372036854775807", "-0",
+                                "1E2", "0.1", "1" + "0" * 400, '"\\ud800"', "null", "true"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(edge_numbers, min_size=3, max_size=3), st.sampled_from(["ts", "seq", "values"]),
+       st.sampled_from(["", "\ufeff", " "]))
+def test_orjson_and_the_standard_library_agree_on_edge_numbers(nums, where, prefix):
+    ts, seq, vals = "1700000000", None, {"a": "1", "b": "2", "c": "3"}
+    if where == "ts":
+        ts = nums[0]
+    elif where == "seq":
+        seq = nums[0]
+    else:
+        vals = dict(zip(CH, nums, strict=True))
+    body = ", ".join(f'"{k}": {v}' for k, v in vals.items())
+    tail = f', "seq": {seq}' if seq else ""
+    raw = f'{prefix}{{"ts": {ts}, "values": {{{body}}}{tail}}}'
+    same_both_ways(raw.encode("utf-8", "surrogatepass"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values | reading)
+def test_orjson_and_the_standard_library_agree_on_any_json(value):
+    same_both_ways(json.dumps(value, allow_nan=True).encode())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_orjson_and_the_standard_library_agree_on_any_bytes(raw):
+    same_both_ways(raw)
+
+
+def test_a_batch_message_is_parsed_by_orjson(monkeypatch):
+    import edge_aae.gateway.payload as payload
+
+    calls = []
+    real = payload._orjson.loads
+    monkeypatch.setattr(payload._orjson, "loads", lambda raw: calls.append(len(raw)) or real(raw))
+    raw = json.dumps({"ts": [1.7e9, 1.7e9 + 1], "values": {"a": [1.5, 2], "b": [0, 1e-3], "c": [3, 4]}}).encode()
+    same_both_ways(raw)
+    assert calls, "the fast path was not taken"
