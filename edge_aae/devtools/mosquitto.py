@@ -76,6 +76,9 @@ class Mosquitto:
             + f"persistence true\npersistence_location {self.dir}/\nautosave_interval 1\n"
             f"log_dest file {self.log}\nlog_type error\nlog_type warning\nlog_type notice\n"
             "max_queued_messages 100000\n"
+            # as firmware_configs/mosquitto-bridge.conf sets up a gateway's broker: Nagle's
+            # algorithm off, or readings and scores wait on delayed TCP acknowledgements
+            "set_tcp_nodelay true\n"
             # started as root, mosquitto drops to the 'mosquitto' user and then cannot write its
             # log or persistence file here: stay the user that owns the folder
             + ("user root\n" if os.geteuid() == 0 else "") + extra_conf)

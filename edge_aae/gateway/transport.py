@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -151,6 +152,7 @@ class Transport:
         # on_publish is set only while alerts are in flight (see _watch_pubacks): paho builds a reason
         # code and properties for every publish it hands on, scores included, when one is set
         client.on_subscribe = self._on_subscribe
+        client.on_socket_open = self._on_socket_open
         return client
 
     def start(self) -> None:
@@ -166,6 +168,20 @@ class Transport:
     def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False) -> mqtt.MQTTMessageInfo:
         """Publish one message (paho queues it while disconnected)."""
         return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    @_contained
+    def _on_socket_open(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        """Nagle's algorithm off on the broker connection (paho leaves it on).
+
+        With it on, a score or a PUBACK written while an earlier packet waits for the broker's
+        TCP acknowledgement is held until that comes, and Linux delays acknowledgements by up to
+        40 ms: publish-to-score tails of tens of milliseconds. A socket that is not TCP (a
+        websocket wrapper) is left as it is.
+        """
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (AttributeError, OSError) as exc:
+            log.debug("TCP_NODELAY not set on the broker connection: %s", exc)
 
     @_contained
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
