@@ -420,7 +420,7 @@ def drill_red_team(env: Env) -> Row:
         time.sleep(1.5)
         stats = t.status().get("stats", {})
         sent = stats.get("alerts_raised", 0) + stats.get("alerts_cleared", 0)
-        received = len({a["id"] for a in t.rec.json("/alert")})
+        received = len({a["id"] for a in t.alert_rec.json("/alert")})
         out.append({"attack": "afterwards", "variant": "status of the same daemon",
                     "ok": stats.get("internal_errors", 0) == 0 and bool(t.status().get("healthy"))
                     and received == sent and stats.get("outbox_depth", 1) == 0,

@@ -97,6 +97,10 @@ class Target:
         self.rec = Recorder(self.broker.port, "edge-aae/#")
         # the good asset's scores on a connection of their own: the one above also carries every flood
         self.good_rec = Recorder(self.broker.port, f"{BASE}/anomaly/good/score")
+        # alerts too, as an alert consumer subscribes: a flood's score messages on the connection
+        # above can outrun this process, and the broker then drops what it holds for it, alerts
+        # included (mosquitto logs "Outgoing messages are being dropped")
+        self.alert_rec = Recorder(self.broker.port, f"{BASE}/anomaly/+/alert")
         update = (f'[update]\nenabled = true\npublic_key = "{keys / "public.pem"}"\n'
                   f'models_dir = "{self.models}"\nhealth_window_s = 5\nchunk_timeout_s = 60\n')
         self.config = write_config(tmp / "gw.toml", bundle, tmp / "outbox", extra=update + extra, runtime=runtime)
@@ -201,6 +205,7 @@ class Target:
         self.attacker.loop_stop()
         self.rec.close()
         self.good_rec.close()
+        self.alert_rec.close()
         self.daemon.close()
         self.broker.stop()
 
@@ -343,7 +348,7 @@ def attack_sentinel_values(t: Target, channels: list[str], rows_: np.ndarray, wi
         expected = n - window_len + 1
         done = t.rec.wait_for(lambda r, a=asset, k=expected: len(r.json(f"/anomaly/{a}/score")) >= k, 15)
         scores = t.rec.json(f"/anomaly/{asset}/score")
-        alerts = [m for m in t.rec.json(f"/anomaly/{asset}/alert") if m.get("event") == "raised"]
+        alerts = [m for m in t.alert_rec.json(f"/anomaly/{asset}/alert") if m.get("event") == "raised"]
         finite = all(np.isfinite([m["score"], *m["channel_scores"].values()]).all() for m in scores) and all(
             np.isfinite([c["share"] for c in m["top_channels"]]).all() for m in alerts)
         dropped = [e for e in t.errors(since) if e["reason"] == "non_finite_score"]
@@ -423,8 +428,8 @@ def _raise_long_alert(t: Target, channels: list[str], rows_: np.ndarray, asset: 
         vals = {c: [float(rows_[i % len(rows_), j]) for i in range(k, k + len(ts))] for j, c in enumerate(channels)}
         vals[channels[0]] = [1e30] * len(ts)
         t.attacker.publish(f"{BASE}/sensors/{asset}", json.dumps({"ts": ts, "values": vals}), qos=1)
-    t.rec.wait_for(lambda r: any(m.get("event") == "raised" for m in r.json(f"/anomaly/{asset}/alert")), 20)
-    raised = [m for m in t.rec.json(f"/anomaly/{asset}/alert") if m.get("event") == "raised"]
+    t.alert_rec.wait_for(lambda r: any(m.get("event") == "raised" for m in r.json(f"/anomaly/{asset}/alert")), 20)
+    raised = [m for m in t.alert_rec.json(f"/anomaly/{asset}/alert") if m.get("event") == "raised"]
     # the alert must still be raised when labelled, with the whole stream behind it
     t.rec.wait_for(lambda r: len(r.json(f"/anomaly/{asset}/score")) >= readings - 64, 30)
     return str(raised[-1]["alert_id"]) if raised else ""
