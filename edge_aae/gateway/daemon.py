@@ -188,9 +188,7 @@ class _Flight:
     scorer: OnnxModel  # the model that scores them (a rollback may change the slot's before they are handled)
     blocks: list[tuple[str, np.ndarray, np.ndarray]]  # (asset, end_ts (m,), windows (m, L, C)), in batch order
     batch: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))
-    future: Future[tuple[np.ndarray, np.ndarray, np.ndarray, float]] | None = None
-    result: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
-    error: Exception | None = None
+    future: Future[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = field(default_factory=Future)
 
 
 def _infer(scorer: OnnxModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -198,11 +196,6 @@ def _infer(scorer: OnnxModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray
     t0 = time.perf_counter()
     score, channel_scores, latent = scorer.score_windows(batch)
     return score, channel_scores, latent, (time.perf_counter() - t0) * 1e3 / max(1, len(batch))
-
-
-def _model_ref(scorer: OnnxModel) -> dict[str, str]:
-    """The ``model`` object of score payloads for the model ``scorer`` runs."""
-    return {"name": scorer.bundle.name, "version": scorer.bundle.version}
 
 
 @dataclass
@@ -699,9 +692,9 @@ class Daemon:
         self._drain()
         for f in flights:
             try:
-                f.result = _infer(f.scorer, f.batch)
+                f.future.set_result(_infer(f.scorer, f.batch))
             except Exception as exc:  # onnxruntime errors have no common base; handled in _finish
-                f.error = exc
+                f.future.set_exception(exc)
         self._finish(flights)
 
     def _drain(self) -> None:
@@ -714,8 +707,7 @@ class Daemon:
         """A worker error: the batch in flight is counted as dropped, not handled."""
         flights, self._in_flight = self._in_flight, []
         for f in flights:
-            if f.future is not None:
-                f.future.cancel()
+            f.future.cancel()
             self.stats.drop("worker_error", len(f.batch))
 
     def _shutdown_scoring(self) -> None:
@@ -731,12 +723,7 @@ class Daemon:
             slot, scorer, blocks = f.slot, f.scorer, f.blocks
             n = len(f.batch)
             try:
-                if f.future is not None:
-                    f.result = f.future.result()
-                if f.error is not None:
-                    raise f.error
-                assert f.result is not None
-                score, channel_scores, latent, ms = f.result
+                score, channel_scores, latent, ms = f.future.result()
             except Exception as exc:  # onnxruntime errors have no common base; keep the loop alive
                 log.error("inference failed on %s: %s", slot.key, exc)
                 self.stats.drop("inference_error", n)
@@ -1000,7 +987,7 @@ class Daemon:
             topic = self.topics.score(asset)
             enc = state.score_messages
             if enc is None or state.score_scorer is not scorer or enc.threshold != scorer.threshold:
-                enc = state.score_messages = ScoreMessages(asset, scorer.channels, scorer.threshold, _model_ref(scorer))
+                enc = state.score_messages = ScoreMessages(asset, scorer.channels, scorer.threshold, scorer.model_ref)
                 state.score_scorer = scorer
             rows = channel_scores[pick].astype(np.float64).round(6).tolist()
             lat = latent[pick].astype(np.float64)

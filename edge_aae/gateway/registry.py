@@ -33,7 +33,7 @@ class ModelSlot:
     @property
     def model_ref(self) -> dict[str, str]:
         """The ``model`` object of score and alert payloads."""
-        return {"name": self.scorer.bundle.name, "version": self.scorer.bundle.version}
+        return self.scorer.model_ref
 
     @property
     def info(self) -> dict[str, str]:

@@ -163,6 +163,11 @@ class OnnxModel:
         score, channel_scores, latent = (np.concatenate([np.asarray(r[k]) for r in results]) for k in range(3))
         return score, channel_scores, latent
 
+    @property
+    def model_ref(self) -> dict[str, str]:
+        """The ``model`` object of score and alert payloads."""
+        return {"name": self.bundle.name, "version": self.bundle.version}
+
     def close(self) -> None:
         """Stop the helper threads (the sessions go with the object)."""
         if self._pool is not None:
